@@ -1,0 +1,3 @@
+from acn_pyg.graph.radius import HAS_TORCH_CLUSTER, RadiusGraph, radius_graph
+
+__all__ = ["radius_graph", "RadiusGraph", "HAS_TORCH_CLUSTER"]

@@ -1,0 +1,224 @@
+r"""Radius graphs of atoms: :obj:`torch_cluster` when importable, pure PyTorch otherwise.
+
+Both back ends return the same edges in the same order, so a model gives the
+same numbers with or without the compiled extension.
+"""
+import itertools
+import warnings
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from acn_pyg.utils.checks import check_batch, check_pos, check_same_device, is_tracing
+
+try:
+    import torch_cluster
+    HAS_TORCH_CLUSTER = True
+except ImportError:  # pragma: no cover - depends on the install
+    torch_cluster = None
+    HAS_TORCH_CLUSTER = False
+
+#: Upper bound on candidate pairs held in memory at once by the pure-PyTorch
+#: cell list (about 100 MB of indices and distances).
+MAX_CANDIDATE_PAIRS = 1 << 22
+
+_NEIGHBOR_OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), dtype=torch.long)
+
+_warned_truncation = False
+
+
+def radius_graph(
+    pos: Tensor,
+    r: float,
+    batch: Optional[Tensor] = None,
+    loop: bool = False,
+    max_num_neighbors: Optional[int] = None,
+    backend: str = "auto",
+) -> Tensor:
+    r"""All pairs of atoms of the same graph closer than :obj:`r`.
+
+    .. math::
+        \mathcal{E} = \{ (j, i) : \mathrm{batch}_j = \mathrm{batch}_i,\;
+        \| \mathbf{p}_j - \mathbf{p}_i \| < r,\; j \neq i \}
+
+    Args:
+        pos (torch.Tensor): Atom positions.
+        r (float): The cutoff radius.
+        batch (torch.Tensor, optional): Graph index of every atom; edges never
+            join two graphs. Need not be sorted. (default: :obj:`None`)
+        loop (bool, optional): If :obj:`True`, adds self-loops
+            :math:`(i, i)`. (default: :obj:`False`)
+        max_num_neighbors (int, optional): If set, each centre keeps only its
+            :obj:`max_num_neighbors` nearest neighbours (ties broken by index)
+            and a warning is issued once when that drops any edge.
+            :obj:`None` keeps every neighbour. (default: :obj:`None`)
+        backend (str, optional): :obj:`"torch_cluster"`, :obj:`"torch"` (pure
+            PyTorch cell list, linear in the number of atoms, memory bounded
+            by :data:`MAX_CANDIDATE_PAIRS`) or :obj:`"auto"` (the first when
+            importable). (default: :obj:`"auto"`)
+
+    Returns:
+        :obj:`edge_index` of shape :math:`[2, |\mathcal{E}|]` in PyG's
+        source-to-target convention: row 0 holds the neighbour :math:`j`, row 1
+        the centre :math:`i`. Edges are sorted by centre, then neighbour.
+
+    Shapes:
+        - **pos:** :math:`(|\mathcal{V}|, 3)`
+        - **batch:** :math:`(|\mathcal{V}|)`
+        - **output:** :math:`(2, |\mathcal{E}|)`
+    """
+    if not is_tracing():
+        check_same_device(pos=pos, batch=batch)
+        check_pos(pos)
+        check_batch(batch, pos.size(0))
+        if not isinstance(r, (int, float)) or not r > 0:
+            raise ValueError(f"'r' must be a positive number (got {r!r})")
+        if max_num_neighbors is not None and (
+                not isinstance(max_num_neighbors, int) or max_num_neighbors < 1):
+            raise ValueError(
+                f"'max_num_neighbors' must be None or a positive int (got {max_num_neighbors!r})")
+    if backend not in ("auto", "torch", "torch_cluster"):
+        raise ValueError(f"'backend' must be 'auto', 'torch' or 'torch_cluster' (got {backend!r})")
+    if backend == "torch_cluster" and not HAS_TORCH_CLUSTER:
+        raise ValueError("backend='torch_cluster' was asked for but torch_cluster is not installed")
+
+    num_atoms = pos.size(0)
+    if num_atoms == 0:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    if batch is None:
+        batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
+    batch = batch.long()
+
+    if backend == "torch_cluster" or (backend == "auto" and HAS_TORCH_CLUSTER):
+        edge_index = _radius_graph_torch_cluster(pos, r, batch, loop)
+    else:
+        edge_index = _radius_graph_cell_list(pos, r, batch, loop)
+    edge_index = _sort_edges(edge_index, num_atoms)
+    if max_num_neighbors is not None:
+        edge_index = _keep_nearest(edge_index, pos, max_num_neighbors)
+    return edge_index
+
+
+def _radius_graph_torch_cluster(pos: Tensor, r: float, batch: Tensor, loop: bool) -> Tensor:
+    num_atoms = pos.size(0)
+    # torch_cluster assumes a sorted batch vector; sort it stably and map back.
+    perm = None
+    if num_atoms > 1 and bool((batch[1:] < batch[:-1]).any()):
+        batch, perm = torch.sort(batch, stable=True)
+        pos = pos[perm]
+    # A neighbour limit equal to the number of atoms means no limit.
+    edge_index = torch_cluster.radius_graph(
+        pos, r, batch=batch, loop=loop, max_num_neighbors=num_atoms,
+        flow="source_to_target")
+    if perm is not None:
+        edge_index = perm[edge_index]
+    return edge_index
+
+
+def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool) -> Tensor:
+    """Cell list: bins of side ``r`` keyed by (graph, cell); each atom looks in 27 bins."""
+    num_atoms, device = pos.size(0), pos.device
+    num_graphs = int(batch.max()) + 1
+    pos_d = pos.detach()
+    lower = torch.full((num_graphs, 3), float("inf"), dtype=pos.dtype, device=device)
+    lower = lower.scatter_reduce(0, batch.unsqueeze(-1).expand(-1, 3), pos_d, "amin")
+    # Cells start at 1 so that every neighbouring cell index stays >= 0.
+    cell = torch.floor((pos_d - lower[batch]) / r).long() + 1
+    dims = cell.max(dim=0).values + 2
+    dx, dy, dz = (int(d) for d in dims)
+    if num_graphs * dx * dy * dz >= (1 << 62):
+        raise ValueError(
+            "'pos' spans too many cells of size r for the pure-PyTorch radius graph; "
+            "install torch_cluster or split the system into graphs")
+    strides = torch.tensor([dy * dz, dz, 1], dtype=torch.long, device=device)
+    key = batch * (dx * dy * dz) + (cell * strides).sum(-1)
+    sorted_key, order = torch.sort(key)
+
+    neighbor_key = key.unsqueeze(1) + (_NEIGHBOR_OFFSETS.to(device) * strides).sum(-1)
+    start = torch.searchsorted(sorted_key, neighbor_key)
+    count = torch.searchsorted(sorted_key, neighbor_key, right=True) - start
+    per_atom = count.sum(dim=1)
+
+    # Chunks of centres whose candidate pairs fit in MAX_CANDIDATE_PAIRS.
+    bounds = [0]
+    cum = torch.cumsum(per_atom, 0).tolist()
+    budget = MAX_CANDIDATE_PAIRS
+    for i, c in enumerate(cum):
+        if c > budget and i > bounds[-1]:
+            bounds.append(i)
+            budget = cum[i - 1] + MAX_CANDIDATE_PAIRS
+    bounds.append(num_atoms)
+
+    r2 = r * r
+    rows, cols = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        cnt = count[lo:hi].flatten()
+        total = int(cnt.sum())
+        if total == 0:
+            continue
+        entry = torch.repeat_interleave(torch.arange(cnt.numel(), device=device), cnt)
+        first = torch.cumsum(cnt, 0) - cnt
+        within = torch.arange(total, device=device) - first[entry]
+        j = order[start[lo:hi].flatten()[entry] + within]
+        i = entry // 27 + lo
+        dist2 = (pos_d[j] - pos_d[i]).pow(2).sum(-1)
+        keep = dist2 < r2
+        if not loop:
+            keep &= i != j
+        rows.append(j[keep])
+        cols.append(i[keep])
+    if not rows:
+        return torch.empty(2, 0, dtype=torch.long, device=device)
+    return torch.stack([torch.cat(rows), torch.cat(cols)])
+
+
+def _sort_edges(edge_index: Tensor, num_atoms: int) -> Tensor:
+    order = torch.argsort(edge_index[1] * num_atoms + edge_index[0])
+    return edge_index[:, order]
+
+
+def _keep_nearest(edge_index: Tensor, pos: Tensor, k: int) -> Tensor:
+    """Keeps the ``k`` nearest neighbours of every centre of an edge list sorted by (i, j)."""
+    global _warned_truncation
+    j, i = edge_index
+    dist = (pos[j] - pos[i]).detach().norm(dim=-1)
+    # Stable sorts: by distance, then by centre; ties keep the (i, j) order.
+    order = torch.sort(dist, stable=True).indices
+    order = order[torch.sort(i[order], stable=True).indices]
+    i_sorted = i[order]
+    counts = torch.bincount(i_sorted, minlength=pos.size(0))
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(i_sorted.numel(), device=pos.device) - first[i_sorted]
+    keep = order[rank < k]
+    if keep.numel() < edge_index.size(1) and not _warned_truncation:
+        _warned_truncation = True
+        warnings.warn(
+            f"radius_graph: max_num_neighbors={k} dropped {edge_index.size(1) - keep.numel()} "
+            f"edges (kept the nearest neighbours). Truncation makes the model non-smooth; "
+            f"pass max_num_neighbors=None to keep every neighbour.", stacklevel=3)
+    keep = torch.sort(keep).values
+    return edge_index[:, keep]
+
+
+class RadiusGraph(torch.nn.Module):
+    r"""Module form of :func:`radius_graph`, to pass as a model's
+    :obj:`interaction_graph`: called as :obj:`graph(pos, batch)`.
+
+    Args:
+        cutoff (float): The cutoff radius in Angstrom.
+        max_num_neighbors (int, optional): See :func:`radius_graph`.
+            (default: :obj:`None`)
+    """
+
+    def __init__(self, cutoff: float, max_num_neighbors: Optional[int] = None):
+        super().__init__()
+        self.cutoff = cutoff
+        self.max_num_neighbors = max_num_neighbors
+
+    def forward(self, pos: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        return radius_graph(pos, self.cutoff, batch, max_num_neighbors=self.max_num_neighbors)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(cutoff={self.cutoff}, "
+                f"max_num_neighbors={self.max_num_neighbors})")

@@ -1,0 +1,3 @@
+from acn_pyg.models.atom_cloud_net import AtomCloudNet
+
+__all__ = ["AtomCloudNet"]

@@ -1,0 +1,285 @@
+from typing import Callable, Optional
+
+import torch
+from e3nn import o3
+from torch import Tensor
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
+
+from acn_pyg.graph import RadiusGraph
+from acn_pyg.nn.conv import AtomCloudConv
+from acn_pyg.nn.embedding import EdgeEmbedding
+from acn_pyg.nn.gate import Gate
+from acn_pyg.nn.pool import global_power_mean_pool
+from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_batch, check_distinct_positions,
+                                  check_features, check_pos, check_same_device, check_z,
+                                  is_tracing)
+from acn_pyg.utils.irreps import IrrepsLike, as_irreps
+
+POOLINGS = ("add", "mean", "max", "power")
+READOUTS = ("molecule", "atom")
+
+
+class AtomCloudNet(torch.nn.Module):
+    r"""AtomCloudNet: stacked :class:`~acn_pyg.nn.AtomCloudConv` layers over
+    the cloud of atoms within a cutoff, pooled into a molecular property (or
+    read out per atom). A drop-in for
+    :class:`torch_geometric.nn.models.SchNet`: same call, same
+    :obj:`mean`/:obj:`std`/:obj:`atomref` handling.
+
+    .. math::
+        \mathbf{h}^{(0)}_i &= \mathrm{Embedding}(z_i) \\
+        \mathbf{h}^{(t+1)}_i &= \mathbf{h}^{(t)}_i + \mathrm{Gate}\left(
+            \mathrm{AtomCloudConv}^{(t)}(\mathbf{h}^{(t)}, \mathbf{p})_i \right) \\
+        \mathbf{a}_i &= \mathrm{MLP}_\mathrm{atom}\left( \mathbf{h}^{(T)}_{i,\mathrm{0e}}
+            \,\|\, \mathbf{f}_i \right)
+
+    where the residual is added wherever both sides hold the same irreps
+    (always for the leading scalars), the last layer outputs scalars only and
+    :math:`\mathbf{f}_i` are optional extra invariant atom features. Then
+
+    * :obj:`readout="atom"`: :math:`y_i = \sigma\, \mathrm{MLP}_\mathrm{out}(\mathbf{a}_i)
+      + \mu + y^\mathrm{ref}_{z_i}`;
+    * :obj:`pooling="add"` (extensive, size-consistent):
+      :math:`y = \sum_i \left( \sigma\, \mathrm{MLP}_\mathrm{out}(\mathbf{a}_i) + \mu
+      + y^\mathrm{ref}_{z_i} \right)`, as in SchNet;
+    * :obj:`pooling="mean" | "max" | "power"` (intensive):
+      :math:`y = \sigma\, \mathrm{MLP}_\mathrm{out}(\mathrm{pool}_i\, \mathbf{a}_i) + \mu
+      + \sum_i y^\mathrm{ref}_{z_i}`; :obj:`"power"` is the root-mean-square
+      pooling of the original work.
+
+    Args:
+        hidden_channels (int, optional): Number of scalar channels.
+            (default: :obj:`64`)
+        hidden_irreps (int, str or e3nn.o3.Irreps, optional): Irreps carried
+            between layers; must start with :obj:`hidden_channels` scalars
+            (:obj:`0e`) and stay within :obj:`lmax`. :obj:`None` means
+            :obj:`hidden_channels` scalars only, the fastest choice; e.g.
+            :obj:`"64x0e + 16x1o + 16x2e"` carries directions between layers.
+            (default: :obj:`None`)
+        num_layers (int, optional): Number of AtomCloudConv layers.
+            (default: :obj:`3`)
+        cutoff (float, optional): Cutoff radius in Angstrom. (default: :obj:`5.0`)
+        lmax (int, optional): Largest spherical-harmonic degree. (default: :obj:`2`)
+        num_basis (int, optional): Number of radial basis functions. (default: :obj:`8`)
+        radial_hidden (int, optional): Hidden width of the radial MLPs.
+            (default: :obj:`64`)
+        max_num_neighbors (int, optional): Neighbour limit of the default
+            radius graph; :obj:`None` keeps every neighbour. (default: :obj:`None`)
+        avg_num_neighbors (float, optional): Aggregation normaliser of every
+            layer. (default: :obj:`16.0`)
+        num_extra_features (int, optional): Number of extra invariant atom
+            features passed to :meth:`forward` as :obj:`extra_features`.
+            (default: :obj:`0`)
+        pooling (str, optional): :obj:`"add"`, :obj:`"mean"`, :obj:`"max"` or
+            :obj:`"power"`. (default: :obj:`"add"`)
+        readout (str, optional): :obj:`"molecule"` or :obj:`"atom"`.
+            (default: :obj:`"molecule"`)
+        out_channels (int, optional): Number of predicted properties.
+            (default: :obj:`1`)
+        mean (float, optional): :math:`\mu` above. (default: :obj:`None`, zero)
+        std (float, optional): :math:`\sigma` above. (default: :obj:`None`, one)
+        atomref (torch.Tensor, optional): Reference property per element,
+            indexed by atomic number: shape :obj:`[K]` or
+            :obj:`[K, out_channels]`, :math:`K \leq 101`, as returned by
+            :meth:`torch_geometric.datasets.QM9.atomref`. (default: :obj:`None`)
+        interaction_graph (callable, optional): Builds :obj:`edge_index` from
+            :obj:`(pos, batch)`; :obj:`None` means
+            :class:`~acn_pyg.graph.RadiusGraph` with :obj:`cutoff` and
+            :obj:`max_num_neighbors`. (default: :obj:`None`)
+
+    Shapes:
+        - **input:** atomic numbers :math:`(|\mathcal{V}|)`, positions
+          :math:`(|\mathcal{V}|, 3)`, batch :math:`(|\mathcal{V}|)` *(optional)*,
+          extra features :math:`(|\mathcal{V}|, \mathrm{num\_extra\_features})`
+          *(optional)*
+        - **output:** :math:`(|\mathcal{G}|, \mathrm{out\_channels})`, or
+          :math:`(|\mathcal{V}|, \mathrm{out\_channels})` for :obj:`readout="atom"`
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int = 64,
+        hidden_irreps: Optional[IrrepsLike] = None,
+        num_layers: int = 3,
+        cutoff: float = 5.0,
+        lmax: int = 2,
+        num_basis: int = 8,
+        radial_hidden: int = 64,
+        max_num_neighbors: Optional[int] = None,
+        avg_num_neighbors: float = 16.0,
+        num_extra_features: int = 0,
+        pooling: str = "add",
+        readout: str = "molecule",
+        out_channels: int = 1,
+        mean: Optional[float] = None,
+        std: Optional[float] = None,
+        atomref: Optional[Tensor] = None,
+        interaction_graph: Optional[Callable[..., Tensor]] = None,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"'pooling' must be one of {POOLINGS} (got {pooling!r})")
+        if readout not in READOUTS:
+            raise ValueError(f"'readout' must be one of {READOUTS} (got {readout!r})")
+        if not (isinstance(num_layers, int) and num_layers >= 1):
+            raise ValueError(f"'num_layers' must be a positive int (got {num_layers!r})")
+        if not (isinstance(num_extra_features, int) and num_extra_features >= 0):
+            raise ValueError(
+                f"'num_extra_features' must be a non-negative int (got {num_extra_features!r})")
+        scalars = o3.Irreps(f"{hidden_channels}x0e")
+        hidden = scalars if hidden_irreps is None else as_irreps(hidden_irreps, "hidden_irreps")
+        hidden = hidden.simplify()
+        if hidden[0] != scalars[0]:
+            raise ValueError(
+                f"'hidden_irreps' must start with {hidden_channels}x0e, the hidden scalars "
+                f"(got {hidden})")
+        if hidden.lmax > lmax:
+            raise ValueError(f"'hidden_irreps' {hidden} exceeds lmax={lmax}")
+
+        self.hidden_channels = hidden_channels
+        self.hidden_irreps = hidden
+        self.num_layers = num_layers
+        self.cutoff = float(cutoff)
+        self.lmax = lmax
+        self.num_basis = num_basis
+        self.radial_hidden = radial_hidden
+        self.max_num_neighbors = max_num_neighbors
+        self.avg_num_neighbors = avg_num_neighbors
+        self.num_extra_features = num_extra_features
+        self.pooling = pooling
+        self.readout = readout
+        self.out_channels = out_channels
+        self.mean = 0.0 if mean is None else float(mean)
+        self.std = 1.0 if std is None else float(std)
+
+        self.interaction_graph = (RadiusGraph(cutoff, max_num_neighbors)
+                                  if interaction_graph is None else interaction_graph)
+        self.embedding = torch.nn.Embedding(MAX_ATOMIC_NUMBER + 1, hidden_channels)
+        self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
+
+        self.convs = torch.nn.ModuleList()
+        self.gates = torch.nn.ModuleList()
+        irreps_in = scalars
+        for t in range(num_layers):
+            irreps_out = scalars if t == num_layers - 1 else hidden
+            gate = Gate(irreps_out)
+            self.convs.append(AtomCloudConv(
+                irreps_in, gate.irreps_in, cutoff=cutoff, lmax=lmax, num_basis=num_basis,
+                radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
+                avg_num_neighbors=avg_num_neighbors))
+            self.gates.append(gate)
+            irreps_in = irreps_out
+
+        self.atom_mlp = torch.nn.Sequential(
+            torch.nn.Linear(hidden_channels + num_extra_features, hidden_channels),
+            torch.nn.SiLU(),
+        )
+        self.output_mlp = torch.nn.Sequential(
+            torch.nn.Linear(hidden_channels, hidden_channels // 2),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden_channels // 2, out_channels),
+        )
+
+        if atomref is not None:
+            atomref = torch.as_tensor(atomref, dtype=torch.get_default_dtype())
+            if atomref.dim() == 1:
+                atomref = atomref.unsqueeze(-1)
+            if (atomref.dim() != 2 or atomref.size(0) > MAX_ATOMIC_NUMBER + 1
+                    or atomref.size(1) not in (1, out_channels)):
+                raise ValueError(
+                    f"'atomref' must have shape [K] or [K, {out_channels}] with "
+                    f"K <= {MAX_ATOMIC_NUMBER + 1}, indexed by atomic number "
+                    f"(got {list(atomref.shape)})")
+            padded = atomref.new_zeros(MAX_ATOMIC_NUMBER + 1, out_channels)
+            padded[:atomref.size(0)] = atomref
+            self.register_buffer("atomref", padded)
+        else:
+            self.atomref = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.embedding.reset_parameters()
+        self.edge_embedding.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+        for module in list(self.atom_mlp) + list(self.output_mlp):
+            if isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
+
+    def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
+                extra_features: Optional[Tensor] = None) -> Tensor:
+        r"""
+        Args:
+            z (torch.Tensor): Atomic numbers, 1 to 100.
+            pos (torch.Tensor): Positions in Angstrom.
+            batch (torch.Tensor, optional): Graph index of every atom.
+                (default: :obj:`None`, one graph)
+            extra_features (torch.Tensor, optional): Extra invariant atom
+                features, required when :obj:`num_extra_features > 0`.
+        """
+        num_atoms = pos.size(0) if isinstance(pos, Tensor) else 0
+        if not is_tracing():
+            check_same_device(z=z, pos=pos, batch=batch, extra_features=extra_features)
+            check_z(z)
+            check_pos(pos)
+            if z.numel() != pos.size(0):
+                raise ValueError(f"'z' has {z.numel()} atoms but 'pos' has {pos.size(0)}")
+            check_batch(batch, num_atoms)
+            if self.num_extra_features > 0:
+                if extra_features is None:
+                    raise ValueError(
+                        f"'extra_features' of shape [{num_atoms}, {self.num_extra_features}] "
+                        f"is required (num_extra_features={self.num_extra_features})")
+                check_features(extra_features, num_atoms, self.num_extra_features,
+                               "extra_features")
+            elif extra_features is not None:
+                raise ValueError("'extra_features' was given but the model was built with "
+                                 "num_extra_features=0")
+
+        if batch is None:
+            batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
+        edge_index = self.interaction_graph(pos, batch)
+        if not is_tracing():
+            check_distinct_positions(pos, edge_index)
+        edge_features = self.edge_embedding(pos, edge_index)
+
+        h = self.embedding(z)
+        c = self.hidden_channels
+        for conv, gate in zip(self.convs, self.gates):
+            out = gate(conv.convolve(h, edge_index, edge_features))
+            if out.shape == h.shape:
+                h = out + h
+            else:
+                h = torch.cat([out[:, :c] + h[:, :c], out[:, c:]], dim=-1)
+
+        a = h if extra_features is None else torch.cat([h, extra_features], dim=-1)
+        a = self.atom_mlp(a)
+
+        if self.readout == "atom" or self.pooling == "add":
+            y = self.output_mlp(a) * self.std + self.mean
+            if self.atomref is not None:
+                y = y + self.atomref[z]
+            if self.readout == "atom":
+                return y
+            return global_add_pool(y, batch, self._num_graphs(batch, num_atoms))
+
+        size = self._num_graphs(batch, num_atoms)
+        if self.pooling == "mean":
+            pooled = global_mean_pool(a, batch, size)
+        elif self.pooling == "max":
+            pooled = global_max_pool(a, batch, size)
+        else:
+            pooled = global_power_mean_pool(a, batch, size)
+        y = self.output_mlp(pooled) * self.std + self.mean
+        if self.atomref is not None:
+            y = y + global_add_pool(self.atomref[z], batch, size)
+        return y
+
+    @staticmethod
+    def _num_graphs(batch: Tensor, num_atoms: int) -> int:
+        return int(batch.max()) + 1 if num_atoms > 0 else 0
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(hidden_irreps={self.hidden_irreps}, "
+                f"num_layers={self.num_layers}, cutoff={self.cutoff}, lmax={self.lmax}, "
+                f"pooling={self.pooling!r}, readout={self.readout!r})")

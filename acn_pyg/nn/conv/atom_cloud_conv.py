@@ -1,0 +1,190 @@
+from typing import List, Optional, Tuple
+
+import torch
+from e3nn import o3
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+
+from acn_pyg.graph import radius_graph
+from acn_pyg.nn.conv.tensor_product import ChannelwiseTensorProduct
+from acn_pyg.nn.embedding import EdgeEmbedding, EdgeFeatures
+from acn_pyg.nn.irreps_linear import IrrepsLinear
+from acn_pyg.nn.radial_mlp import RadialMLP
+from acn_pyg.utils.checks import (check_batch, check_distinct_positions, check_edge_index,
+                                  check_features, check_pos, check_same_device, is_tracing)
+from acn_pyg.utils.irreps import IrrepsLike, as_irreps
+
+_SCALAR = o3.Irrep("0e")
+
+
+class AtomCloudConv(MessagePassing):
+    r"""The atom-cloud convolution of AtomCloudNet: each atom :math:`i` looks at
+    the cloud of atoms :math:`j` within the cutoff, projects their features on
+    spherical harmonics of the direction :math:`\hat{\mathbf{r}}_{ij}` and
+    turns the resulting cloud density into new features:
+
+    .. math::
+        \mathbf{A}_i = \frac{1}{\bar{n}} \sum_{j \in \mathcal{N}(i)}
+        \left( \mathrm{MLP}(\mathbf{e}(r_{ij}))\, f_\mathrm{cut}(r_{ij}) \right)
+        \odot \left( \mathbf{x}_j \otimes Y(\hat{\mathbf{r}}_{ij}) \right)
+
+    .. math::
+        \mathbf{x}'_i = \mathbf{W}_\mathrm{out} \left[ \mathbf{A}_i \,\Big|\,
+        \tfrac{1}{2l+1} \textstyle\sum_m A_{i,um}^{(l)\,2} \right]
+        + \mathbf{W}_\mathrm{self}\, \mathbf{x}_i
+
+    with :math:`\otimes` the channel-wise e3nn tensor product
+    (:class:`~acn_pyg.nn.conv.tensor_product.ChannelwiseTensorProduct`),
+    :math:`\mathbf{e}` a Bessel radial basis, :math:`f_\mathrm{cut}` a smooth
+    polynomial envelope (value and derivatives zero at the cutoff),
+    :math:`\bar{n}` the average number of neighbours and
+    :math:`\mathbf{W}` equivariant linear maps
+    (:class:`~acn_pyg.nn.IrrepsLinear`). The power-spectrum term
+    :math:`\sum_m A^2` (a three-body invariant, as in SOAP) feeds the scalar
+    outputs with the angular structure of the cloud. Scalar (:obj:`0e`)
+    outputs are invariant to rotations, reflections and translations;
+    :math:`l > 0` outputs are equivariant.
+
+    Args:
+        in_irreps (int, str or e3nn.o3.Irreps): Irreps of the input features;
+            an int :obj:`n` means :obj:`n` scalars (:obj:`"nx0e"`).
+        out_irreps (int, str or e3nn.o3.Irreps): Irreps of the output features.
+        cutoff (float, optional): Cutoff radius of the cloud in Angstrom.
+            (default: :obj:`5.0`)
+        lmax (int, optional): Largest degree of the spherical harmonics and of
+            the intermediate irreps. (default: :obj:`2`)
+        num_basis (int, optional): Number of radial basis functions.
+            (default: :obj:`8`)
+        radial_hidden (int, optional): Hidden width of the radial MLP.
+            (default: :obj:`64`)
+        max_num_neighbors (int, optional): If set, each atom keeps only its
+            nearest :obj:`max_num_neighbors` neighbours when the layer builds
+            its own graph. (default: :obj:`None`, no limit)
+        avg_num_neighbors (float, optional): The normaliser :math:`\bar{n}`;
+            a constant, so a molecule gives the same output alone or in a
+            batch. (default: :obj:`16.0`)
+        power_spectrum (bool, optional): If :obj:`True`, the invariants
+            :math:`\sum_m A^2` feed the scalar outputs. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
+          positions :math:`(|\mathcal{V}|, 3)`, batch vector
+          :math:`(|\mathcal{V}|)` *(optional)*, edge indices
+          :math:`(2, |\mathcal{E}|)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{out}))`
+    """
+
+    def __init__(
+        self,
+        in_irreps: IrrepsLike,
+        out_irreps: IrrepsLike,
+        cutoff: float = 5.0,
+        lmax: int = 2,
+        num_basis: int = 8,
+        radial_hidden: int = 64,
+        max_num_neighbors: Optional[int] = None,
+        avg_num_neighbors: float = 16.0,
+        power_spectrum: bool = True,
+    ):
+        super().__init__(aggr="add", node_dim=0)
+        if not cutoff > 0:
+            raise ValueError(f"'cutoff' must be positive (got {cutoff})")
+        if not (isinstance(lmax, int) and lmax >= 0):
+            raise ValueError(f"'lmax' must be a non-negative int (got {lmax!r})")
+        if not avg_num_neighbors > 0:
+            raise ValueError(f"'avg_num_neighbors' must be positive (got {avg_num_neighbors})")
+        self.in_irreps = as_irreps(in_irreps, "in_irreps")
+        self.out_irreps = as_irreps(out_irreps, "out_irreps")
+        self.cutoff = float(cutoff)
+        self.lmax = lmax
+        self.num_basis = num_basis
+        self.radial_hidden = radial_hidden
+        self.max_num_neighbors = max_num_neighbors
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        self.power_spectrum = power_spectrum and _SCALAR in [ir for _, ir in self.out_irreps]
+
+        self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
+        out_irs = {ir for _, ir in self.out_irreps}
+        self.tensor_product = ChannelwiseTensorProduct(
+            self.in_irreps, lmax, filter_ir_out=None if self.power_spectrum else sorted(out_irs))
+        cloud_irreps = self.tensor_product.irreps_out
+        slices = cloud_irreps.slices()
+        self._spectrum_blocks: List[Tuple[int, int, int]] = [
+            (s.start, mul, ir.dim) for s, (mul, ir) in zip(slices, cloud_irreps)
+            if self.power_spectrum and ir != _SCALAR]
+        num_spectrum = sum(mul for _, mul, _ in self._spectrum_blocks)
+        lin_in = cloud_irreps + (o3.Irreps(f"{num_spectrum}x0e") if num_spectrum else o3.Irreps(""))
+        reachable = {ir for _, ir in lin_in} | {ir for _, ir in self.in_irreps}
+        missing = sorted(out_irs - reachable)
+        if missing:
+            raise ValueError(
+                f"'out_irreps' asks for {' '.join(map(str, missing))}, which neither the cloud "
+                f"tensor product of {self.in_irreps} with Y up to lmax={lmax} nor the input holds")
+        self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel)
+        self.linear = IrrepsLinear(lin_in, self.out_irreps)
+        self.self_interaction = IrrepsLinear(self.in_irreps, self.out_irreps, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.edge_embedding.reset_parameters()
+        self.radial.reset_parameters()
+        self.linear.reset_parameters()
+        self.self_interaction.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        pos: Tensor,
+        batch: Optional[Tensor] = None,
+        edge_index: Optional[Tensor] = None,
+        edge_features: Optional[EdgeFeatures] = None,
+    ) -> Tensor:
+        r"""
+        Args:
+            x (torch.Tensor): Node features.
+            pos (torch.Tensor): Atom positions in Angstrom.
+            batch (torch.Tensor, optional): Graph index of every atom.
+            edge_index (torch.Tensor, optional): Edges :math:`j \to i`; the
+                radius graph is built when :obj:`None`.
+            edge_features (EdgeFeatures, optional): Precomputed edge embedding
+                (a model shares one across its layers); computed when
+                :obj:`None`.
+        """
+        num_atoms = pos.size(0)
+        if not is_tracing():
+            check_same_device(x=x, pos=pos, batch=batch, edge_index=edge_index)
+            check_pos(pos)
+            check_features(x, num_atoms, self.in_irreps.dim)
+            check_batch(batch, num_atoms)
+            if edge_index is not None:
+                check_edge_index(edge_index, num_atoms)
+        if edge_index is None:
+            edge_index = radius_graph(pos, self.cutoff, batch,
+                                      max_num_neighbors=self.max_num_neighbors)
+        if edge_features is None:
+            if not is_tracing():
+                check_distinct_positions(pos, edge_index)
+            edge_features = self.edge_embedding(pos, edge_index)
+        return self.convolve(x, edge_index, edge_features)
+
+    def convolve(self, x: Tensor, edge_index: Tensor, edge_features: EdgeFeatures) -> Tensor:
+        r"""The convolution proper, on trusted inputs: a model that checked its
+        inputs once and shares :obj:`edge_features` across layers calls this."""
+        num_atoms = x.size(0)
+        weight = self.radial(edge_features.basis) * edge_features.envelope
+        cloud = self.propagate(edge_index, x=x, sh=edge_features.sh, weight=weight,
+                               size=(num_atoms, num_atoms))
+        cloud = cloud / self.avg_num_neighbors
+        if self._spectrum_blocks:
+            spectrum = [cloud[:, s:s + m * d].reshape(-1, m, d).pow(2).mean(dim=-1)
+                        for s, m, d in self._spectrum_blocks]
+            cloud = torch.cat([cloud] + spectrum, dim=-1)
+        return self.linear(cloud) + self.self_interaction(x)
+
+    def message(self, x_j: Tensor, sh: Tensor, weight: Tensor) -> Tensor:
+        return self.tensor_product(x_j, sh, weight)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "
+                f"cutoff={self.cutoff}, lmax={self.lmax})")

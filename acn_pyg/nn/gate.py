@@ -1,0 +1,62 @@
+from typing import List, Tuple
+
+import torch
+from e3nn import o3
+from torch import Tensor
+
+
+class Gate(torch.nn.Module):
+    r"""Gated nonlinearity (Weiler et al., 2018) as in e3nn: scalars pass
+    through an activation, every other irrep channel is scaled by the sigmoid
+    of its own scalar gate,
+
+    .. math::
+        \mathbf{y} = \sigma(\mathbf{s}) \oplus \bigoplus_u
+        \mathrm{sigmoid}(g_u)\, \mathbf{v}_u .
+
+    The input holds :math:`[\mathbf{s} \,|\, \mathbf{g} \,|\, \mathbf{v}]`:
+    see :obj:`irreps_in`. Even scalars use SiLU, odd scalars :math:`\tanh`
+    (an odd function keeps parity).
+
+    Args:
+        irreps_out (e3nn.o3.Irreps or str): Irreps of the output: scalars
+            (:obj:`l = 0`) first, then the gated irreps.
+
+    Shapes:
+        - **input:** :math:`(*, \dim(\mathrm{irreps\_in}))`
+        - **output:** :math:`(*, \dim(\mathrm{irreps\_out}))`
+    """
+
+    def __init__(self, irreps_out):
+        super().__init__()
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.irreps_scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l == 0])
+        self.irreps_gated = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l > 0])
+        if self.irreps_out != self.irreps_scalars + self.irreps_gated:
+            raise ValueError(
+                f"Gate output irreps must list scalars before l > 0 irreps (got {self.irreps_out})")
+        num_gates = self.irreps_gated.num_irreps
+        self.irreps_gates = o3.Irreps(f"{num_gates}x0e") if num_gates else o3.Irreps("")
+        self.irreps_in = self.irreps_scalars + self.irreps_gates + self.irreps_gated
+        # (start, mul, parity) of each scalar block; (mul, dim) of each gated block.
+        self._scalars: List[Tuple[int, int, int]] = [
+            (s.start, m, ir.p) for s, (m, ir) in zip(self.irreps_scalars.slices(), self.irreps_scalars)]
+        self._gated: List[Tuple[int, int]] = [(m, ir.dim) for m, ir in self.irreps_gated]
+        self._num_scalars = self.irreps_scalars.dim
+        self._num_gates = num_gates
+
+    def forward(self, x: Tensor) -> Tensor:
+        outs = [torch.nn.functional.silu(x[..., s:s + m]) if p == 1 else torch.tanh(x[..., s:s + m])
+                for s, m, p in self._scalars]
+        start = self._num_scalars + self._num_gates
+        gates = torch.sigmoid(x[..., self._num_scalars:start])
+        g = 0
+        for mul, dim in self._gated:
+            v = x[..., start:start + mul * dim].unflatten(-1, (mul, dim))
+            outs.append((v * gates[..., g:g + mul].unsqueeze(-1)).flatten(-2))
+            start += mul * dim
+            g += mul
+        return torch.cat(outs, dim=-1)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out})"

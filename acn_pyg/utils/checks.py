@@ -1,0 +1,100 @@
+"""Input checks for the public boundary.
+
+Every check raises :class:`ValueError` that names the offending argument and
+what was expected. They are skipped while :func:`torch.compile` traces, since
+data-dependent branches would break the graph; eager calls are always checked.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+MAX_ATOMIC_NUMBER = 100
+
+
+def is_tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_scripting()
+
+
+def check_pos(pos: Tensor, name: str = "pos") -> None:
+    if not isinstance(pos, Tensor):
+        raise ValueError(f"'{name}' must be a torch.Tensor (got {type(pos).__name__})")
+    if pos.dim() != 2 or pos.size(-1) != 3:
+        raise ValueError(f"'{name}' must have shape [num_atoms, 3] (got {list(pos.shape)})")
+    if not pos.is_floating_point():
+        raise ValueError(f"'{name}' must be a floating point tensor (got {pos.dtype})")
+    if pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
+        bad = (~torch.isfinite(pos)).any(dim=-1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"'{name}' contains NaN or infinite coordinates (atoms {bad}...)")
+
+
+def check_z(z: Tensor, name: str = "z") -> None:
+    if not isinstance(z, Tensor):
+        raise ValueError(f"'{name}' must be a torch.Tensor (got {type(z).__name__})")
+    if z.dim() != 1:
+        raise ValueError(f"'{name}' must have shape [num_atoms] (got {list(z.shape)})")
+    if z.is_floating_point() or z.dtype == torch.bool or z.is_complex():
+        raise ValueError(f"'{name}' must hold integer atomic numbers (got {z.dtype})")
+    if z.numel() > 0:
+        lo, hi = int(z.min()), int(z.max())
+        if lo < 1 or hi > MAX_ATOMIC_NUMBER:
+            raise ValueError(
+                f"'{name}' must hold atomic numbers in 1..{MAX_ATOMIC_NUMBER} "
+                f"(got values in {lo}..{hi})")
+
+
+def check_batch(batch: Optional[Tensor], num_atoms: int, name: str = "batch") -> None:
+    if batch is None:
+        return
+    if not isinstance(batch, Tensor):
+        raise ValueError(f"'{name}' must be a torch.Tensor (got {type(batch).__name__})")
+    if batch.dim() != 1 or batch.numel() != num_atoms:
+        raise ValueError(
+            f"'{name}' must have shape [{num_atoms}] (one graph index per atom), "
+            f"got {list(batch.shape)}")
+    if batch.is_floating_point() or batch.dtype == torch.bool:
+        raise ValueError(f"'{name}' must be an integer tensor (got {batch.dtype})")
+    if batch.numel() > 0 and int(batch.min()) < 0:
+        raise ValueError(f"'{name}' must hold non-negative graph indices")
+
+
+def check_features(x: Tensor, num_atoms: int, dim: int, name: str = "x") -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"'{name}' must be a torch.Tensor (got {type(x).__name__})")
+    if x.dim() != 2 or x.size(0) != num_atoms or x.size(1) != dim:
+        raise ValueError(f"'{name}' must have shape [{num_atoms}, {dim}] (got {list(x.shape)})")
+
+
+def check_edge_index(edge_index: Tensor, num_atoms: int, name: str = "edge_index") -> None:
+    if not isinstance(edge_index, Tensor):
+        raise ValueError(f"'{name}' must be a torch.Tensor (got {type(edge_index).__name__})")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'{name}' must have shape [2, num_edges] (got {list(edge_index.shape)})")
+    if edge_index.dtype != torch.long:
+        raise ValueError(f"'{name}' must be a torch.long tensor (got {edge_index.dtype})")
+    if edge_index.numel() > 0 and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_atoms):
+        raise ValueError(f"'{name}' holds atom indices outside 0..{num_atoms - 1}")
+
+
+def check_same_device(**tensors: Optional[Tensor]) -> None:
+    named = [(k, t) for k, t in tensors.items() if isinstance(t, Tensor)]
+    if not named:
+        return
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.device != first.device:
+            raise ValueError(
+                f"'{name}' is on {t.device} but '{first_name}' is on {first.device}; "
+                f"move all inputs to one device")
+
+
+def check_distinct_positions(pos: Tensor, edge_index: Tensor, name: str = "pos") -> None:
+    if edge_index.numel() == 0:
+        return
+    j, i = edge_index
+    same = ((pos[j] - pos[i]) == 0).all(dim=-1) & (i != j)
+    if bool(same.any()):
+        k = int(same.nonzero()[0])
+        raise ValueError(
+            f"'{name}' places atoms {int(i[k])} and {int(j[k])} at the same position; "
+            f"their direction is undefined")

@@ -1,0 +1,22 @@
+from typing import Union
+
+from e3nn import o3
+
+IrrepsLike = Union[int, str, o3.Irreps]
+
+
+def as_irreps(irreps: IrrepsLike, name: str = "irreps") -> o3.Irreps:
+    """An int ``n`` means ``n`` scalars (``nx0e``); a string or :class:`e3nn.o3.Irreps` is parsed."""
+    if isinstance(irreps, bool):
+        raise ValueError(f"'{name}' must be an int, a string or e3nn.o3.Irreps (got {irreps!r})")
+    if isinstance(irreps, int):
+        if irreps < 1:
+            raise ValueError(f"'{name}' must be a positive number of scalars (got {irreps})")
+        return o3.Irreps(f"{irreps}x0e")
+    try:
+        out = o3.Irreps(irreps)
+    except (ValueError, TypeError, AssertionError) as e:
+        raise ValueError(f"'{name}' could not be parsed as irreps: {irreps!r} ({e})") from None
+    if out.dim == 0:
+        raise ValueError(f"'{name}' must not be empty (got {irreps!r})")
+    return out

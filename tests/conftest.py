@@ -1,0 +1,49 @@
+import pytest
+import torch
+from e3nn import o3
+
+ELEMENTS = torch.tensor([1, 6, 7, 8, 9])
+
+
+def random_molecule(num_atoms: int, seed: int, dtype=torch.float64, spread: float = 1.6,
+                    min_dist: float = 0.9):
+    """Random atoms with no two closer than ``min_dist`` Angstrom."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.empty(0, 3, dtype=dtype)
+    while pos.size(0) < num_atoms:
+        cand = spread * torch.randn(1, 3, generator=g, dtype=dtype)
+        if pos.size(0) == 0 or torch.cdist(cand, pos).min() > min_dist:
+            pos = torch.cat([pos, cand])
+    z = ELEMENTS[torch.randint(len(ELEMENTS), (num_atoms,), generator=g)]
+    return z, pos
+
+
+def random_orthogonal(seed: int, reflect: bool, dtype=torch.float64):
+    torch.manual_seed(seed)
+    rot = o3.rand_matrix(dtype=dtype)
+    return -rot if reflect else rot
+
+
+@pytest.fixture
+def molecule():
+    return random_molecule(12, seed=0)
+
+
+@pytest.fixture
+def batch_of_molecules():
+    mols = [random_molecule(n, seed=s) for s, n in enumerate([5, 9, 7])]
+    z = torch.cat([m[0] for m in mols])
+    pos = torch.cat([m[1] for m in mols])
+    batch = torch.cat([torch.full((m[0].numel(),), i) for i, m in enumerate(mols)])
+    return mols, z, pos, batch
+
+
+@pytest.fixture(autouse=True)
+def _float64_and_seed():
+    """Modules are built in float64 so that Clebsch-Gordan buffers are exact
+    and symmetry tests can use tight tolerances (e3nn's test convention)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(12345)
+    yield
+    torch.set_default_dtype(old)

@@ -1,0 +1,123 @@
+import pytest
+import torch
+from e3nn import o3
+from e3nn.util.test import assert_equivariant
+
+from acn_pyg import AtomCloudConv, radius_graph
+
+from conftest import random_molecule
+
+DT = torch.float64
+
+
+def make_conv(in_irreps, out_irreps, **kwargs):
+    return AtomCloudConv(in_irreps, out_irreps, cutoff=3.0, **kwargs).to(DT)
+
+
+@pytest.mark.parametrize("in_irreps, out_irreps", [
+    ("8x0e", "4x0e+3x1o+2x2e"),
+    ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e+2x1e"),
+    ("4x0e+2x1e", "3x0o+2x2o"),
+])
+def test_equivariance(in_irreps, out_irreps):
+    conv = make_conv(in_irreps, out_irreps)
+    _, pos = random_molecule(10, seed=1)
+    x = torch.randn(10, conv.in_irreps.dim, dtype=DT)
+    assert_equivariant(
+        lambda x, pos: conv(x, pos), args_in=[x, pos],
+        irreps_in=[conv.in_irreps, o3.Irreps("1o")], irreps_out=conv.out_irreps,
+        do_translation=True)
+
+
+def test_int_irreps_mean_scalars_and_are_invariant():
+    conv = make_conv(8, 5)
+    assert conv.in_irreps == o3.Irreps("8x0e") and conv.out_irreps == o3.Irreps("5x0e")
+    _, pos = random_molecule(10, seed=2)
+    x = torch.randn(10, 8, dtype=DT)
+    rot = -o3.rand_matrix(dtype=DT)
+    out = conv(x, pos)
+    torch.testing.assert_close(conv(x, pos @ rot.T + 3.0), out, rtol=1e-9, atol=1e-11)
+    assert out.shape == (10, 5)
+
+
+def test_power_spectrum_sees_angles():
+    """Scalar in, scalar out: a bent and a straight triatomic differ only by an angle."""
+    conv = make_conv(4, 4)
+    x = torch.ones(3, 4, dtype=DT)
+    straight = torch.tensor([[0.0, 0, 0], [1.2, 0, 0], [-1.2, 0, 0]], dtype=DT)
+    bent = torch.tensor([[0.0, 0, 0], [1.2, 0, 0], [0, 1.2, 0]], dtype=DT)
+    assert not torch.allclose(conv(x, straight)[0], conv(x, bent)[0])
+    no_spectrum = make_conv(4, 4, power_spectrum=False)
+    torch.testing.assert_close(no_spectrum(x, straight)[0], no_spectrum(x, bent)[0])
+
+
+def test_given_edge_index_equals_built_graph():
+    conv = make_conv(6, "4x0e+2x1o")
+    _, pos = random_molecule(12, seed=3)
+    x = torch.randn(12, 6, dtype=DT)
+    edge_index = radius_graph(pos, 3.0)
+    torch.testing.assert_close(conv(x, pos, edge_index=edge_index), conv(x, pos))
+
+
+def test_continuous_as_an_atom_crosses_the_cutoff():
+    conv = make_conv(4, "4x0e+2x1o")
+    x = torch.randn(2, 4, dtype=DT)
+    eps = 1e-6
+    outs = []
+    for d in (3.0 - eps, 3.0 + eps):
+        pos = torch.tensor([[0.0, 0, 0], [d, 0, 0]], dtype=DT)
+        outs.append(conv(x, pos))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-9, rtol=0)
+
+
+def test_isolated_atom_and_empty_input():
+    conv = make_conv(4, "4x0e+2x1o")
+    out = conv(torch.randn(1, 4, dtype=DT), torch.zeros(1, 3, dtype=DT))
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+    assert conv(torch.zeros(0, 4, dtype=DT), torch.zeros(0, 3, dtype=DT)).shape == (0, 10)
+
+
+def test_unreachable_output_irreps_is_an_error():
+    with pytest.raises(ValueError, match="out_irreps.*3o"):
+        AtomCloudConv(4, "2x3o", lmax=2)
+
+
+@pytest.mark.parametrize("make_args, match", [
+    (lambda x, pos: (x[:, :3], pos), "'x'"),
+    (lambda x, pos: (x, pos[:, :2]), "'pos'"),
+    (lambda x, pos: (x, pos.masked_fill(pos > 1, float("inf"))), "NaN or infinite"),
+    (lambda x, pos: (x, pos, torch.zeros(3, dtype=torch.long)), "'batch'"),
+    (lambda x, pos: (x, pos, None, torch.tensor([[0, 1], [1, 99]])), "edge_index"),
+    (lambda x, pos: (x, torch.zeros_like(pos)), "same position"),
+])
+def test_bad_input(make_args, match):
+    conv = make_conv(4, 4)
+    _, pos = random_molecule(6, seed=4)
+    with pytest.raises(ValueError, match=match):
+        conv(*make_args(torch.randn(6, 4, dtype=DT), pos))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="in_irreps"):
+        AtomCloudConv("banana", 4)
+    with pytest.raises(ValueError, match="cutoff"):
+        AtomCloudConv(4, 4, cutoff=0.0)
+
+
+def test_repr_and_reset_parameters():
+    conv = AtomCloudConv(8, "4x0e+2x1o")
+    assert repr(conv) == "AtomCloudConv(8x0e, 4x0e+2x1o, cutoff=5.0, lmax=2)"
+    before = [p.clone() for p in conv.parameters()]
+    conv.reset_parameters()
+    assert all(not torch.equal(a, b) for a, b in zip(before, conv.parameters()) if a.dim() == 2)
+
+
+def test_compiled_convolution_has_no_graph_breaks_and_equals_eager():
+    conv = make_conv("8x0e+4x1o", "6x0e+3x1o+2x2e")
+    _, pos = random_molecule(10, seed=6)
+    x = torch.randn(10, conv.in_irreps.dim, dtype=DT)
+    edge_index = radius_graph(pos, 3.0)
+    edge_features = conv.edge_embedding(pos, edge_index)
+    compiled = torch.compile(conv.convolve, fullgraph=True)
+    torch.testing.assert_close(compiled(x, edge_index, edge_features),
+                               conv.convolve(x, edge_index, edge_features), rtol=1e-9, atol=1e-9)

@@ -1,0 +1,221 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from acn_pyg import AtomCloudNet
+
+from conftest import random_molecule, random_orthogonal
+
+DT = torch.float64
+SMALL = dict(hidden_channels=16, num_layers=2, cutoff=3.0, radial_hidden=16)
+VARIANTS = {
+    "scalars": dict(SMALL),
+    "vectors": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e"),
+}
+
+
+def model(**kwargs):
+    return AtomCloudNet(**{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("reflect", [False, True])
+def test_invariant_to_rotation_reflection_translation(variant, reflect, molecule):
+    net = AtomCloudNet(**VARIANTS[variant])
+    z, pos = molecule
+    rot = random_orthogonal(seed=3, reflect=reflect)
+    moved = pos @ rot.T + torch.tensor([4.0, -2.0, 7.5], dtype=DT)
+    torch.testing.assert_close(net(z, moved), net(z, pos), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("pooling", ["add", "mean", "max", "power"])
+def test_permutation_invariant(pooling, molecule):
+    net = model(pooling=pooling)
+    z, pos = molecule
+    perm = torch.randperm(z.numel())
+    torch.testing.assert_close(net(z[perm], pos[perm]), net(z, pos), rtol=1e-10, atol=1e-10)
+
+
+def test_atom_readout_is_permutation_equivariant(molecule):
+    net = model(readout="atom", out_channels=3)
+    z, pos = molecule
+    perm = torch.randperm(z.numel())
+    out = net(z, pos)
+    assert out.shape == (z.numel(), 3)
+    torch.testing.assert_close(net(z[perm], pos[perm]), out[perm], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("pooling", ["add", "mean", "max", "power"])
+def test_batch_equals_one_by_one(variant, pooling, batch_of_molecules):
+    net = AtomCloudNet(**VARIANTS[variant], pooling=pooling)
+    mols, z, pos, batch = batch_of_molecules
+    batched = net(z, pos, batch)
+    single = torch.cat([net(zm, pm) for zm, pm in mols])
+    assert batched.shape == (3, 1)
+    torch.testing.assert_close(batched, single, rtol=1e-10, atol=1e-10)
+
+
+def test_works_on_pyg_batches(batch_of_molecules):
+    mols, z, pos, batch = batch_of_molecules
+    data = Batch.from_data_list([Data(z=zm, pos=pm) for zm, pm in mols])
+    net = model()
+    torch.testing.assert_close(net(data.z, data.pos, data.batch), net(z, pos, batch))
+
+
+def test_far_apart_molecules_add_up():
+    net = model(pooling="add")
+    (z1, p1), (z2, p2) = random_molecule(6, seed=1), random_molecule(8, seed=2)
+    both = net(torch.cat([z1, z2]), torch.cat([p1, p2 + torch.tensor([50.0, 0, 0], dtype=DT)]))
+    torch.testing.assert_close(both, net(z1, p1) + net(z2, p2), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forces_match_finite_differences(variant):
+    net = AtomCloudNet(**VARIANTS[variant])
+    z, pos = random_molecule(6, seed=5)
+    pos.requires_grad_(True)
+    forces = -torch.autograd.grad(net(z, pos).sum(), pos)[0]
+    h = 1e-5
+    numeric = torch.zeros_like(pos)
+    with torch.no_grad():
+        for a in range(pos.size(0)):
+            for c in range(3):
+                plus, minus = pos.clone(), pos.clone()
+                plus[a, c] += h
+                minus[a, c] -= h
+                numeric[a, c] = -(net(z, plus) - net(z, minus)).sum() / (2 * h)
+    torch.testing.assert_close(forces, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_continuous_as_an_atom_crosses_the_cutoff():
+    net = model()
+    z = torch.tensor([6, 1, 8])
+    base = torch.tensor([[0.0, 0, 0], [1.1, 0, 0], [0.0, 0, 0]], dtype=DT)
+    outs, grads = [], []
+    for d in (3.0 - 1e-6, 3.0 + 1e-6):
+        pos = base.clone()
+        pos[2, 1] = d
+        pos.requires_grad_(True)
+        e = net(z, pos)
+        outs.append(e.detach())
+        grads.append(torch.autograd.grad(e.sum(), pos)[0])
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-9, rtol=0)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=0)
+
+
+def test_mean_std_atomref_like_schnet(molecule):
+    z, pos = molecule
+    atomref = torch.zeros(10)
+    atomref[[1, 6, 7, 8, 9]] = torch.tensor([-0.5, -37.8, -54.6, -75.0, -99.7])
+    plain = model()
+    shifted = model(mean=2.0, std=3.0, atomref=atomref)
+    shifted.load_state_dict(plain.state_dict(), strict=False)
+    torch.manual_seed(0)
+    expected = 3.0 * plain(z, pos) + 2.0 * z.numel() + atomref[z].sum()
+    torch.testing.assert_close(shifted(z, pos), expected)
+
+
+def test_extra_features_are_used(molecule):
+    z, pos = molecule
+    net = model(num_extra_features=2)
+    extra = torch.randn(z.numel(), 2)
+    assert not torch.allclose(net(z, pos, extra_features=extra), net(z, pos, extra_features=2 * extra))
+    with pytest.raises(ValueError, match="extra_features"):
+        net(z, pos)
+    with pytest.raises(ValueError, match="extra_features"):
+        net(z, pos, extra_features=extra[:, :1])
+
+
+def test_single_atom_and_no_atoms():
+    net = model()
+    assert net(torch.tensor([8]), torch.zeros(1, 3)).shape == (1, 1)
+    assert net(torch.zeros(0, dtype=torch.long), torch.zeros(0, 3)).shape == (0, 1)
+    assert model(readout="atom")(torch.zeros(0, dtype=torch.long), torch.zeros(0, 3)).shape == (0, 1)
+
+
+@pytest.mark.parametrize("make_args, match", [
+    (lambda z, pos: (z, pos[:, :2]), r"'pos' must have shape \[num_atoms, 3\]"),
+    (lambda z, pos: (z, pos.masked_fill(pos > 0.5, float("nan"))), "'pos' contains NaN"),
+    (lambda z, pos: (z, pos.masked_fill(pos > 0.5, float("inf"))), "'pos' contains NaN"),
+    (lambda z, pos: (z.masked_fill(z == z[0], 0), pos), r"'z' must hold atomic numbers in 1\.\.100"),
+    (lambda z, pos: (z.masked_fill(z == z[0], 101), pos), r"'z' must hold atomic numbers"),
+    (lambda z, pos: (z.double(), pos), "'z' must hold integer"),
+    (lambda z, pos: (z[:-1], pos), "'z' has 11 atoms but 'pos' has 12"),
+    (lambda z, pos: (z, pos, torch.zeros(5, dtype=torch.long)), "'batch' must have shape"),
+    (lambda z, pos: (z, pos.to("meta")), "device"),
+])
+def test_bad_input(make_args, match, molecule):
+    net = model()
+    with pytest.raises(ValueError, match=match):
+        net(*make_args(*molecule))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(pooling="sum"), "pooling"),
+    (dict(readout="graph"), "readout"),
+    (dict(hidden_irreps="8x1o"), "hidden_irreps"),
+    (dict(hidden_irreps="16x0e+2x3o"), "lmax"),
+    (dict(atomref=torch.zeros(200)), "atomref"),
+])
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        model(**kwargs)
+
+
+def test_defaults_and_repr(molecule):
+    net = AtomCloudNet()
+    z, pos = molecule
+    assert net(z, pos).shape == (1, 1)
+    assert repr(net).startswith("AtomCloudNet(hidden_irreps=64x0e, num_layers=3, cutoff=5.0")
+
+
+def test_custom_interaction_graph_is_used(molecule):
+    z, pos = molecule
+    calls = []
+
+    def graph(pos, batch):
+        calls.append(pos.size(0))
+        n = pos.size(0)
+        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        mask = i != j
+        return torch.stack([j[mask], i[mask]])
+
+    net = model(interaction_graph=graph)
+    net(z, pos)
+    assert calls == [z.numel()]
+
+
+def test_float32_training_step(batch_of_molecules):
+    torch.set_default_dtype(torch.float32)
+    _, z, pos, batch = batch_of_molecules
+    net = model(hidden_irreps="16x0e+4x1o")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    target = torch.randn(3, 1)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = (net(z, pos.float(), batch) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_torch_compile_equals_eager(batch_of_molecules):
+    _, z, pos, batch = batch_of_molecules
+    net = model(hidden_irreps="16x0e+4x1o")
+    compiled = torch.compile(net, backend="inductor")
+    torch.testing.assert_close(compiled(z, pos, batch), net(z, pos, batch), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(batch_of_molecules):
+    _, z, pos, batch = batch_of_molecules
+    net = model(hidden_irreps="16x0e+4x1o")
+    expected = net(z, pos, batch)
+    out = net.cuda()(z.cuda(), pos.cuda(), batch.cuda())
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-8, atol=1e-8)
+    rot = random_orthogonal(seed=1, reflect=True).cuda()
+    torch.testing.assert_close(net(z.cuda(), pos.cuda() @ rot.T, batch.cuda()), out,
+                               rtol=1e-8, atol=1e-8)

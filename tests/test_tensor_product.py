@@ -3,7 +3,8 @@ import torch
 from e3nn import o3
 from e3nn.util.test import assert_equivariant
 
-from acn_pyg.nn import ChannelwiseTensorProduct
+from acn_pyg import radius_graph
+from acn_pyg.nn import ChannelwiseTensorProduct, EdgeEmbedding
 
 
 def e3nn_reference(tp):
@@ -13,17 +14,35 @@ def e3nn_reference(tp):
         internal_weights=False, irrep_normalization="component", path_normalization="none")
 
 
+def cloud(num_atoms=15, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pos = 2.0 * torch.randn(num_atoms, 3, generator=g)
+    # Shuffled edges: the kernel must not rely on edges sorted by centre.
+    edge_index = radius_graph(pos, 3.5)
+    edge_index = edge_index[:, torch.randperm(edge_index.size(1), generator=g)]
+    return pos, edge_index
+
+
 @pytest.mark.parametrize("irreps, lmax", [("5x0e", 2), ("4x0e+3x1o+2x2e", 2), ("2x0o+3x1e", 3),
                                           ("3x0e+2x1o", 1)])
-def test_equals_e3nn_tensor_product(irreps, lmax):
-    tp = ChannelwiseTensorProduct(irreps, lmax).double()
-    ref = e3nn_reference(tp).double()
+def test_equals_e3nn_tensor_product_summed_over_neighbours(irreps, lmax):
+    tp = ChannelwiseTensorProduct(irreps, lmax)
+    ref = e3nn_reference(tp)
     assert tp.weight_numel == ref.weight_numel
-    x = torch.randn(17, tp.irreps_in.dim, dtype=torch.float64)
-    sh = o3.spherical_harmonics(tp.irreps_sh, torch.randn(17, 3, dtype=torch.float64), True,
+    pos, edge_index = cloud()
+    emb = EdgeEmbedding(3.5, lmax)
+    features = emb(pos, edge_index)
+    x = torch.randn(pos.size(0), tp.irreps_in.dim)
+    w = torch.randn(edge_index.size(1), tp.weight_numel)
+    out = tp(x, edge_index, w, features.slot, features.sh_dense)
+
+    sh = o3.spherical_harmonics(tp.irreps_sh, pos[edge_index[0]] - pos[edge_index[1]], True,
                                 normalization="component")
-    w = torch.randn(17, tp.weight_numel, dtype=torch.float64)
-    torch.testing.assert_close(tp(x, sh, w), ref(x, sh, w), rtol=1e-10, atol=1e-12)
+    w_e3nn = torch.empty_like(w)
+    w_e3nn[:, tp.e3nn_weight_index()] = w
+    per_edge = ref(x[edge_index[0]], sh, w_e3nn)
+    expected = torch.zeros(pos.size(0), per_edge.size(1)).index_add_(0, edge_index[1], per_edge)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_filter_keeps_only_requested_irreps():
@@ -32,11 +51,14 @@ def test_filter_keeps_only_requested_irreps():
 
 
 def test_equivariant():
-    tp = ChannelwiseTensorProduct("3x0e+2x1o+2x2e", 2).double()
-    w = torch.randn(6, tp.weight_numel, dtype=torch.float64)
-    assert_equivariant(lambda x, sh: tp(x, sh, w), irreps_in=[tp.irreps_in, tp.irreps_sh],
-                       irreps_out=tp.irreps_out,
-                       args_in=[torch.randn(6, tp.irreps_in.dim, dtype=torch.float64),
-                                o3.spherical_harmonics(tp.irreps_sh,
-                                                       torch.randn(6, 3, dtype=torch.float64),
-                                                       True, normalization="component")])
+    tp = ChannelwiseTensorProduct("3x0e+2x1o+2x2e", 2)
+    emb = EdgeEmbedding(3.5, 2)
+    _, edge_index = cloud(8, seed=1)
+    w = torch.randn(edge_index.size(1), tp.weight_numel)
+
+    def f(x, pos):
+        features = emb(pos, edge_index)
+        return tp(x, edge_index, w, features.slot, features.sh_dense)
+
+    assert_equivariant(f, irreps_in=[tp.irreps_in, o3.Irreps("1o")], irreps_out=tp.irreps_out,
+                       args_in=[torch.randn(8, tp.irreps_in.dim), cloud(8, seed=1)[0]])

@@ -28,6 +28,9 @@ _NEIGHBOR_OFFSETS = torch.tensor(list(itertools.product((-1, 0, 1), repeat=3)), 
 _warned_truncation = False
 
 
+# Graph construction is data-dependent and calls custom ops without fake
+# kernels; under torch.compile it runs eagerly and the model around it compiles.
+@torch.compiler.disable
 def radius_graph(
     pos: Tensor,
     r: float,

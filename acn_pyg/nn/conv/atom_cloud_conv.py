@@ -171,19 +171,24 @@ class AtomCloudConv(MessagePassing):
     def convolve(self, x: Tensor, edge_index: Tensor, edge_features: EdgeFeatures) -> Tensor:
         r"""The convolution proper, on trusted inputs: a model that checked its
         inputs once and shares :obj:`edge_features` across layers calls this."""
-        num_atoms = x.size(0)
         weight = self.radial(edge_features.basis) * edge_features.envelope
-        cloud = self.propagate(edge_index, x=x, sh=edge_features.sh, weight=weight,
-                               size=(num_atoms, num_atoms))
-        cloud = cloud / self.avg_num_neighbors
+        cloud = self.propagate(edge_index, x=x, weight=weight, slot=edge_features.slot,
+                               sh_dense=edge_features.sh_dense, size=(x.size(0), x.size(0)))
         if self._spectrum_blocks:
             spectrum = [cloud[:, s:s + m * d].reshape(-1, m, d).pow(2).mean(dim=-1)
                         for s, m, d in self._spectrum_blocks]
             cloud = torch.cat([cloud] + spectrum, dim=-1)
         return self.linear(cloud) + self.self_interaction(x)
 
-    def message(self, x_j: Tensor, sh: Tensor, weight: Tensor) -> Tensor:
-        return self.tensor_product(x_j, sh, weight)
+    def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
+        return self.tensor_product.message(x_j, weight)
+
+    def aggregate(self, inputs: Tensor, slot: Tensor, sh_dense: Tensor) -> Tensor:
+        # The cloud projection: sum over neighbours of message (x) Y(r_ij).
+        return self.tensor_product.aggregate(inputs, slot, sh_dense)
+
+    def update(self, inputs: Tensor) -> Tensor:
+        return self.tensor_product.couple(inputs) / self.avg_num_neighbors
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "

@@ -1,4 +1,4 @@
-r"""The per-edge tensor product of AtomCloudConv, isolated so that a faster
+r"""The tensor product + scatter of AtomCloudConv, isolated so that a faster
 kernel can replace it: same inputs, same outputs, same weight layout."""
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -9,26 +9,33 @@ from torch import Tensor
 
 
 class ChannelwiseTensorProduct(torch.nn.Module):
-    r"""Channel-wise (e3nn :obj:`"uvu"`) tensor product of node features with
-    edge spherical harmonics, weighted per edge:
+    r"""Channel-wise (e3nn :obj:`"uvu"`) tensor product of neighbour features
+    with edge spherical harmonics, weighted per edge and summed over the
+    neighbours of each atom:
 
     .. math::
-        \mathbf{m}^{(l_3)}_{ij,u} = w_{ij,u}^{(l_1 l_2 l_3)}
-        \sqrt{2 l_3 + 1} \; C^{l_3}_{l_1 l_2} \left(
-        \mathbf{x}^{(l_1)}_{j,u} \otimes Y^{(l_2)}(\hat{\mathbf{r}}_{ij}) \right)
+        \mathbf{A}^{(l_3)}_{i,u} = \sum_{j \in \mathcal{N}(i)}
+        w_{ij,u}^{(l_1 l_2 l_3)} \sqrt{2 l_3 + 1} \; C^{l_3}_{l_1 l_2}
+        \left( \mathbf{x}^{(l_1)}_{j,u} \otimes Y^{(l_2)}(\hat{\mathbf{r}}_{ij}) \right)
 
     with :math:`C` the Wigner 3j symbols. Each channel :math:`u` of each input
     irrep is combined with every :math:`Y^{(l_2)}`, :math:`l_2 \leq
     l_\mathrm{max}`, into every output irrep :math:`l_3 \leq l_\mathrm{max}`
-    the selection rules allow; channels are never mixed here (that happens per
-    atom, where it is a dense matrix product). Numerically equal to
-    :class:`e3nn.o3.TensorProduct` with the same :obj:`"uvu"` instructions,
-    :obj:`irrep_normalization="component"` and :obj:`path_normalization="none"`;
-    the weights use its layout.
+    the selection rules allow; channels are never mixed. Per edge and summed,
+    it equals :class:`e3nn.o3.TensorProduct` with the same :obj:`"uvu"`
+    instructions, :obj:`irrep_normalization="component"` and
+    :obj:`path_normalization="none"` (see :meth:`e3nn_weight_index`).
 
-    Each input irrep is one matrix product with a precomputed Clebsch-Gordan
-    block, :math:`[|\mathcal{E}| \cdot u, (2l_1+1)(l_\mathrm{max}+1)^2]` by
-    :math:`[\cdot, \sum (2l_3+1)]`, so the cost is a handful of dense kernels.
+    Since :math:`C` is linear it commutes with the sum over neighbours, so the
+    work is split where it is cheapest:
+
+    1. :meth:`message`, per edge: :math:`\mathbf{m}_{ij,up} = w_{ij,up}\,
+       \mathbf{x}_{j,u}`, channel-wise (no :math:`2l+1`-fold blow-up);
+    2. :meth:`aggregate`, per atom: the cloud projection
+       :math:`\mathbf{B}_i = \sum_j \mathbf{m}_{ij} \otimes Y(\hat{\mathbf{r}}_{ij})`,
+       one batched matrix product over each atom's (padded) neighbour list;
+    3. :meth:`couple`, per atom: :math:`\mathbf{A}_i = C\, \mathbf{B}_i`, one
+       dense matrix product per input irrep.
 
     Args:
         irreps_in (e3nn.o3.Irreps): Irreps of the node features.
@@ -38,10 +45,10 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             output irreps are produced. (default: :obj:`None`)
 
     Shapes:
-        - **x:** :math:`(|\mathcal{E}|, \dim(\mathrm{irreps\_in}))`
-        - **sh:** :math:`(|\mathcal{E}|, (l_\mathrm{max}+1)^2)`
+        - **x:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_in}))`
         - **weight:** :math:`(|\mathcal{E}|, \mathrm{weight\_numel})`
-        - **output:** :math:`(|\mathcal{E}|, \dim(\mathrm{irreps\_out}))`
+        - **neighbors:** see :class:`~acn_pyg.nn.embedding.EdgeFeatures`
+        - **output:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_out}))`
     """
 
     def __init__(self, irreps_in, lmax: int,
@@ -65,48 +72,101 @@ class ChannelwiseTensorProduct(torch.nn.Module):
 
         dim_sh = self._dim_sh = self.irreps_sh.dim
         in_slices = self.irreps_in.slices()
-        self._blocks: List[Tuple[int, int, int, int]] = []  # (start, mul, d1, out width)
-        weight_index: List[Tensor] = []
-        w_offset = 0
+        out_starts = [s.start for s in self.irreps_out.slices()]
+        # Per input block with paths: (input start, mul, d1, num paths, out width).
+        self._blocks: List[Tuple[int, int, int, int, int]] = []
+        out_perm: List[Tensor] = []
+        e3nn_weight: List[Tensor] = []
+        e3nn_offsets = [0]
+        for i_in, _, _ in self.instructions:
+            e3nn_offsets.append(e3nn_offsets[-1] + self.irreps_in[i_in].mul)
+        k_out = 0
+        kernel_out_offset = 0
         for i_in, (mul, ir1) in enumerate(self.irreps_in):
-            paths = [(l2, ir3) for k, l2, ir3 in self.instructions if k == i_in]
+            paths = [(k, l2, ir3) for k, (b, l2, ir3) in enumerate(self.instructions) if b == i_in]
             if not paths:
                 continue
-            width = sum(ir3.dim for _, ir3 in paths)
-            cg = torch.zeros(ir1.dim, dim_sh, width, dtype=torch.float64)
-            # perm maps the e3nn layout (path-major, then channel, then m) onto
-            # the kernel's layout (channel, then path and m).
-            perm, col = [], 0
-            for l2, ir3 in paths:
+            width = sum(ir3.dim for _, _, ir3 in paths)
+            # Rows (path, m1, m2), columns (path, m3).
+            cg = torch.zeros(len(paths), ir1.dim, dim_sh, width, dtype=torch.float64)
+            col = 0
+            for p, (k, l2, ir3) in enumerate(paths):
                 w3j = o3.wigner_3j(ir1.l, l2, ir3.l, dtype=torch.float64)
-                cg[:, l2 * l2:(l2 + 1) ** 2, col:col + ir3.dim] = math.sqrt(ir3.dim) * w3j
+                cg[p, :, l2 * l2:(l2 + 1) ** 2, col:col + ir3.dim] = math.sqrt(ir3.dim) * w3j
+                # Kernel output (channel u, column col + m3) -> e3nn position.
                 u = torch.arange(mul).unsqueeze(1)
-                perm.append((u * width + col + torch.arange(ir3.dim)).flatten())
-                weight_index.append(
-                    (w_offset + u).expand(mul, ir3.dim).flatten())
-                w_offset += mul
+                kernel_pos = kernel_out_offset + u * width + col + torch.arange(ir3.dim)
+                e3nn_pos = out_starts[k] + u * ir3.dim + torch.arange(ir3.dim)
+                out_perm.append(torch.stack([e3nn_pos.flatten(), kernel_pos.flatten()]))
                 col += ir3.dim
-            k = len(self._blocks)
-            self.register_buffer(f"cg_{k}", cg.reshape(ir1.dim * dim_sh, width).to(
-                torch.get_default_dtype()), persistent=False)
-            self.register_buffer(f"perm_{k}", torch.cat(perm), persistent=False)
-            self._blocks.append((in_slices[i_in].start, mul, ir1.dim, width))
-        self.register_buffer(
-            "weight_index",
-            torch.cat(weight_index) if weight_index else torch.zeros(0, dtype=torch.long),
-            persistent=False)
+                k_out += 1
+            # Kernel weight layout (channel u, path p) -> e3nn weight index.
+            e3nn_weight.append(torch.stack(
+                [torch.tensor([e3nn_offsets[k] for k, _, _ in paths]) + u for u in range(mul)]
+            ).flatten())
+            self.register_buffer(f"cg_{len(self._blocks)}",
+                                 cg.reshape(len(paths) * ir1.dim * dim_sh, width).to(
+                                     torch.get_default_dtype()), persistent=False)
+            self._blocks.append((in_slices[i_in].start, mul, ir1.dim, len(paths), width))
+            kernel_out_offset += mul * width
+        if out_perm:
+            pairs = torch.cat(out_perm, dim=1)
+            gather = torch.empty(pairs.size(1), dtype=torch.long)
+            gather[pairs[0]] = pairs[1]
+        else:
+            gather = torch.zeros(0, dtype=torch.long)
+        self.register_buffer("out_index", gather, persistent=False)
+        self._e3nn_weight_index = torch.cat(e3nn_weight) if e3nn_weight else gather
+        self.message_dim = sum(mul * p * d1 for _, mul, d1, p, _ in self._blocks)
 
-    def forward(self, x: Tensor, sh: Tensor, weight: Tensor) -> Tensor:
-        num_edges, dim_sh = x.size(0), self._dim_sh
+    def e3nn_weight_index(self) -> Tensor:
+        r"""For each weight of this module, its index in the weights of the
+        equivalent :class:`e3nn.o3.TensorProduct`: :obj:`w_e3nn[:, idx] = w`."""
+        return self._e3nn_weight_index.clone()
+
+    def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
+        r"""Per edge: :math:`w_{ij,up}\, \mathbf{x}_{j,u}`,
+        shape :math:`(|\mathcal{E}|, \mathrm{message\_dim})`."""
+        num_edges = x_j.size(0)
         outs = []
-        for k, (start, mul, d1, width) in enumerate(self._blocks):
-            x1 = x[:, start:start + mul * d1].reshape(num_edges, mul, d1, 1)
-            t = (x1 * sh.reshape(num_edges, 1, 1, dim_sh)).reshape(num_edges, mul, d1 * dim_sh)
-            out = torch.matmul(t, getattr(self, f"cg_{k}")).reshape(num_edges, mul * width)
-            outs.append(out.index_select(1, getattr(self, f"perm_{k}")))
+        w_start = 0
+        for start, mul, d1, num_paths, _ in self._blocks:
+            w = weight[:, w_start:w_start + mul * num_paths].reshape(num_edges, mul, num_paths, 1)
+            x = x_j[:, start:start + mul * d1].reshape(num_edges, mul, 1, d1)
+            outs.append((w * x).reshape(num_edges, mul * num_paths * d1))
+            w_start += mul * num_paths
         if not outs:
-            return x.new_zeros(num_edges, 0)
-        return torch.cat(outs, dim=1) * weight.index_select(1, self.weight_index)
+            return x_j.new_zeros(num_edges, 0)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
+    def aggregate(self, message: Tensor, slot: Tensor, sh_dense: Tensor) -> Tensor:
+        r"""Per atom: :math:`\sum_j \mathbf{m}_{ij} \otimes Y(\hat{\mathbf{r}}_{ij})`,
+        shape :math:`(|\mathcal{V}|, \mathrm{message\_dim}, (l_\mathrm{max}+1)^2)`."""
+        num_nodes, max_neighbors, _ = sh_dense.shape
+        dense = message.new_zeros(num_nodes * max_neighbors, message.size(1))
+        dense = dense.index_copy(0, slot, message)
+        dense = dense.reshape(num_nodes, max_neighbors, message.size(1))
+        return torch.bmm(dense.transpose(1, 2), sh_dense)
+
+    def couple(self, cloud: Tensor) -> Tensor:
+        r"""Per atom: Clebsch-Gordan coupling into :obj:`irreps_out` (e3nn layout)."""
+        num_nodes = cloud.size(0)
+        outs = []
+        row = 0
+        for k, (_, mul, d1, num_paths, width) in enumerate(self._blocks):
+            rows = mul * num_paths * d1
+            b = cloud[:, row:row + rows].reshape(num_nodes, mul, num_paths * d1 * self._dim_sh)
+            outs.append(torch.matmul(b, getattr(self, f"cg_{k}")).reshape(num_nodes, mul * width))
+            row += rows
+        if not outs:
+            return cloud.new_zeros(num_nodes, 0)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        return out.index_select(1, self.out_index)
+
+    def forward(self, x: Tensor, edge_index: Tensor, weight: Tensor, slot: Tensor,
+                sh_dense: Tensor) -> Tensor:
+        """Gather, tensor product and scatter in one call."""
+        return self.couple(self.aggregate(self.message(x[edge_index[0]], weight), slot, sh_dense))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} x {self.irreps_sh} -> "

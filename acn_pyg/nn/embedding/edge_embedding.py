@@ -1,4 +1,4 @@
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import torch
 from e3nn import o3
@@ -9,10 +9,29 @@ from acn_pyg.nn.embedding.radial_basis import BesselBasis
 
 
 class EdgeFeatures(NamedTuple):
-    """Per-edge geometry shared by every layer of a model."""
-    sh: Tensor        #: spherical harmonics, [E, (lmax + 1)^2]
+    """Edge geometry shared by every layer of a model.
+
+    ``sh_dense`` holds the spherical harmonics of each atom's neighbours,
+    padded with zeros to the largest neighbour count :math:`K`: edge ``e``
+    sits at flat position ``slot[e] = i * K + rank`` of
+    ``sh_dense.view(-1, (lmax + 1) ** 2)``.
+    """
+    sh_dense: Tensor  #: spherical harmonics per atom, [N, K, (lmax + 1)^2]
+    slot: Tensor      #: flat padded position of each edge, [E]
     basis: Tensor     #: radial basis, [E, num_basis]
     envelope: Tensor  #: smooth cutoff envelope, [E, 1]
+
+
+def neighbor_slots(center: Tensor, num_nodes: int) -> Tuple[Tensor, int]:
+    """Rank of each edge among the edges of its centre atom (any edge order),
+    as a flat index ``center * K + rank`` into an [N, K] padded layout."""
+    count = torch.bincount(center, minlength=num_nodes)
+    max_neighbors = int(count.max()) if center.numel() > 0 else 0
+    order = torch.sort(center, stable=True).indices
+    first = torch.cumsum(count, 0) - count
+    rank = torch.empty_like(center)
+    rank[order] = torch.arange(center.numel(), device=center.device) - first[center[order]]
+    return center * max_neighbors + rank, max_neighbors
 
 
 class EdgeEmbedding(torch.nn.Module):
@@ -33,7 +52,8 @@ class EdgeEmbedding(torch.nn.Module):
 
     Shapes:
         - **input:** pos :math:`(|\mathcal{V}|, 3)`, edge_index :math:`(2, |\mathcal{E}|)`
-        - **output:** :class:`EdgeFeatures` with sh :math:`(|\mathcal{E}|, (l_\mathrm{max}+1)^2)`,
+        - **output:** :class:`EdgeFeatures` with sh_dense
+          :math:`(|\mathcal{V}|, K, (l_\mathrm{max}+1)^2)`, slot :math:`(|\mathcal{E}|)`,
           basis :math:`(|\mathcal{E}|, N)` and envelope :math:`(|\mathcal{E}|, 1)`
     """
 
@@ -49,11 +69,15 @@ class EdgeEmbedding(torch.nn.Module):
         self.radial_basis.reset_parameters()
 
     def forward(self, pos: Tensor, edge_index: Tensor) -> EdgeFeatures:
+        num_nodes = pos.size(0)
         vec = pos[edge_index[0]] - pos[edge_index[1]]
         length = vec.norm(dim=-1)
         sh = o3.spherical_harmonics(list(range(self.lmax + 1)), vec, normalize=True,
                                     normalization="component")
-        return EdgeFeatures(sh, self.radial_basis(length), self.envelope(length))
+        slot, max_neighbors = neighbor_slots(edge_index[1], num_nodes)
+        sh_dense = sh.new_zeros(num_nodes * max_neighbors, sh.size(1)).index_copy(0, slot, sh)
+        return EdgeFeatures(sh_dense.reshape(num_nodes, max_neighbors, sh.size(1)), slot,
+                            self.radial_basis(length), self.envelope(length))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(cutoff={self.cutoff}, lmax={self.lmax}, "

@@ -1,4 +1,4 @@
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from e3nn import o3
@@ -9,6 +9,7 @@ from acn_pyg.graph import RadiusGraph
 from acn_pyg.nn.conv import AtomCloudConv
 from acn_pyg.nn.embedding import EdgeEmbedding
 from acn_pyg.nn.gate import Gate
+from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms
 from acn_pyg.nn.pool import global_power_mean_pool
 from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_batch, check_distinct_positions,
                                   check_features, check_pos, check_same_device, check_z,
@@ -35,7 +36,9 @@ class AtomCloudNet(torch.nn.Module):
 
     where the residual is added wherever both sides hold the same irreps
     (always for the leading scalars), the last layer outputs scalars only and
-    :math:`\mathbf{f}_i` are optional extra invariant atom features. Then
+    :math:`\mathbf{f}_i` are optional invariant atom features: the many-body
+    sums of :class:`~acn_pyg.nn.ManyBodyTerms` (:obj:`many_body`) and any
+    :obj:`extra_features` given to :meth:`forward`. Then
 
     * :obj:`readout="atom"`: :math:`y_i = \sigma\, \mathrm{MLP}_\mathrm{out}(\mathbf{a}_i)
       + \mu + y^\mathrm{ref}_{z_i}`;
@@ -67,6 +70,14 @@ class AtomCloudNet(torch.nn.Module):
             radius graph; :obj:`None` keeps every neighbour. (default: :obj:`None`)
         avg_num_neighbors (float, optional): Aggregation normaliser of every
             layer. (default: :obj:`16.0`)
+        many_body (bool or tuple of str, optional): If :obj:`True` (all
+            terms) or a tuple of term names, the invariant many-body features
+            of :class:`~acn_pyg.nn.ManyBodyTerms` (normalised) are computed on
+            the fly from :obj:`z` and :obj:`pos` and concatenated with the
+            learned atom features after the convolutions, as in the original
+            work. (default: :obj:`False`)
+        many_body_cutoff (float, optional): Cutoff of those sums in Angstrom;
+            :obj:`None` sums over the whole molecule. (default: :obj:`None`)
         num_extra_features (int, optional): Number of extra invariant atom
             features passed to :meth:`forward` as :obj:`extra_features`.
             (default: :obj:`0`)
@@ -107,6 +118,8 @@ class AtomCloudNet(torch.nn.Module):
         radial_hidden: int = 64,
         max_num_neighbors: Optional[int] = None,
         avg_num_neighbors: float = 16.0,
+        many_body: Union[bool, Sequence[str]] = False,
+        many_body_cutoff: Optional[float] = None,
         num_extra_features: int = 0,
         pooling: str = "add",
         readout: str = "molecule",
@@ -170,8 +183,14 @@ class AtomCloudNet(torch.nn.Module):
             self.gates.append(gate)
             irreps_in = irreps_out
 
+        if many_body is True:
+            many_body = MANY_BODY_TERMS
+        self.many_body = (ManyBodyTerms(many_body, many_body_cutoff, normalize=True)
+                          if many_body else None)
+        num_many_body = self.many_body.num_features if self.many_body is not None else 0
         self.atom_mlp = torch.nn.Sequential(
-            torch.nn.Linear(hidden_channels + num_extra_features, hidden_channels),
+            torch.nn.Linear(hidden_channels + num_many_body + num_extra_features,
+                            hidden_channels),
             torch.nn.SiLU(),
         )
         self.output_mlp = torch.nn.Sequential(
@@ -252,8 +271,12 @@ class AtomCloudNet(torch.nn.Module):
             else:
                 h = torch.cat([out[:, :c] + h[:, :c], out[:, c:]], dim=-1)
 
-        a = h if extra_features is None else torch.cat([h, extra_features], dim=-1)
-        a = self.atom_mlp(a)
+        parts = [h]
+        if self.many_body is not None:
+            parts.append(self.many_body(z, pos, batch))
+        if extra_features is not None:
+            parts.append(extra_features)
+        a = self.atom_mlp(torch.cat(parts, dim=-1) if len(parts) > 1 else h)
 
         if self.readout == "atom" or self.pooling == "add":
             y = self.output_mlp(a) * self.std + self.mean

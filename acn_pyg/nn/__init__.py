@@ -2,6 +2,8 @@ from acn_pyg.nn.conv import AtomCloudConv, ChannelwiseTensorProduct
 from acn_pyg.nn.embedding import BesselBasis, EdgeEmbedding, EdgeFeatures, PolynomialCutoff
 from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.irreps_linear import IrrepsLinear
+from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms, signed_log1p
+from acn_pyg.nn.pool import global_power_mean_pool
 from acn_pyg.nn.radial_mlp import RadialMLP
 
 __all__ = [
@@ -13,5 +15,9 @@ __all__ = [
     "EdgeFeatures",
     "Gate",
     "IrrepsLinear",
+    "ManyBodyTerms",
+    "MANY_BODY_TERMS",
+    "signed_log1p",
+    "global_power_mean_pool",
     "RadialMLP",
 ]

@@ -1,0 +1,3 @@
+from acn_pyg.transforms.many_body_features import ManyBodyFeatures
+
+__all__ = ["ManyBodyFeatures"]

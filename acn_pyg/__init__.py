@@ -1,10 +1,10 @@
 """AtomCloudNet for PyTorch Geometric."""
-from acn_pyg import graph, models, nn, transforms, utils
+from acn_pyg import datasets, graph, models, nn, transforms, units, utils
 from acn_pyg.graph import radius_graph
 from acn_pyg.models import AtomCloudNet
 from acn_pyg.nn import AtomCloudConv
 
 __version__ = "0.1.0"
 
-__all__ = ["graph", "models", "nn", "transforms", "utils", "radius_graph", "AtomCloudConv", "AtomCloudNet",
+__all__ = ["datasets", "graph", "models", "nn", "transforms", "units", "utils", "radius_graph", "AtomCloudConv", "AtomCloudNet",
            "__version__"]

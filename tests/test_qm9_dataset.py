@@ -1,0 +1,102 @@
+import os
+
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from acn_pyg import AtomCloudNet
+from acn_pyg.datasets import QM9, TARGETS, target_index
+from acn_pyg.datasets.qm9 import qm9pack_data_dir
+from acn_pyg.transforms import ManyBodyFeatures
+
+pytest.importorskip("pandas")
+HA_TO_EV = 27.211386246  # independent of acn_pyg.units on purpose
+NUM_MOLECULES = 40
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory):
+    """The first molecules of the real qm9pack CSVs, split over two part files."""
+    src = qm9pack_data_dir()
+    out = tmp_path_factory.mktemp("qm9src")
+    with open(os.path.join(src, "qm9_part1.csv")) as f:
+        lines = [next(f) for _ in range(NUM_MOLECULES + 1)]
+    (out / "qm9_part1.csv").write_text("".join(lines[:25]))
+    (out / "qm9_part2.csv").write_text(lines[0] + "".join(lines[25:]))
+    with open(os.path.join(src, "qm9_polarizability.csv")) as f:
+        (out / "qm9_polarizability.csv").write_text("".join(next(f) for _ in range(200)))
+    return str(out)
+
+
+@pytest.fixture
+def dataset(source_dir, tmp_path):
+    return QM9(str(tmp_path / "qm9"), source_dir=source_dir)
+
+
+def test_layout_and_known_values(dataset):
+    assert len(dataset) == NUM_MOLECULES
+    methane = dataset[0]
+    assert methane.name == "gdb_1" and methane.smiles == "C" and int(methane.idx) == 0
+    assert methane.z.tolist() == [6, 1, 1, 1, 1]
+    assert methane.pos.shape == (5, 3) and methane.y.shape == (1, 19)
+    torch.testing.assert_close(methane.pos[1], torch.tensor([0.002150416, -0.0060313176,
+                                                              0.0019761204], dtype=torch.float))
+    # Original units from the QM9 file dsgdb9nsd_000001.xyz (Hartree, Debye, a0^3, GHz).
+    u0_ha, homo_ha, gap_ha = -40.47893, -0.3877, 0.5048
+    u0_atoms_ha = -37.846772 + 4 * -0.500273
+    expected = {"mu": 0.0, "alpha": 13.21, "homo": homo_ha * HA_TO_EV, "gap": gap_ha * HA_TO_EV,
+                "U0": u0_ha * HA_TO_EV, "U0_atom": (u0_ha - u0_atoms_ha) * HA_TO_EV,
+                "cv": 6.469, "A": 157.7118}
+    for name, value in expected.items():
+        assert methane.y[0, TARGETS.index(name)].item() == pytest.approx(value, rel=1e-6, abs=1e-5)
+    # U0_atom of methane is about -392 kcal/mol (-17.17 eV).
+    assert methane.y[0, 12].item() == pytest.approx(-17.172, abs=2e-3)
+    water = dataset[2]
+    assert water.z.tolist() == [8, 1, 1]
+    torch.testing.assert_close(water.charges, torch.tensor([-0.589706, 0.294853, 0.294853], dtype=torch.float))
+    torch.testing.assert_close(water.polarizability, torch.tensor(
+        [[[4.492, 0.0, 0.0], [0.0, 8.049, 0.0], [0.0, 0.0, 6.398]]], dtype=torch.float))
+    assert water.frequencies.tolist() == pytest.approx([1671.4222, 3803.6305, 3907.698])
+
+
+def test_atomref_like_pyg():
+    ref = QM9.atomref("U0")
+    assert ref.shape == (100, 1)
+    assert ref[6, 0].item() == pytest.approx(-1029.86312267, rel=1e-7)
+    assert QM9.atomref(7).equal(ref)
+    assert QM9.atomref("gap") is None
+    assert target_index("u0_atom") == 12 and target_index("3") == 3
+    with pytest.raises(ValueError, match="unknown QM9 target"):
+        target_index("energy")
+
+
+def test_cache_is_reused_and_stale_or_corrupt_cache_rebuilt(dataset, source_dir):
+    path = dataset.processed_paths[0]
+    before = os.path.getmtime(path)
+    again = QM9(dataset.root, source_dir=source_dir)
+    assert os.path.getmtime(path) == before and len(again) == NUM_MOLECULES
+    with open(path, "wb") as f:
+        f.write(b"not a torch file")
+    with pytest.warns(UserWarning, match="stale or corrupt"):
+        rebuilt = QM9(dataset.root, source_dir=source_dir)
+    assert torch.equal(rebuilt[5].pos, dataset[5].pos)
+    with pytest.warns(UserWarning, match="stale or corrupt"):
+        with_features = QM9(dataset.root, source_dir=source_dir, pre_transform=ManyBodyFeatures())
+    assert with_features[3].many_body.shape == (with_features[3].z.numel(), 3)
+
+
+def test_pre_filter_and_fast_path_agree(dataset, source_dir, tmp_path):
+    filtered = QM9(str(tmp_path / "filtered"), source_dir=source_dir,
+                   pre_filter=lambda d: d.z.numel() > 4)
+    kept = [d for d in dataset if d.z.numel() > 4]
+    assert len(filtered) == len(kept)
+    for a, b in zip(filtered, kept):
+        assert a.name == b.name and torch.equal(a.pos, b.pos) and torch.equal(a.y, b.y)
+
+
+def test_model_trains_on_loader_batches(dataset):
+    loader = DataLoader(dataset, batch_size=8)
+    batch = next(iter(loader))
+    model = AtomCloudNet(hidden_channels=16, num_layers=1, atomref=QM9.atomref("U0"))
+    out = model(batch.z, batch.pos.double(), batch.batch)
+    assert out.shape == (8, 1)

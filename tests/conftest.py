@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from e3nn import o3
@@ -47,3 +49,22 @@ def _float64_and_seed():
     torch.manual_seed(12345)
     yield
     torch.set_default_dtype(old)
+
+
+QM9_SUBSET_SIZE = 40
+
+
+@pytest.fixture(scope="session")
+def source_dir(tmp_path_factory):
+    """The first molecules of the real qm9pack CSVs, split over two part files."""
+    from acn_pyg.datasets.qm9 import qm9pack_data_dir
+
+    src = qm9pack_data_dir()
+    out = tmp_path_factory.mktemp("qm9src")
+    with open(os.path.join(src, "qm9_part1.csv")) as f:
+        lines = [next(f) for _ in range(QM9_SUBSET_SIZE + 1)]
+    (out / "qm9_part1.csv").write_text("".join(lines[:25]))
+    (out / "qm9_part2.csv").write_text(lines[0] + "".join(lines[25:]))
+    with open(os.path.join(src, "qm9_polarizability.csv")) as f:
+        (out / "qm9_polarizability.csv").write_text("".join(next(f) for _ in range(200)))
+    return str(out)

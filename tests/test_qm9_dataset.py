@@ -6,26 +6,11 @@ from torch_geometric.loader import DataLoader
 
 from acn_pyg import AtomCloudNet
 from acn_pyg.datasets import QM9, TARGETS, target_index
-from acn_pyg.datasets.qm9 import qm9pack_data_dir
 from acn_pyg.transforms import ManyBodyFeatures
 
-pytest.importorskip("pandas")
+from conftest import QM9_SUBSET_SIZE as NUM_MOLECULES
+
 HA_TO_EV = 27.211386246  # independent of acn_pyg.units on purpose
-NUM_MOLECULES = 40
-
-
-@pytest.fixture(scope="module")
-def source_dir(tmp_path_factory):
-    """The first molecules of the real qm9pack CSVs, split over two part files."""
-    src = qm9pack_data_dir()
-    out = tmp_path_factory.mktemp("qm9src")
-    with open(os.path.join(src, "qm9_part1.csv")) as f:
-        lines = [next(f) for _ in range(NUM_MOLECULES + 1)]
-    (out / "qm9_part1.csv").write_text("".join(lines[:25]))
-    (out / "qm9_part2.csv").write_text(lines[0] + "".join(lines[25:]))
-    with open(os.path.join(src, "qm9_polarizability.csv")) as f:
-        (out / "qm9_polarizability.csv").write_text("".join(next(f) for _ in range(200)))
-    return str(out)
 
 
 @pytest.fixture

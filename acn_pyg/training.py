@@ -1,0 +1,305 @@
+"""Training on QM9: splits, a per-element linear baseline, model factory and a
+time-budgeted training loop with checkpoints. Drives ``examples/qm9.py`` and
+the benchmarks, so every model is trained by the same loop."""
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from acn_pyg.datasets.qm9 import ENERGY_TARGETS, QM9, TARGETS, UNITS, target_index
+from acn_pyg.models import AtomCloudNet
+from acn_pyg.units import EV_TO_KCALMOL, EV_TO_MEV
+
+#: Targets that grow with the molecule: summed over atoms, with an element baseline.
+EXTENSIVE_TARGETS = frozenset(("alpha", "r2", "zpve", "U0", "U", "H", "G", "cv", "U0_atom",
+                               "U_atom", "H_atom", "G_atom"))
+MODELS = ("acn", "schnet", "dimenet++", "dimenet")
+#: The element columns of the linear baseline (QM9 has H, C, N, O, F).
+ELEMENTS = (1, 6, 7, 8, 9)
+
+
+@dataclass
+class Config:
+    """Everything a run depends on; saved with every checkpoint and result."""
+    target: str = "U0"
+    model: str = "acn"
+    train_size: int = 1000
+    val_size: int = 500
+    test_size: int = 1000
+    epochs: int = 1000
+    time_budget: float = 3.0
+    batch_size: int = 32
+    lr: float = 1e-3
+    device: str = "auto"
+    seed: int = 0
+    hidden_channels: int = 64
+    hidden_irreps: Optional[str] = None
+    num_layers: int = 3
+    cutoff: float = 5.0
+    lmax: int = 2
+    many_body: bool = False
+    root: str = "data/QM9"
+    data_source: Optional[str] = None
+    out: str = "runs/qm9"
+    resume: bool = False
+    threads: int = 0
+    plot: bool = True
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[str, Tensor]:
+    """Random disjoint splits. The test set is drawn first, so runs with the
+    same seed and test size share it whatever their training size, and a
+    smaller training set is a subset of a larger one."""
+    if train + val + test > num:
+        raise ValueError(f"train+val+test = {train + val + test} exceeds the {num} molecules")
+    perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
+    return {"test": perm[:test], "val": perm[test:test + val],
+            "train": perm[test + val:test + val + train]}
+
+
+def element_counts(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    counts = torch.zeros(num_graphs, len(ELEMENTS), dtype=torch.float64)
+    for k, element in enumerate(ELEMENTS):
+        counts[:, k] = torch.bincount(batch[z == element], minlength=num_graphs).double()
+    return counts
+
+
+class LinearBaseline:
+    """Least-squares fit of the target on element counts (plus an intercept
+    for intensive targets): the per-element linear model a learned model must beat."""
+
+    def __init__(self, extensive: bool):
+        self.extensive = extensive
+        self.coef: Optional[Tensor] = None
+
+    def _design(self, counts: Tensor) -> Tensor:
+        if self.extensive:
+            return counts
+        return torch.cat([counts, torch.ones(counts.size(0), 1, dtype=counts.dtype)], dim=1)
+
+    def fit(self, counts: Tensor, y: Tensor) -> "LinearBaseline":
+        self.coef = torch.linalg.lstsq(self._design(counts), y.double().view(-1, 1),
+                                       driver="gelsd").solution.view(-1)
+        return self
+
+    def predict(self, counts: Tensor) -> Tensor:
+        return self._design(counts) @ self.coef
+
+    def atomref(self) -> Tensor:
+        """Per-element coefficients indexed by atomic number, shape [101]."""
+        out = torch.zeros(101, dtype=torch.float64)
+        out[list(ELEMENTS)] = self.coef[:len(ELEMENTS)]
+        return out
+
+
+def molecule_arrays(dataset, indices: Tensor, target: int):
+    data = dataset._data
+    slices = dataset.slices
+    ptr = slices["z"]
+    counts = ptr[indices + 1] - ptr[indices]
+    z = torch.cat([data.z[ptr[i]:ptr[i + 1]] for i in indices.tolist()])
+    batch = torch.repeat_interleave(torch.arange(indices.numel()), counts)
+    y = data.y[indices, target]
+    return z, batch, y
+
+
+def build_model(cfg: Config, extensive: bool, mean: float, std: float,
+                atomref: Optional[Tensor]) -> torch.nn.Module:
+    if cfg.model == "acn":
+        return AtomCloudNet(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
+                            num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
+                            many_body=cfg.many_body, pooling="add" if extensive else "mean",
+                            mean=mean, std=std, atomref=atomref)
+    from acn_pyg.baselines import build_baseline
+    return build_baseline(cfg.model, extensive, mean=mean, std=std,
+                          atomref=None if atomref is None else atomref.float())
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def predict(model, loader, target: int, device) -> (Tensor, Tensor):
+    model.eval()
+    preds, trues = [], []
+    for batch in loader:
+        batch = batch.to(device)
+        preds.append(model(batch.z, batch.pos, batch.batch).view(-1).double().cpu())
+        trues.append(batch.y[:, target].double().cpu())
+    model.train()
+    return torch.cat(preds), torch.cat(trues)
+
+
+def machine() -> Dict[str, object]:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def run(cfg: Config) -> Dict[str, object]:
+    """Trains one model on one target; returns (and writes) its metrics."""
+    from torch_geometric.loader import DataLoader
+
+    if cfg.model not in MODELS:
+        raise ValueError(f"--model must be one of {MODELS} (got {cfg.model!r})")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    t_index = target_index(cfg.target)
+    name, unit = TARGETS[t_index], UNITS[t_index]
+    extensive = name in EXTENSIVE_TARGETS
+    device = pick_device(cfg.device)
+    os.makedirs(cfg.out, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    dataset = QM9(cfg.root, source_dir=cfg.data_source)
+    split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+
+    # Per-element linear baseline on the training set; its coefficients are the
+    # model's atom reference (extensive) and its residual scale the model's std.
+    z, batch, y_train = molecule_arrays(dataset, split["train"], t_index)
+    counts = element_counts(z, batch, split["train"].numel())
+    baseline = LinearBaseline(extensive).fit(counts, y_train)
+    residual = y_train.double() - baseline.predict(counts)
+    if extensive:
+        mean, std, atomref = 0.0, float(residual.std()) if len(residual) > 1 else 1.0, \
+            baseline.atomref()
+    else:
+        mean, std, atomref = float(y_train.mean()), float(y_train.std()), None
+    std = std if std > 0 else 1.0
+
+    model = build_model(cfg, extensive, mean, std, atomref).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loaders = {key: DataLoader(dataset[idx], batch_size=cfg.batch_size, shuffle=key == "train")
+               for key, idx in split.items()}
+
+    last_path, best_path = os.path.join(cfg.out, "last.pt"), os.path.join(cfg.out, "best.pt")
+    state = {"epoch": 0, "elapsed": 0.0, "best_val": math.inf, "history": []}
+    if cfg.resume and os.path.exists(last_path):
+        ckpt = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = {k: ckpt[k] for k in state}
+        state["history"] = json.loads(state["history"])
+        torch.set_rng_state(ckpt["rng"])
+        print(f"resumed from {last_path} at epoch {state['epoch']} "
+              f"({state['elapsed'] / 60:.1f} min trained)")
+
+    budget = cfg.time_budget * 60.0
+    start = time.perf_counter() - state["elapsed"]
+    total_steps = cfg.epochs * len(loaders["train"])
+    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {name}", unit="ep")
+    out_of_time = state["elapsed"] >= budget
+    while state["epoch"] < cfg.epochs and not out_of_time:
+        running, seen = 0.0, 0
+        for step, data in enumerate(loaders["train"]):
+            elapsed = time.perf_counter() - start
+            progress = max((state["epoch"] * len(loaders["train"]) + step) / total_steps,
+                           elapsed / budget)
+            if progress >= 1.0:
+                out_of_time = True
+                break
+            # Cosine decay over whichever runs out first, epochs or time.
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+            data = data.to(device)
+            optimizer.zero_grad()
+            pred = model(data.z, data.pos, data.batch).view(-1)
+            loss = (pred - data.y[:, t_index]).abs().mean() / std
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * data.num_graphs
+            seen += data.num_graphs
+        if seen == 0:
+            break
+        state["epoch"] += 1
+        pred, true = predict(model, loaders["val"], t_index, device)
+        val_mae = float((pred - true).abs().mean())
+        state["history"].append({"epoch": state["epoch"], "train_loss": running / seen,
+                                 "val_mae": val_mae,
+                                 "time_s": round(time.perf_counter() - start, 1)})
+        if val_mae < state["best_val"]:
+            state["best_val"] = val_mae
+            torch.save(model.state_dict(), best_path)
+        state["elapsed"] = time.perf_counter() - start
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "epoch": state["epoch"], "elapsed": state["elapsed"],
+                    "best_val": state["best_val"], "history": json.dumps(state["history"]),
+                    "rng": torch.get_rng_state()}, last_path)
+        bar.update(1)
+        bar.set_postfix(loss=f"{running / seen:.4f}", val_mae=f"{val_mae:.4g} {unit}")
+    bar.close()
+    wall = time.perf_counter() - start
+
+    if os.path.exists(best_path):
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    pred, true = predict(model, loaders["test"], t_index, device)
+    test_mae = float((pred - true).abs().mean())
+    z, batch, y_test = molecule_arrays(dataset, split["test"], t_index)
+    base_pred = baseline.predict(element_counts(z, batch, split["test"].numel()))
+    baseline_mae = float((base_pred - y_test.double()).abs().mean())
+
+    metrics = {
+        "target": name, "unit": unit, "model": cfg.model,
+        "test_mae": test_mae, "baseline_test_mae": baseline_mae,
+        "best_val_mae": state["best_val"], "epochs": state["epoch"], "wall_time_s": wall,
+        "sizes": {k: int(v.numel()) for k, v in split.items()},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(device), "machine": machine(), "config": asdict(cfg),
+        "history": state["history"],
+    }
+    if name in ENERGY_TARGETS:
+        metrics["test_mae_kcal_mol"] = test_mae * EV_TO_KCALMOL
+        metrics["test_mae_meV"] = test_mae * EV_TO_MEV
+        metrics["baseline_test_mae_kcal_mol"] = baseline_mae * EV_TO_KCALMOL
+    with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    if cfg.plot:
+        parity_plot(pred, true, f"{cfg.model} on QM9 {name}: test MAE {test_mae:.4g} {unit}",
+                    unit, os.path.join(cfg.out, "parity.png"))
+    return metrics
+
+
+def parity_plot(pred: Tensor, true: Tensor, title: str, unit: str, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(true.numpy(), pred.numpy(), s=4, alpha=0.5)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel(f"reference ({unit})")
+    ax.set_ylabel(f"predicted ({unit})")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary(metrics: Dict[str, object]) -> List[str]:
+    unit = metrics["unit"]
+    lines = [f"test MAE ({metrics['model']}, {metrics['target']}): "
+             f"{metrics['test_mae']:.5g} {unit}"]
+    if "test_mae_kcal_mol" in metrics:
+        lines.append(f"          = {metrics['test_mae_kcal_mol']:.4g} kcal/mol "
+                     f"= {metrics['test_mae_meV']:.4g} meV")
+    ratio = metrics["baseline_test_mae"] / max(metrics["test_mae"], 1e-12)
+    lines.append(f"per-element linear baseline: {metrics['baseline_test_mae']:.5g} {unit} "
+                 f"(the model is {ratio:.1f}x better)")
+    lines.append(f"{metrics['epochs']} epochs in {metrics['wall_time_s'] / 60:.1f} min on "
+                 f"{metrics['device']} ({metrics['sizes']['train']} training molecules)")
+    return lines

@@ -28,13 +28,14 @@ def full_graph(num_nodes: int, batch: Optional[Tensor] = None, loop: bool = Fals
     batch, perm = torch.sort(batch.long(), stable=True)
     count = torch.bincount(batch)
     first = torch.cumsum(count, 0) - count
-    per_atom = count[batch]
+    per_atom = count.index_select(0, batch)
     centre = torch.repeat_interleave(torch.arange(num_nodes, device=batch.device), per_atom)
     offset = torch.cumsum(per_atom, 0) - per_atom
-    neighbour = first[batch][centre] + torch.arange(centre.numel(), device=batch.device) - offset[centre]
+    neighbour = ((first.index_select(0, batch) - offset).index_select(0, centre)
+                 + torch.arange(centre.numel(), device=batch.device))
     if not loop:
         keep = neighbour != centre
         centre, neighbour = centre[keep], neighbour[keep]
-    i, j = perm[centre], perm[neighbour]
+    i, j = perm.index_select(0, centre), perm.index_select(0, neighbour)
     order = torch.argsort(i * num_nodes + j)
-    return torch.stack([j[order], i[order]])
+    return torch.stack([j.index_select(0, order), i.index_select(0, order)])

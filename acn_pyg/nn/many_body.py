@@ -89,11 +89,13 @@ class ManyBodyTerms(torch.nn.Module):
         else:
             edge_index = radius_graph(pos, self.cutoff, batch)
         j, i = edge_index
-        vec = pos[j] - pos[i]
+        # index_select rather than advanced indexing: several times faster on CPU.
+        vec = pos.index_select(0, j) - pos.index_select(0, i)
         dist2 = vec.pow(2).sum(-1)
         dist = dist2.sqrt()
         zf = z.to(pos.dtype)
-        zz = zf[i] * zf[j]
+        zj = zf.index_select(0, j)
+        zz = zf.index_select(0, i) * zj
         weight = torch.ones_like(dist) if self.envelope is None else self.envelope(dist).squeeze(-1)
 
         out = []
@@ -103,33 +105,34 @@ class ManyBodyTerms(torch.nn.Module):
             elif term == "london":
                 pair = zz / dist2.pow(3) * weight
             else:
-                out.append(self._atm(zf, vec, dist2, weight, i, j, num_atoms))
+                out.append(self._atm(zz, zj, vec, dist2, weight, i, num_atoms))
                 continue
             out.append(pos.new_zeros(num_atoms).index_add(0, i, pair))
         result = torch.stack(out, dim=-1) if out else pos.new_zeros(num_atoms, 0)
         return signed_log1p(result) if self.normalize else result
 
     @staticmethod
-    def _atm(zf: Tensor, vec: Tensor, dist2: Tensor, weight: Tensor, i: Tensor, j: Tensor,
+    def _atm(zz: Tensor, zj: Tensor, vec: Tensor, dist2: Tensor, weight: Tensor, i: Tensor,
              num_atoms: int) -> Tensor:
         # Unordered pairs of edges (i <- j, i <- k) sharing the centre i, j < k:
         # edges are sorted by (i, j), so the edge of rank r pairs with ranks > r.
         num_edges = i.numel()
         count = torch.bincount(i, minlength=num_atoms)
         first = torch.cumsum(count, 0) - count
-        rank = torch.arange(num_edges, device=i.device) - first[i]
-        partners = count[i] - 1 - rank
+        rank = torch.arange(num_edges, device=i.device) - first.index_select(0, i)
+        partners = count.index_select(0, i) - 1 - rank
         e1 = torch.repeat_interleave(torch.arange(num_edges, device=i.device), partners)
         start = torch.cumsum(partners, 0) - partners
-        e2 = e1 + 1 + torch.arange(e1.numel(), device=i.device) - start[e1]
-        d_ij, d_ik = dist2[e1], dist2[e2]
-        d_jk = (vec[e2] - vec[e1]).pow(2).sum(-1)
+        e2 = e1 + 1 + torch.arange(e1.numel(), device=i.device) - start.index_select(0, e1)
+        d_ij, d_ik = dist2.index_select(0, e1), dist2.index_select(0, e2)
+        d_jk = (vec.index_select(0, e2) - vec.index_select(0, e1)).pow(2).sum(-1)
         # Product of the cosines of the three interior angles (law of cosines).
         cos3 = ((d_ij + d_ik - d_jk) * (d_ij + d_jk - d_ik) * (d_ik + d_jk - d_ij)
                 / (8.0 * d_ij * d_ik * d_jk))
-        triple = (zf[i[e1]] * zf[j[e1]] * zf[j[e2]] * (1.0 + cos3)
-                  / (d_ij * d_ik * d_jk).pow(1.5) * weight[e1] * weight[e2])
-        return zf.new_zeros(num_atoms).index_add(0, i[e1], triple)
+        triple = (zz.index_select(0, e1) * zj.index_select(0, e2) * (1.0 + cos3)
+                  / (d_ij * d_ik * d_jk).pow(1.5)
+                  * weight.index_select(0, e1) * weight.index_select(0, e2))
+        return dist2.new_zeros(num_atoms).index_add(0, i.index_select(0, e1), triple)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(terms={self.terms}, cutoff={self.cutoff}, "

@@ -1,0 +1,74 @@
+"""Shared helpers of the benchmark scripts: real QM9 batches, alternating
+timers and a machine description for the JSON results."""
+import datetime
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+
+def machine() -> Dict[str, object]:
+    import e3nn
+    import torch_geometric
+
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "e3nn": e3nn.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import torch_cluster
+        info["torch_cluster"] = torch_cluster.__version__
+    except ImportError:
+        info["torch_cluster"] = None
+    return info
+
+
+def qm9_batch(num_molecules: int, root: str = "data/QM9", seed: int = 0, device="cpu"):
+    """A batch of real QM9 molecules drawn at random (seeded)."""
+    from torch_geometric.data import Batch
+
+    from acn_pyg.datasets import QM9
+
+    dataset = QM9(root)
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    batch = Batch.from_data_list([dataset[int(i)] for i in idx[:num_molecules]])
+    return batch.to(device)
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_alternating(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
+                     device="cpu") -> Dict[str, List[float]]:
+    """Runs each function in turn, ``repeats`` rounds, so that a noisy machine
+    slows all of them alike; returns seconds per call for every round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: List[float]) -> float:
+    return statistics.median(values)

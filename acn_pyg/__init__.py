@@ -6,5 +6,6 @@ from acn_pyg.nn import AtomCloudConv
 
 __version__ = "0.1.0"
 
-__all__ = ["datasets", "graph", "models", "nn", "transforms", "units", "utils", "radius_graph", "AtomCloudConv", "AtomCloudNet",
+__all__ = ["datasets", "graph", "models", "nn", "transforms", "units", "utils",
+           "radius_graph", "AtomCloudConv", "AtomCloudNet",
            "__version__"]

@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.learning_curve.split(",")]
     rows = []
     for size in sizes:
-        sub = Config(**{**cfg.__dict__, "train_size": size, "out": os.path.join(cfg.out, f"n{size}")})
+        sub = Config(**{**cfg.__dict__, "train_size": size,
+                        "out": os.path.join(cfg.out, f"n{size}")})
         metrics = run(sub)
         print("\n".join(summary(metrics)))
         rows.append({"train_size": size, **{k: metrics[k] for k in (

@@ -89,6 +89,7 @@ def test_unreachable_output_irreps_is_an_error():
     (lambda x, pos: (x, pos, torch.zeros(3, dtype=torch.long)), "'batch'"),
     (lambda x, pos: (x, pos, None, torch.tensor([[0, 1], [1, 99]])), "edge_index"),
     (lambda x, pos: (x, torch.zeros_like(pos)), "same position"),
+    (lambda x, pos: (x, pos, None, torch.tensor([[1], [1]])), "self-loop"),
 ])
 def test_bad_input(make_args, match):
     conv = make_conv(4, 4)

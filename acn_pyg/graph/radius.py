@@ -178,7 +178,7 @@ def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool) ->
 
 def _sort_edges(edge_index: Tensor, num_atoms: int) -> Tensor:
     order = torch.argsort(edge_index[1] * num_atoms + edge_index[0])
-    return edge_index[:, order]
+    return edge_index.index_select(1, order)
 
 
 def _keep_nearest(edge_index: Tensor, pos: Tensor, k: int) -> Tensor:

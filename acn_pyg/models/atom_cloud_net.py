@@ -11,9 +11,8 @@ from acn_pyg.nn.embedding import EdgeEmbedding
 from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms
 from acn_pyg.nn.pool import global_power_mean_pool
-from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_batch, check_distinct_positions,
-                                  check_features, check_pos, check_same_device, check_z,
-                                  is_tracing)
+from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_batch, check_features, check_pos,
+                                  check_same_device, check_z, is_tracing)
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps
 
 POOLINGS = ("add", "mean", "max", "power")
@@ -258,8 +257,6 @@ class AtomCloudNet(torch.nn.Module):
         if batch is None:
             batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
         edge_index = self.interaction_graph(pos, batch)
-        if not is_tracing():
-            check_distinct_positions(pos, edge_index)
         edge_features = self.edge_embedding(pos, edge_index)
 
         h = self.embedding(z)
@@ -281,7 +278,7 @@ class AtomCloudNet(torch.nn.Module):
         if self.readout == "atom" or self.pooling == "add":
             y = self.output_mlp(a) * self.std + self.mean
             if self.atomref is not None:
-                y = y + self.atomref[z]
+                y = y + self.atomref.index_select(0, z)
             if self.readout == "atom":
                 return y
             return global_add_pool(y, batch, self._num_graphs(batch, num_atoms))
@@ -295,7 +292,7 @@ class AtomCloudNet(torch.nn.Module):
             pooled = global_power_mean_pool(a, batch, size)
         y = self.output_mlp(pooled) * self.std + self.mean
         if self.atomref is not None:
-            y = y + global_add_pool(self.atomref[z], batch, size)
+            y = y + global_add_pool(self.atomref.index_select(0, z), batch, size)
         return y
 
     @staticmethod

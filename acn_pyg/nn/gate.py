@@ -40,7 +40,8 @@ class Gate(torch.nn.Module):
         self.irreps_in = self.irreps_scalars + self.irreps_gates + self.irreps_gated
         # (start, mul, parity) of each scalar block; (mul, dim) of each gated block.
         self._scalars: List[Tuple[int, int, int]] = [
-            (s.start, m, ir.p) for s, (m, ir) in zip(self.irreps_scalars.slices(), self.irreps_scalars)]
+            (s.start, m, ir.p)
+            for s, (m, ir) in zip(self.irreps_scalars.slices(), self.irreps_scalars)]
         self._gated: List[Tuple[int, int]] = [(m, ir.dim) for m, ir in self.irreps_gated]
         self._num_scalars = self.irreps_scalars.dim
         self._num_gates = num_gates

@@ -88,13 +88,12 @@ def check_same_device(**tensors: Optional[Tensor]) -> None:
                 f"move all inputs to one device")
 
 
-def check_distinct_positions(pos: Tensor, edge_index: Tensor, name: str = "pos") -> None:
-    if edge_index.numel() == 0:
-        return
-    j, i = edge_index
-    same = ((pos[j] - pos[i]) == 0).all(dim=-1) & (i != j)
-    if bool(same.any()):
-        k = int(same.nonzero()[0])
+def check_edge_lengths(length: Tensor, edge_index: Tensor, name: str = "pos") -> None:
+    """Zero-length edges have no direction: two atoms at one position, or a self-loop."""
+    if length.numel() > 0 and not bool((length > 0).all()):
+        k = int((length == 0).nonzero()[0])
+        j, i = int(edge_index[0, k]), int(edge_index[1, k])
+        what = "a self-loop" if i == j else "two atoms at the same position"
         raise ValueError(
-            f"'{name}' places atoms {int(i[k])} and {int(j[k])} at the same position; "
-            f"their direction is undefined")
+            f"'{name}' gives the edge {j} -> {i} zero length ({what}); its direction is "
+            f"undefined")

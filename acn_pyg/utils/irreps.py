@@ -6,7 +6,7 @@ IrrepsLike = Union[int, str, o3.Irreps]
 
 
 def as_irreps(irreps: IrrepsLike, name: str = "irreps") -> o3.Irreps:
-    """An int ``n`` means ``n`` scalars (``nx0e``); a string or :class:`e3nn.o3.Irreps` is parsed."""
+    """An int ``n`` means ``n`` scalars (``nx0e``); a string or Irreps is parsed."""
     if isinstance(irreps, bool):
         raise ValueError(f"'{name}' must be an int, a string or e3nn.o3.Irreps (got {irreps!r})")
     if isinstance(irreps, int):

@@ -10,8 +10,8 @@ from acn_pyg.nn.conv.tensor_product import ChannelwiseTensorProduct
 from acn_pyg.nn.embedding import EdgeEmbedding, EdgeFeatures
 from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.radial_mlp import RadialMLP
-from acn_pyg.utils.checks import (check_batch, check_distinct_positions, check_edge_index,
-                                  check_features, check_pos, check_same_device, is_tracing)
+from acn_pyg.utils.checks import (check_batch, check_edge_index, check_features, check_pos,
+                                  check_same_device, is_tracing)
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps
 
 _SCALAR = o3.Irrep("0e")
@@ -163,8 +163,6 @@ class AtomCloudConv(MessagePassing):
             edge_index = radius_graph(pos, self.cutoff, batch,
                                       max_num_neighbors=self.max_num_neighbors)
         if edge_features is None:
-            if not is_tracing():
-                check_distinct_positions(pos, edge_index)
             edge_features = self.edge_embedding(pos, edge_index)
         return self.convolve(x, edge_index, edge_features)
 

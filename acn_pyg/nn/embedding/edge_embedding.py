@@ -6,6 +6,7 @@ from torch import Tensor
 
 from acn_pyg.nn.embedding.cutoff import PolynomialCutoff
 from acn_pyg.nn.embedding.radial_basis import BesselBasis
+from acn_pyg.utils.checks import check_edge_lengths, is_tracing
 
 
 class EdgeFeatures(NamedTuple):
@@ -27,10 +28,11 @@ def neighbor_slots(center: Tensor, num_nodes: int) -> Tuple[Tensor, int]:
     as a flat index ``center * K + rank`` into an [N, K] padded layout."""
     count = torch.bincount(center, minlength=num_nodes)
     max_neighbors = int(count.max()) if center.numel() > 0 else 0
-    order = torch.sort(center, stable=True).indices
+    sorted_center, order = torch.sort(center, stable=True)
     first = torch.cumsum(count, 0) - count
-    rank = torch.empty_like(center)
-    rank[order] = torch.arange(center.numel(), device=center.device) - first[center[order]]
+    sorted_rank = (torch.arange(center.numel(), device=center.device)
+                   - first.index_select(0, sorted_center))
+    rank = torch.empty_like(center).scatter_(0, order, sorted_rank)
     return center * max_neighbors + rank, max_neighbors
 
 
@@ -70,8 +72,10 @@ class EdgeEmbedding(torch.nn.Module):
 
     def forward(self, pos: Tensor, edge_index: Tensor) -> EdgeFeatures:
         num_nodes = pos.size(0)
-        vec = pos[edge_index[0]] - pos[edge_index[1]]
+        vec = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
         length = vec.norm(dim=-1)
+        if not is_tracing():
+            check_edge_lengths(length, edge_index)
         sh = o3.spherical_harmonics(list(range(self.lmax + 1)), vec, normalize=True,
                                     normalization="component")
         slot, max_neighbors = neighbor_slots(edge_index[1], num_nodes)

@@ -1,0 +1,189 @@
+"""Train-step and inference throughput (molecules/s) and peak memory of
+AtomCloudNet against PyG's SchNet, DimeNet++ and DimeNet on the same real QM9
+batches, float32. Models are timed alternately in one process, so the ratios
+hold on a noisy machine.
+
+Targets (CPU, batch 128): AtomCloudNet's default train step at least 2x SchNet's
+and 1.5x DimeNet++'s; on a GPU at least SchNet's.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine, median, qm9_batch, time_alternating  # noqa: E402
+
+from acn_pyg import AtomCloudNet  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+TARGETS = {"cpu": {"schnet": 2.0, "dimenet++": 1.5}, "cuda": {"schnet": 1.0}}
+
+
+def build(name: str) -> torch.nn.Module:
+    if name == "acn":
+        return AtomCloudNet()
+    if name == "acn-small":
+        return AtomCloudNet(hidden_channels=32, num_layers=2, radial_hidden=32)
+    if name == "acn-large":
+        return AtomCloudNet(hidden_channels=128, num_layers=4, radial_hidden=128)
+    if name == "acn-equivariant":  # carries l = 1, 2 features between layers
+        return AtomCloudNet(hidden_irreps="64x0e+16x1o+16x2e")
+    from acn_pyg.baselines import DIMENET_PP_QM9, DIMENET_QM9, DimeNetWithGraph, SchNetGraph
+    from torch_geometric.nn.models import DimeNet, DimeNetPlusPlus, SchNet
+    if name == "schnet":  # PyG's defaults: cutoff 10, 32 neighbours, 6 interactions
+        return SchNet(interaction_graph=SchNetGraph(10.0, 32))
+    if name == "dimenet++":
+        return DimeNetWithGraph(DimeNetPlusPlus(out_channels=1, **DIMENET_PP_QM9))
+    if name == "dimenet":
+        return DimeNetWithGraph(DimeNet(out_channels=1, **DIMENET_QM9))
+    raise ValueError(name)
+
+
+def step_fns(model, data):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    target = torch.zeros(data.num_graphs, 1, device=data.pos.device)
+
+    def train():
+        optimizer.zero_grad()
+        loss = (model(data.z, data.pos, data.batch) - target).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def infer():
+        model(data.z, data.pos, data.batch)
+
+    return train, infer
+
+
+def _peak_memory_child(name, batch_size, root, device, queue):
+    torch.set_num_threads(int(os.environ.get("ACN_BENCH_THREADS", "2")))
+    data = qm9_batch(batch_size, root, device=device)
+    model = build(name).to(device)
+    train, _ = step_fns(model, data)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        train()
+        train()
+        queue.put((torch.cuda.max_memory_allocated() - base) / 2 ** 20)
+        return
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    train()
+    train()
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+
+
+def peak_memory_mb(name, batch_size, root, device) -> float:
+    """Peak memory added by two train steps, in a fresh process: CPU resident
+    set (high-water mark) or CUDA allocations."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peak_memory_child, args=(name, batch_size, root, device, queue))
+    proc.start()
+    proc.join()
+    return queue.get() if not queue.empty() else float("nan")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="batch 32 only, 2 rounds, no memory: under a minute on CPU")
+    p.add_argument("--batch-sizes", default="32,128", help="comma-separated (default: 32,128)")
+    p.add_argument("--models", default="acn,acn-small,acn-large,acn-equivariant,schnet,dimenet++,dimenet",
+                   help="comma-separated models (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (default: 5)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="device (default: cpu)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
+    p.add_argument("--out", default=None,
+                   help="output stem (default: benchmarks/results/speed_<device>)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ["ACN_BENCH_THREADS"] = str(args.threads)
+    sizes = [32] if args.quick else [int(s) for s in args.batch_sizes.split(",")]
+    repeats = 2 if args.quick else args.repeats
+    names = args.models.split(",")
+    if args.quick:
+        names = [n for n in names if n not in ("dimenet", "acn-equivariant")]
+    try:
+        import torch_sparse  # noqa: F401
+    except ImportError:
+        print("torch_sparse is missing: skipping DimeNet/DimeNet++ "
+              "(bash scripts/install.sh --benchmarks)")
+        names = [n for n in names if not n.startswith("dimenet")]
+
+    rows = []
+    for size in sizes:
+        data = qm9_batch(size, args.root, device=args.device)
+        models = {n: build(n).to(args.device) for n in names}
+        fns = {}
+        for n, m in models.items():
+            fns[f"{n}/train"], fns[f"{n}/infer"] = step_fns(m, data)
+        times = time_alternating(fns, repeats, warmup=1, device=args.device)
+        for n in names:
+            row = {"model": n, "batch_size": size,
+                   "parameters": sum(q.numel() for q in models[n].parameters()),
+                   "train_mol_per_s": size / median(times[f"{n}/train"]),
+                   "infer_mol_per_s": size / median(times[f"{n}/infer"])}
+            if not args.quick:
+                row["peak_memory_mb"] = peak_memory_mb(n, size, args.root, args.device)
+            rows.append(row)
+
+    def find(model, size):
+        return next((r for r in rows if r["model"] == model and r["batch_size"] == size), None)
+
+    checks = []
+    for size in sizes:
+        acn = find("acn", size)
+        for base, need in TARGETS[args.device].items():
+            other = find(base, size)
+            if acn is None or other is None:
+                continue
+            ratio = acn["train_mol_per_s"] / other["train_mol_per_s"]
+            acn[f"train_ratio_vs_{base}"] = ratio
+            acn[f"infer_ratio_vs_{base}"] = acn["infer_mol_per_s"] / other["infer_mol_per_s"]
+            if size == max(sizes):
+                checks.append({"baseline": base, "batch_size": size, "ratio": ratio,
+                               "target": need, "met": ratio >= need})
+
+    header = (f"QM9 batches, float32, {args.device} ({machine()['processor']}, "
+              f"{args.threads} threads), median of {repeats} alternating rounds")
+    lines = [header, "",
+             "| model | batch | params | train mol/s | infer mol/s | peak MB | "
+             "train x SchNet | train x DimeNet++ |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {r['parameters']:,} | "
+            f"{r['train_mol_per_s']:.1f} | {r['infer_mol_per_s']:.1f} | "
+            f"{r.get('peak_memory_mb', float('nan')):.0f} | "
+            f"{r.get('train_ratio_vs_schnet', float('nan')):.2f} | "
+            f"{r.get('train_ratio_vs_dimenet++', float('nan')):.2f} |")
+    lines.append("")
+    for c in checks:
+        lines.append(f"target: AtomCloudNet train step >= {c['target']}x {c['baseline']} "
+                     f"(batch {c['batch_size']}): {c['ratio']:.2f}x -> "
+                     f"{'MET' if c['met'] else 'MISSED'}")
+    text = "\n".join(lines)
+    print(text)
+    stem = args.out or os.path.join(RESULTS, f"speed_{args.device}" + ("_quick" if args.quick
+                                                                        else ""))
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    with open(stem + ".json", "w") as f:
+        json.dump({"machine": machine(), "device": args.device, "repeats": repeats,
+                   "rows": rows, "targets": checks}, f, indent=2)
+    with open(stem + ".md", "w") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -59,7 +59,8 @@ def radius_graph(
         backend (str, optional): :obj:`"torch_cluster"`, :obj:`"torch"` (pure
             PyTorch cell list, linear in the number of atoms, memory bounded
             by :data:`MAX_CANDIDATE_PAIRS`) or :obj:`"auto"` (the first when
-            importable). (default: :obj:`"auto"`)
+            importable and built for the device of :obj:`pos`).
+            (default: :obj:`"auto"`)
 
     Returns:
         :obj:`edge_index` of shape :math:`[2, |\mathcal{E}|]` in PyG's
@@ -93,7 +94,7 @@ def radius_graph(
         batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
     batch = batch.long()
 
-    if backend == "torch_cluster" or (backend == "auto" and HAS_TORCH_CLUSTER):
+    if backend == "torch_cluster" or (backend == "auto" and _torch_cluster_runs_on(pos.device)):
         edge_index = _radius_graph_torch_cluster(pos, r, batch, loop)
     else:
         edge_index = _radius_graph_cell_list(pos, r, batch, loop)
@@ -101,6 +102,14 @@ def radius_graph(
     if max_num_neighbors is not None:
         edge_index = _keep_nearest(edge_index, pos, max_num_neighbors)
     return edge_index
+
+
+def _torch_cluster_runs_on(device: torch.device) -> bool:
+    # A CPU-only build of torch_cluster cannot take CUDA tensors.
+    if not HAS_TORCH_CLUSTER:
+        return False
+    return device.type == "cpu" or (device.type == "cuda"
+                                    and torch.ops.torch_cluster.cuda_version() != -1)
 
 
 def _radius_graph_torch_cluster(pos: Tensor, r: float, batch: Tensor, loop: bool) -> Tensor:

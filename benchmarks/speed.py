@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="batch 32 only, 2 rounds, no memory: under a minute on CPU")
     p.add_argument("--batch-sizes", default="32,128", help="comma-separated (default: 32,128)")
-    p.add_argument("--models", default="acn,acn-small,acn-large,acn-equivariant,schnet,dimenet++,dimenet",
+    p.add_argument("--models",
+                   default="acn,acn-small,acn-large,acn-equivariant,schnet,dimenet++,dimenet",
                    help="comma-separated models (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (default: 5)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
@@ -174,8 +175,8 @@ def main(argv=None) -> int:
                      f"{'MET' if c['met'] else 'MISSED'}")
     text = "\n".join(lines)
     print(text)
-    stem = args.out or os.path.join(RESULTS, f"speed_{args.device}" + ("_quick" if args.quick
-                                                                        else ""))
+    suffix = "_quick" if args.quick else ""
+    stem = args.out or os.path.join(RESULTS, f"speed_{args.device}{suffix}")
     os.makedirs(os.path.dirname(stem), exist_ok=True)
     with open(stem + ".json", "w") as f:
         json.dump({"machine": machine(), "device": args.device, "repeats": repeats,

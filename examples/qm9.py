@@ -41,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"molecules per batch (default: {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr,
                    help=f"peak learning rate of Adam, cosine-decayed (default: {d.lr})")
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="decay per step of the weight average used for validation and test; "
+                        f"0 disables it (default: {d.ema})")
     p.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"),
                    help="where to train; auto takes CUDA when available (default: auto)")
     p.add_argument("--seed", type=int, default=d.seed,
@@ -77,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(target=args.target, model=args.model, train_size=args.train_size,
                   val_size=args.val_size, test_size=args.test_size, epochs=args.epochs,
                   time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
+                  ema=args.ema,
                   device=args.device, seed=args.seed, hidden_channels=args.hidden_channels,
                   hidden_irreps=args.hidden_irreps, num_layers=args.num_layers,
                   cutoff=args.cutoff, lmax=args.lmax, many_body=args.many_body, root=args.root,

@@ -1,9 +1,11 @@
 """Shared helpers of the benchmark scripts: real QM9 batches, alternating
 timers and a machine description for the JSON results."""
+import ctypes
 import datetime
 import os
 import platform
 import statistics
+import threading
 import time
 from typing import Callable, Dict, List
 
@@ -72,3 +74,40 @@ def time_alternating(fns: Dict[str, Callable[[], object]], repeats: int, warmup:
 
 def median(values: List[float]) -> float:
     return statistics.median(values)
+
+
+def peak_memory_mb(fn: Callable[[], object], device="cpu") -> float:
+    """Peak memory one call adds: CUDA allocations on a GPU; on CPU the
+    process's resident set, sampled every millisecond, above its level before
+    the call (freed heap is first handed back to the system with malloc_trim)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    import psutil
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return max(0.0, (max(peak[0], proc.memory_info().rss) - base) / 2 ** 20)

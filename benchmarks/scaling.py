@@ -16,7 +16,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, sync  # noqa: E402
+from common import machine, peak_memory_mb, sync  # noqa: E402
 
 from acn_pyg import AtomCloudConv, radius_graph  # noqa: E402
 from acn_pyg.graph import HAS_TORCH_CLUSTER  # noqa: E402
@@ -40,21 +40,6 @@ def best_of(fn, repeats: int, device) -> float:
         sync(device)
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def peak_mb(fn, device) -> float:
-    """Peak memory of one call: CUDA allocations on a GPU; on CPU the growth of
-    the process's resident-set high-water mark (0 when an earlier, larger call
-    already set it, so sizes run in increasing order)."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-    import resource
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
-    return max(0.0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 
 
 def fit_exponent(ns, ts):
@@ -101,14 +86,18 @@ def main(argv=None) -> int:
             out.square().sum().backward()
 
         row["conv_fwd_bwd_s"] = best_of(conv_step, args.repeats, args.device)
-        row["conv_peak_mb"] = peak_mb(conv_step, args.device)
+        row["conv_us_per_edge"] = 1e6 * row["conv_fwd_bwd_s"] / max(row["edges"], 1)
+        row["conv_peak_mb"] = peak_memory_mb(conv_step, args.device)
         rows.append(row)
         print(f"{n:>7} atoms, {row['edges']:>9} edges: "
               + ", ".join(f"graph[{b}] {1e3 * row[f'graph_{b}_s']:.1f} ms" for b in backends)
-              + f", conv fwd+bwd {1e3 * row['conv_fwd_bwd_s']:.1f} ms, "
+              + f", conv fwd+bwd {1e3 * row['conv_fwd_bwd_s']:.1f} ms "
+              f"({row['conv_us_per_edge']:.2f} us/edge), "
               f"peak +{row['conv_peak_mb']:.0f} MB", flush=True)
 
-    large = [r for r in rows if r["atoms"] >= 1000] or rows
+    # Fitted where the working set no longer fits in the CPU caches, so the
+    # exponent measures the algorithm rather than the cache transition.
+    large = [r for r in rows if r["atoms"] >= 10000] or rows
     exponents = {key: fit_exponent([r["atoms"] for r in large], [r[key] for r in large])
                  for key in [f"graph_{b}_s" for b in backends] + ["conv_fwd_bwd_s"]}
     for key, b in exponents.items():

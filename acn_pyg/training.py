@@ -207,6 +207,18 @@ def run(cfg: Config) -> Dict[str, object]:
         print(f"resumed from {last_path} at epoch {state['epoch']} "
               f"({state['elapsed'] / 60:.1f} min trained)")
 
+    def validate(train_loss: float) -> None:
+        pred, true = predict(evaluated, loaders["val"], t_index, device)
+        val_mae = float((pred - true).abs().mean())
+        state["history"].append({"epoch": state["epoch"], "train_loss": train_loss,
+                                 "val_mae": val_mae,
+                                 "time_s": round(time.perf_counter() - start, 1)})
+        if val_mae < state["best_val"]:
+            state["best_val"] = val_mae
+            torch.save(evaluated.state_dict(), best_path)
+
+    # Validate about as often as it costs no more than the training it follows.
+    eval_every = max(1, math.ceil(split["val"].numel() / max(split["train"].numel(), 1)))
     budget = cfg.time_budget * 60.0
     start = time.perf_counter() - state["elapsed"]
     total_steps = cfg.epochs * len(loaders["train"])
@@ -237,14 +249,8 @@ def run(cfg: Config) -> Dict[str, object]:
         if seen == 0:
             break
         state["epoch"] += 1
-        pred, true = predict(evaluated, loaders["val"], t_index, device)
-        val_mae = float((pred - true).abs().mean())
-        state["history"].append({"epoch": state["epoch"], "train_loss": running / seen,
-                                 "val_mae": val_mae,
-                                 "time_s": round(time.perf_counter() - start, 1)})
-        if val_mae < state["best_val"]:
-            state["best_val"] = val_mae
-            torch.save(evaluated.state_dict(), best_path)
+        if state["epoch"] % eval_every == 0 or out_of_time or state["epoch"] >= cfg.epochs:
+            validate(running / seen)
         state["elapsed"] = time.perf_counter() - start
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "ema": ema.state_dict() if ema is not None else {},
@@ -252,7 +258,12 @@ def run(cfg: Config) -> Dict[str, object]:
                     "best_val": state["best_val"], "history": json.dumps(state["history"]),
                     "rng": torch.get_rng_state()}, last_path)
         bar.update(1)
-        bar.set_postfix(loss=f"{running / seen:.4f}", val_mae=f"{val_mae:.4g} {unit}")
+        bar.set_postfix(loss=f"{running / seen:.4f}",
+                        val_mae=f"{state['history'][-1]['val_mae']:.4g} {unit}"
+                        if state["history"] else "-")
+    if state["epoch"] > 0 and (not state["history"]
+                               or state["history"][-1]["epoch"] < state["epoch"]):
+        validate(float("nan"))
     bar.close()
     wall = time.perf_counter() - start
 

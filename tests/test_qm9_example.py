@@ -69,3 +69,13 @@ def test_linear_baseline_recovers_element_energies():
     fit = LinearBaseline(extensive=True).fit(counts, counts @ true)
     torch.testing.assert_close(fit.coef, true)
     assert fit.atomref()[6] == pytest.approx(-37.8)
+
+
+def test_validation_is_spaced_when_the_validation_set_is_larger(source_dir, tmp_path):
+    args = tiny_args(source_dir, tmp_path, "--no-plot")
+    args[args.index("--train-size") + 1] = "8"
+    args[args.index("--val-size") + 1] = "16"
+    args[args.index("--epochs") + 1] = "3"
+    example.main(args)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [2, 3]

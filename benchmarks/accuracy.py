@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--time-budget", type=float, default=20.0,
                    help="training minutes per model and target (default: 20)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per run; 0 keeps torch's default (default: 0)")
     p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
     p.add_argument("--runs", default="runs/accuracy", help="checkpoints (default: runs/accuracy)")
     p.add_argument("--out", default=os.path.join(RESULTS, "accuracy"),
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
             cfg = Config(target=target, model=model, train_size=args.train_size,
                          val_size=args.val_size, test_size=args.test_size,
                          time_budget=args.time_budget, epochs=100000, device=args.device,
-                         root=args.root, out=os.path.join(args.runs, f"{target}_{model}"),
+                         threads=args.threads, root=args.root, out=os.path.join(args.runs, f"{target}_{model}"),
                          plot=False)
             results[(target, model)] = run(cfg)
             m = results[(target, model)]

@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
     p.add_argument("--many-body", action="store_true",
                    help="AtomCloudNet with the many-body features")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per run; 0 keeps torch's default (default: 0)")
     p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
     p.add_argument("--runs", default="runs/learning_curve",
                    help="folder for checkpoints (default: runs/learning_curve)")
@@ -55,7 +57,8 @@ def main(argv=None) -> int:
         for model in args.models.split(","):
             cfg = Config(target="U_atom", model=model, train_size=size, val_size=args.val_size,
                          test_size=args.test_size, time_budget=budget, epochs=100000,
-                         batch_size=args.batch_size, device=args.device, root=args.root,
+                         batch_size=args.batch_size, device=args.device, threads=args.threads,
+                         root=args.root,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)
             m = run(cfg)

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
             cfg = Config(target=target, model=model, train_size=args.train_size,
                          val_size=args.val_size, test_size=args.test_size,
                          time_budget=args.time_budget, epochs=100000, device=args.device,
-                         threads=args.threads, root=args.root, out=os.path.join(args.runs, f"{target}_{model}"),
+                         threads=args.threads, root=args.root,
+                         out=os.path.join(args.runs, f"{target}_{model}"),
                          plot=False)
             results[(target, model)] = run(cfg)
             m = results[(target, model)]

@@ -1,0 +1,74 @@
+"""The README's benchmark figure, drawn from the JSON results of speed.py,
+accuracy.py and learning_curve.py (whichever exist)."""
+import argparse
+import json
+import os
+import sys
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def load(name):
+    path = os.path.join(RESULTS, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", default=os.path.join(RESULTS, "summary.png"),
+                   help="output PNG (default: benchmarks/results/summary.png)")
+    args = p.parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    speed, accuracy, curve = load("speed_cpu.json"), load("accuracy.json"), \
+        load("learning_curve.json")
+    panels = [x for x in (speed, accuracy, curve) if x is not None]
+    if not panels:
+        print("no results to plot")
+        return 1
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    axes = [axes] if len(panels) == 1 else list(axes)
+    ax_iter = iter(axes)
+    if speed is not None:
+        ax = next(ax_iter)
+        size = max(r["batch_size"] for r in speed["rows"])
+        rows = [r for r in speed["rows"] if r["batch_size"] == size]
+        ax.barh([r["model"] for r in rows], [r["train_mol_per_s"] for r in rows])
+        ax.set_xlabel("train step, molecules/s")
+        ax.set_title(f"CPU speed, batch {size}", fontsize=9)
+    if accuracy is not None:
+        ax = next(ax_iter)
+        for k, res in enumerate(accuracy["results"]):
+            models = list(res["test_mae"])
+            base = res["test_mae"][models[0]]
+            ax.bar([m + f"\n{res['target']}" for m in models],
+                   [res["test_mae"][m] / base for m in models], color=f"C{k}")
+        ax.set_ylabel("test MAE relative to AtomCloudNet")
+        ax.set_title(f"equal budget ({accuracy['args']['time_budget']:g} min)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    if curve is not None:
+        ax = next(ax_iter)
+        sizes = [r["train_size"] for r in curve["rows"]]
+        for key, label in (("cm", "CM kernel"), ("slatm", "SLATM kernel"),
+                           ("acn_3A", "original ACN")):
+            ax.loglog(sizes, [r["published"][key] for r in curve["rows"]], "o--", label=label)
+        for model in curve["rows"][0]["runs"]:
+            ax.loglog(sizes, [r["runs"][model]["test_mae_kcal_mol"] for r in curve["rows"]],
+                      "s-", label=f"{model} (this work)")
+        ax.set_xlabel("training molecules")
+        ax.set_ylabel("U_atom test MAE (kcal/mol)")
+        ax.set_title("QM9 learning curve", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from acn_pyg.utils.ranges import expand_ranges
+
 
 @torch.compiler.disable
 def full_graph(num_nodes: int, batch: Optional[Tensor] = None, loop: bool = False,
@@ -29,10 +31,8 @@ def full_graph(num_nodes: int, batch: Optional[Tensor] = None, loop: bool = Fals
     count = torch.bincount(batch)
     first = torch.cumsum(count, 0) - count
     per_atom = count.index_select(0, batch)
-    centre = torch.repeat_interleave(torch.arange(num_nodes, device=batch.device), per_atom)
-    offset = torch.cumsum(per_atom, 0) - per_atom
-    neighbour = ((first.index_select(0, batch) - offset).index_select(0, centre)
-                 + torch.arange(centre.numel(), device=batch.device))
+    centre, within = expand_ranges(per_atom)
+    neighbour = first.index_select(0, batch).index_select(0, centre) + within
     if not loop:
         keep = neighbour != centre
         centre, neighbour = centre[keep], neighbour[keep]

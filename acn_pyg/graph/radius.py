@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from acn_pyg.utils.checks import check_batch, check_pos, check_same_device, is_tracing
+from acn_pyg.utils.ranges import expand_ranges
 
 try:
     import torch_cluster
@@ -169,9 +170,7 @@ def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool) ->
         total = int(cnt.sum())
         if total == 0:
             continue
-        entry = torch.repeat_interleave(torch.arange(cnt.numel(), device=device), cnt)
-        first = torch.cumsum(cnt, 0) - cnt
-        within = torch.arange(total, device=device) - first[entry]
+        entry, within = expand_ranges(cnt)
         j = order[start[lo:hi].flatten()[entry] + within]
         i = entry // 27 + lo
         dist2 = (pos_d[j] - pos_d[i]).pow(2).sum(-1)

@@ -7,6 +7,7 @@ from acn_pyg.graph import full_graph, radius_graph
 from acn_pyg.nn.embedding.cutoff import PolynomialCutoff
 from acn_pyg.utils.checks import (check_batch, check_pos, check_same_device, check_z,
                                   is_tracing)
+from acn_pyg.utils.ranges import expand_ranges
 
 MANY_BODY_TERMS = ("coulomb", "london", "atm")
 
@@ -121,9 +122,8 @@ class ManyBodyTerms(torch.nn.Module):
         first = torch.cumsum(count, 0) - count
         rank = torch.arange(num_edges, device=i.device) - first.index_select(0, i)
         partners = count.index_select(0, i) - 1 - rank
-        e1 = torch.repeat_interleave(torch.arange(num_edges, device=i.device), partners)
-        start = torch.cumsum(partners, 0) - partners
-        e2 = e1 + 1 + torch.arange(e1.numel(), device=i.device) - start.index_select(0, e1)
+        e1, within = expand_ranges(partners)
+        e2 = e1 + 1 + within
         d_ij, d_ik = dist2.index_select(0, e1), dist2.index_select(0, e2)
         d_jk = (vec.index_select(0, e2) - vec.index_select(0, e1)).pow(2).sum(-1)
         # Product of the cosines of the three interior angles (law of cosines).

@@ -6,7 +6,7 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
 import torch
@@ -56,7 +56,6 @@ class Config:
     resume: bool = False
     threads: int = 0
     plot: bool = True
-    extra: Dict[str, object] = field(default_factory=dict)
 
 
 def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[str, Tensor]:

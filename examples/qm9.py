@@ -8,6 +8,7 @@ target and report the test MAE.
 Writes metrics.json, parity.png and checkpoints (last.pt, best.pt) to --out.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -78,15 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return Config(target=args.target, model=args.model, train_size=args.train_size,
-                  val_size=args.val_size, test_size=args.test_size, epochs=args.epochs,
-                  time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr,
-                  ema=args.ema,
-                  device=args.device, seed=args.seed, hidden_channels=args.hidden_channels,
-                  hidden_irreps=args.hidden_irreps, num_layers=args.num_layers,
-                  cutoff=args.cutoff, lmax=args.lmax, many_body=args.many_body, root=args.root,
-                  data_source=args.data_source, out=args.out, resume=args.resume,
-                  threads=args.threads, plot=not args.no_plot)
+    # Every Config field has a flag of the same name, except plot (--no-plot).
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+              if f.name != "plot"}
+    return Config(**values, plot=not args.no_plot)
 
 
 def main(argv=None) -> int:
@@ -100,8 +96,7 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.learning_curve.split(",")]
     rows = []
     for size in sizes:
-        sub = Config(**{**cfg.__dict__, "train_size": size,
-                        "out": os.path.join(cfg.out, f"n{size}")})
+        sub = dataclasses.replace(cfg, train_size=size, out=os.path.join(cfg.out, f"n{size}"))
         metrics = run(sub)
         print("\n".join(summary(metrics)))
         rows.append({"train_size": size, **{k: metrics[k] for k in (

@@ -154,14 +154,14 @@ def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool) ->
     per_atom = count.sum(dim=1)
 
     # Chunks of centres whose candidate pairs fit in MAX_CANDIDATE_PAIRS.
+    # A chunk ends before the first centre whose cumulative count exceeds the budget.
+    cum = torch.cumsum(per_atom, 0)
     bounds = [0]
-    cum = torch.cumsum(per_atom, 0).tolist()
-    budget = MAX_CANDIDATE_PAIRS
-    for i, c in enumerate(cum):
-        if c > budget and i > bounds[-1]:
-            bounds.append(i)
-            budget = cum[i - 1] + MAX_CANDIDATE_PAIRS
-    bounds.append(num_atoms)
+    while bounds[-1] < num_atoms:
+        lo = bounds[-1]
+        budget = (int(cum[lo - 1]) if lo > 0 else 0) + MAX_CANDIDATE_PAIRS
+        end = int(torch.searchsorted(cum, torch.tensor(budget, device=device), right=True))
+        bounds.append(min(max(end, lo + 1), num_atoms))
 
     r2 = r * r
     rows, cols = [], []

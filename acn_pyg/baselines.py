@@ -1,7 +1,9 @@
 """PyG's SchNet, DimeNet and DimeNet++ with their published QM9 settings, made
 to run without ``pyg-lib``: their radius graphs come from
 :func:`acn_pyg.radius_graph` (torch_cluster or pure PyTorch), PyG's code is
-used unedited."""
+used unedited. Without :obj:`torch_sparse`, DimeNet's triplets come from
+:func:`triplets_torch`, which returns the same tensors."""
+import contextlib
 from typing import Optional, Tuple
 from unittest import mock
 
@@ -9,6 +11,13 @@ import torch
 from torch import Tensor
 
 from acn_pyg.graph import radius_graph
+from acn_pyg.utils.ranges import expand_ranges
+
+try:
+    import torch_sparse  # noqa: F401  (PyG's DimeNet triplets use its SparseTensor)
+    HAS_TORCH_SPARSE = True
+except ImportError:
+    HAS_TORCH_SPARSE = False
 
 #: Published QM9 hyperparameters (Schütt et al. 2017; Gasteiger et al. 2020).
 SCHNET_QM9 = dict(hidden_channels=128, num_filters=128, num_interactions=6, num_gaussians=50,
@@ -35,6 +44,27 @@ class SchNetGraph(torch.nn.Module):
         return edge_index, (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
 
 
+def triplets_torch(edge_index: Tensor, num_nodes: int) -> Tuple[Tensor, ...]:
+    """Pure-PyTorch version of PyG's :func:`dimenet.triplets` (which needs
+    :obj:`torch_sparse`): the same seven tensors in the same order. For every
+    edge :math:`j \\to i` (position :math:`e`), every edge :math:`k \\to j`
+    with :math:`k \\neq i`, ordered by :math:`e` and then by :math:`k`."""
+    row, col = edge_index  # j -> i
+    # Edges grouped by their target, sorted by source within a target: the
+    # CSR layout of PyG's adj_t (rows = targets, columns = sources).
+    order = torch.sort(col * num_nodes + row, stable=True).indices
+    in_degree = torch.bincount(col, minlength=num_nodes)
+    first = torch.cumsum(in_degree, 0) - in_degree
+    count = in_degree.index_select(0, row)  # edges k -> j for each edge j -> i
+    idx_ji, within = expand_ranges(count)
+    idx_kj = order.index_select(0, first.index_select(0, row.index_select(0, idx_ji)) + within)
+    idx_i = col.index_select(0, idx_ji)
+    idx_j = row.index_select(0, idx_ji)
+    idx_k = row.index_select(0, idx_kj)
+    mask = idx_i != idx_k  # Remove i == k triplets.
+    return (col, row, idx_i[mask], idx_j[mask], idx_k[mask], idx_kj[mask], idx_ji[mask])
+
+
 def _pyg_radius_graph(x, r, batch=None, loop=False, max_num_neighbors=32, **_):
     return radius_graph(x, r, batch, loop=loop, max_num_neighbors=max_num_neighbors)
 
@@ -58,7 +88,10 @@ class DimeNetWithGraph(torch.nn.Module):
         if batch is None:
             batch = torch.zeros_like(z)
         import torch_geometric.nn.models.dimenet as dimenet
-        with mock.patch.object(dimenet, "radius_graph", _pyg_radius_graph):
+        with contextlib.ExitStack() as patches:
+            patches.enter_context(mock.patch.object(dimenet, "radius_graph", _pyg_radius_graph))
+            if not HAS_TORCH_SPARSE:
+                patches.enter_context(mock.patch.object(dimenet, "triplets", triplets_torch))
             out = self.model(z, pos, batch)
         atoms = torch.bincount(batch, minlength=out.size(0)).to(out.dtype).unsqueeze(-1)
         out = out * self.std + (atoms * self.mean if self.extensive else self.mean)
@@ -79,11 +112,6 @@ def build_baseline(name: str, extensive: bool, mean: float = 0.0, std: float = 1
                       atomref=None if atomref is None else atomref.view(-1, 1)[:100],
                       interaction_graph=graph)
     if name in ("dimenet++", "dimenet"):
-        try:
-            import torch_sparse  # noqa: F401  (DimeNet's triplets use SparseTensor)
-        except ImportError as e:
-            raise ImportError("DimeNet needs torch_sparse: bash scripts/install.sh --benchmarks"
-                              ) from e
         cls, cfg = (DimeNetPlusPlus, DIMENET_PP_QM9) if name == "dimenet++" else (DimeNet,
                                                                                   DIMENET_QM9)
         return DimeNetWithGraph(cls(out_channels=1, **cfg), mean=mean, std=std, atomref=atomref,

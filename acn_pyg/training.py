@@ -14,6 +14,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS, QM9, TARGETS, UNITS, target_index
+from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.models import AtomCloudNet
 from acn_pyg.units import EV_TO_KCALMOL, EV_TO_MEV
 
@@ -41,6 +42,7 @@ class Config:
     time_budget: float = 3.0
     batch_size: int = 32
     lr: Optional[float] = None
+    weight_decay: float = 0.0
     ema: float = 0.99
     device: str = "auto"
     seed: int = 0
@@ -52,6 +54,7 @@ class Config:
     many_body: bool = False
     root: str = "data/QM9"
     data_source: Optional[str] = None
+    subset: Optional[str] = None
     out: str = "runs/qm9"
     resume: bool = False
     threads: int = 0
@@ -169,8 +172,15 @@ def run(cfg: Config) -> Dict[str, object]:
     os.makedirs(cfg.out, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    dataset = QM9(cfg.root, source_dir=cfg.data_source)
-    split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    if cfg.subset:  # a file of save_qm9_subset, where qm9pack is not installed
+        dataset = QM9Subset(cfg.subset)
+        split = split_indices(dataset.num_total, cfg.train_size, cfg.val_size, cfg.test_size,
+                              cfg.seed)
+        split = {key: dataset.local(idx) for key, idx in split.items()}
+    else:
+        dataset = QM9(cfg.root, source_dir=cfg.data_source)
+        split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size,
+                              cfg.seed)
 
     # Per-element linear baseline on the training set; its coefficients are the
     # model's atom reference (extensive) and its residual scale the model's std.
@@ -187,7 +197,8 @@ def run(cfg: Config) -> Dict[str, object]:
 
     model = build_model(cfg, extensive, mean, std, atomref).to(device)
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.model]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+                 if cfg.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=lr))
     # Validation, checkpoints and the test use an exponential moving average
     # of the weights (decay cfg.ema per step), which is smoother than the last step.
     ema = (torch.optim.swa_utils.AveragedModel(

@@ -36,15 +36,20 @@ def machine() -> Dict[str, object]:
     return info
 
 
-def qm9_batch(num_molecules: int, root: str = "data/QM9", seed: int = 0, device="cpu"):
-    """A batch of real QM9 molecules drawn at random (seeded)."""
+def qm9_batch(num_molecules: int, root: str = "data/QM9", seed: int = 0, device="cpu",
+              subset=None):
+    """A batch of real QM9 molecules drawn at random (seeded), from the QM9
+    in ``root`` or from a subset file (benchmarks/qm9_subset.py) holding them."""
     from torch_geometric.data import Batch
 
-    from acn_pyg.datasets import QM9
+    from acn_pyg.datasets import QM9, QM9Subset
 
-    dataset = QM9(root)
-    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    batch = Batch.from_data_list([dataset[int(i)] for i in idx[:num_molecules]])
+    dataset = QM9Subset(subset) if subset else QM9(root)
+    total = dataset.num_total if subset else len(dataset)
+    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:num_molecules]
+    if subset:
+        idx = dataset.local(idx)
+    batch = Batch.from_data_list([dataset[int(i)] for i in idx])
     return batch.to(device)
 
 

@@ -39,6 +39,17 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
     p.add_argument("--many-body", action="store_true",
                    help="AtomCloudNet with the many-body features")
+    p.add_argument("--hidden-irreps", default=None,
+                   help="AtomCloudNet irreps between layers, e.g. 64x0e+16x1o+16x2e "
+                        "(default: 64 scalars)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: the training loop's per model)")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="AdamW weight decay when > 0 (default: 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue runs from RUNS/<model>_n<size>/last.pt (same flags)")
+    p.add_argument("--subset", default=None,
+                   help="QM9 subset file (benchmarks/qm9_subset.py) instead of ROOT")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per run; 0 keeps torch's default (default: 0)")
     p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
@@ -58,7 +69,9 @@ def main(argv=None) -> int:
             cfg = Config(target="U_atom", model=model, train_size=size, val_size=args.val_size,
                          test_size=args.test_size, time_budget=budget, epochs=100000,
                          batch_size=args.batch_size, device=args.device, threads=args.threads,
-                         root=args.root,
+                         root=args.root, subset=args.subset, resume=args.resume,
+                         lr=args.lr, weight_decay=args.weight_decay,
+                         hidden_irreps=args.hidden_irreps if model == "acn" else None,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)
             m = run(cfg)

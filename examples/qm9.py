@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=d.lr,
                    help="peak learning rate of Adam, cosine-decayed (default: 3e-3 for acn, "
                         "1e-3 for the baselines)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay (AdamW) when > 0 (default: 0, plain Adam)")
     p.add_argument("--ema", type=float, default=d.ema,
                    help="decay per step of the weight average used for validation and test; "
                         f"0 disables it (default: {d.ema})")
@@ -66,6 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--root", default=d.root, help=f"dataset folder (default: {d.root})")
     p.add_argument("--data-source", default=d.data_source,
                    help="folder of qm9pack-format CSVs (default: the installed qm9pack)")
+    p.add_argument("--subset", default=d.subset,
+                   help="a QM9 subset file (acn_pyg.datasets.save_qm9_subset, "
+                        "benchmarks/qm9_subset.py) to use instead of ROOT, where qm9pack "
+                        "is missing; the split must lie in it (default: none)")
     p.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt (same flags as the interrupted run)")

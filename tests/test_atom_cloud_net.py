@@ -219,3 +219,20 @@ def test_cuda_matches_cpu(batch_of_molecules):
     rot = random_orthogonal(seed=1, reflect=True).cuda()
     torch.testing.assert_close(net(z.cuda(), pos.cuda() @ rot.T, batch.cuda()), out,
                                rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_forces_and_many_body_match_cpu(batch_of_molecules):
+    _, z, pos, batch = batch_of_molecules
+    net = model(hidden_irreps="16x0e+4x1o", many_body=True)
+
+    def energy_and_forces(device):
+        p = pos.to(device).requires_grad_(True)
+        e = net.to(device)(z.to(device), p, batch.to(device))
+        (f,) = torch.autograd.grad(-e.sum(), p)
+        return e.cpu(), f.cpu()
+
+    e_cpu, f_cpu = energy_and_forces("cpu")
+    e_gpu, f_gpu = energy_and_forces("cuda")
+    torch.testing.assert_close(e_gpu, e_cpu, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(f_gpu, f_cpu, rtol=1e-7, atol=1e-7)

@@ -133,3 +133,15 @@ def test_module_form():
     graph = RadiusGraph(2.0)
     assert torch.equal(graph(pos, batch), radius_graph(pos, 2.0, batch))
     assert "cutoff=2.0" in repr(graph)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cuda_edges_equal_cpu(seed, monkeypatch):
+    pos, batch = cloud(3000, seed, graphs=4, box=15.0)
+    expected = radius_graph(pos, 2.0, batch, backend="torch")
+    out = radius_graph(pos.cuda(), 2.0, batch.cuda())  # auto: whatever runs on CUDA
+    assert out.is_cuda and torch.equal(out.cpu(), expected)
+    monkeypatch.setattr(rg, "MAX_CANDIDATE_PAIRS", 5000)
+    assert torch.equal(radius_graph(pos.cuda(), 2.0, batch.cuda(), backend="torch").cpu(),
+                       expected)

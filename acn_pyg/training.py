@@ -218,7 +218,7 @@ def run(cfg: Config) -> Dict[str, object]:
         optimizer.load_state_dict(ckpt["optimizer"])
         state = {k: ckpt[k] for k in state}
         state["history"] = json.loads(state["history"])
-        torch.set_rng_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["rng"].cpu())  # map_location moved it
         print(f"resumed from {last_path} at epoch {state['epoch']} "
               f"({state['elapsed'] / 60:.1f} min trained)")
 

@@ -35,16 +35,41 @@ def test_end_to_end_writes_metrics_plot_and_checkpoints(source_dir, tmp_path, ca
         assert (tmp_path / "run" / name).stat().st_size > 0
 
 
-def test_resume_continues_from_checkpoint(source_dir, tmp_path):
-    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_resume_continues_from_checkpoint(source_dir, tmp_path, device):
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--device", device))
     first = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    args = tiny_args(source_dir, tmp_path, "--no-plot", "--resume")
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--resume", "--device", device)
     args[args.index("--epochs") + 1] = "4"
     example.main(args)
     resumed = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert resumed["epochs"] == 4
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
     assert resumed["history"][:2] == first["history"]
+
+
+def test_subset_file_gives_the_same_run(source_dir, tmp_path):
+    from acn_pyg.datasets import QM9, QM9Subset, save_qm9_subset
+
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    full = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    dataset = QM9(str(tmp_path / "qm9"), source_dir=source_dir)
+    split = split_indices(len(dataset), 16, 8, 8, seed=0)
+    subset = tmp_path / "subset.pt"
+    save_qm9_subset(dataset, torch.cat(list(split.values())), str(subset))
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--subset", str(subset))
+    args[args.index("--out") + 1] = str(tmp_path / "run_subset")
+    example.main(args)
+    sub = json.loads((tmp_path / "run_subset" / "metrics.json").read_text())
+    assert sub["test_mae"] == pytest.approx(full["test_mae"], rel=1e-6)
+    assert [h["val_mae"] for h in sub["history"]] == pytest.approx(
+        [h["val_mae"] for h in full["history"]], rel=1e-6)
+    # A split that is not in the file is an error, not a smaller data set.
+    args[args.index("--train-size") + 1] = "20"
+    with pytest.raises(KeyError, match="not in this QM9 subset"):
+        example.main(args)
+    assert len(QM9Subset(str(subset))) == 32
 
 
 def test_schnet_baseline_runs_through_the_same_loop(source_dir, tmp_path):

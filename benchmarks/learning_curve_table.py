@@ -1,0 +1,64 @@
+"""Merges the JSON results of several ``benchmarks/learning_curve.py`` runs
+(e.g. runs made in parallel on one GPU, each with its own variant) into one
+markdown table beside the published learning curve, one row per run."""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from learning_curve import PUBLISHED, TARGETS  # noqa: E402
+
+
+def variant(args: dict, model: str) -> str:
+    if model != "acn":
+        return model
+    parts = [f"acn {args.get('hidden_irreps') or '64x0e'}"]
+    if args.get("weight_decay"):
+        parts.append(f"wd {args['weight_decay']}")
+    if args.get("many_body"):
+        parts.append("many-body")
+    return ", ".join(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("files", nargs="+", help="learning_curve.py JSON files")
+    p.add_argument("--out", required=True, help="output stem (.md and .json)")
+    args = p.parse_args(argv)
+    rows = []
+    for path in args.files:
+        with open(path) as f:
+            result = json.load(f)
+        for row in result["rows"]:
+            for model, run in row["runs"].items():
+                rows.append({"file": os.path.basename(path), "train_size": row["train_size"],
+                             "variant": variant(result["args"], model), "model": model,
+                             "batch_size": result["args"]["batch_size"],
+                             "resumed": result["args"].get("resume", False),
+                             "machine": result["machine"], **run})
+    rows.sort(key=lambda r: (r["train_size"], r["test_mae_kcal_mol"]))
+    lines = ["| N train | variant | test MAE (kcal/mol) | target | met | CM | SLATM | "
+             "original ACN | epochs | minutes | batch | params | device | file |",
+             "| --- " * 14 + "|"]
+    for r in rows:
+        n = r["train_size"]
+        pub = PUBLISHED.get(n, (float("nan"),) * 3)
+        target = TARGETS.get(n)
+        met = r["model"] == "acn" and target is not None and r["test_mae_kcal_mol"] < target
+        lines.append(f"| {n:,} | {r['variant']} | {r['test_mae_kcal_mol']:.2f} | < {target} | "
+                     f"{'yes' if met else 'no'} | {pub[0]} | {pub[1]} | {pub[2]} | "
+                     f"{r['epochs']} | {r['wall_time_s'] / 60:.1f} | {r['batch_size']} | "
+                     f"{r['parameters']:,} | {r['machine'].get('cuda') or r['device']} | "
+                     f"{r['file']} |")
+    text = "QM9 U_atom, 10,000 held-out test molecules\n\n" + "\n".join(lines) + "\n"
+    print(text)
+    with open(args.out + ".md", "w") as f:
+        f.write(text)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,10 @@ forward + backward against the number of atoms, 100 to 100,000 atoms at
 liquid-water density (0.1 atoms per cubic Angstrom, random positions in a
 cube), for the torch_cluster and the pure-PyTorch graph builders.
 
+Freed memory is kept in the heap for reuse (acn_pyg.utils.reuse_freed_memory)
+unless --system-malloc is given; the convolution is also timed with glibc's
+defaults, in the same run, for comparison.
+
 Target: linear growth. The script fits log(time) = a + b log(N) over the larger
 systems and reports the exponent b (1 is linear), and saves a log-log plot.
 """
@@ -20,6 +24,7 @@ from common import machine, peak_memory_mb, sync  # noqa: E402
 
 from acn_pyg import AtomCloudConv, radius_graph  # noqa: E402
 from acn_pyg.graph import HAS_TORCH_CLUSTER  # noqa: E402
+from acn_pyg.utils import reuse_freed_memory  # noqa: E402
 
 WATER_DENSITY = 0.1  # atoms per cubic Angstrom
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -59,6 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="best of N (default: 3)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="(default: cpu)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="keep glibc's default malloc settings throughout")
     p.add_argument("--out", default=None,
                    help="output stem (default: benchmarks/results/scaling_<device>)")
     args = p.parse_args(argv)
@@ -66,6 +73,8 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     backends = ["torch_cluster", "torch"] if HAS_TORCH_CLUSTER else ["torch"]
     conv = AtomCloudConv(args.channels, args.channels, cutoff=args.cutoff).to(args.device)
+    reuse = not args.system_malloc and reuse_freed_memory()
+    print(f"freed memory kept for reuse: {reuse}")
 
     rows = []
     for n in sizes:
@@ -86,31 +95,39 @@ def main(argv=None) -> int:
             out.square().sum().backward()
 
         row["conv_fwd_bwd_s"] = best_of(conv_step, args.repeats, args.device)
+        if reuse:
+            reuse_freed_memory(False)
+            row["conv_fwd_bwd_system_malloc_s"] = best_of(conv_step, args.repeats, args.device)
+            reuse_freed_memory(True)
         row["conv_us_per_edge"] = 1e6 * row["conv_fwd_bwd_s"] / max(row["edges"], 1)
         row["conv_peak_mb"] = peak_memory_mb(conv_step, args.device)
         rows.append(row)
         print(f"{n:>7} atoms, {row['edges']:>9} edges: "
               + ", ".join(f"graph[{b}] {1e3 * row[f'graph_{b}_s']:.1f} ms" for b in backends)
               + f", conv fwd+bwd {1e3 * row['conv_fwd_bwd_s']:.1f} ms "
-              f"({row['conv_us_per_edge']:.2f} us/edge), "
+              f"({row['conv_us_per_edge']:.2f} us/edge"
+              + (f"; {1e6 * row['conv_fwd_bwd_system_malloc_s'] / max(row['edges'], 1):.2f} "
+                 "with glibc's defaults" if reuse else "") + "), "
               f"peak +{row['conv_peak_mb']:.0f} MB", flush=True)
 
     # Fitted where the working set no longer fits in the CPU caches, so the
     # exponent measures the algorithm rather than the cache transition.
     large = [r for r in rows if r["atoms"] >= 10000] or rows
     exponents = {key: fit_exponent([r["atoms"] for r in large], [r[key] for r in large])
-                 for key in [f"graph_{b}_s" for b in backends] + ["conv_fwd_bwd_s"]}
+                 for key in [f"graph_{b}_s" for b in backends] + ["conv_fwd_bwd_s"]
+                 + (["conv_fwd_bwd_system_malloc_s"] if reuse else [])}
     for key, b in exponents.items():
         verdict = "linear" if b < 1.15 else "super-linear"
         print(f"time ~ N^{b:.2f} for {key} (N >= {large[0]['atoms']}): {verdict}")
-    linear = all(b < 1.15 for b in exponents.values())
+    linear = all(b < 1.15 for key, b in exponents.items() if "system_malloc" not in key)
     print(f"target: linear growth -> {'MET' if linear else 'MISSED'}")
 
     stem = args.out or os.path.join(RESULTS, f"scaling_{args.device}")
     os.makedirs(os.path.dirname(stem), exist_ok=True)
     with open(stem + ".json", "w") as f:
         json.dump({"machine": machine(), "args": vars(args), "rows": rows,
-                   "exponents": exponents, "linear": linear}, f, indent=2)
+                   "exponents": exponents, "linear": linear,
+                   "reuse_freed_memory": reuse}, f, indent=2)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

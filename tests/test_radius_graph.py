@@ -145,3 +145,15 @@ def test_cuda_edges_equal_cpu(seed, monkeypatch):
     monkeypatch.setattr(rg, "MAX_CANDIDATE_PAIRS", 5000)
     assert torch.equal(radius_graph(pos.cuda(), 2.0, batch.cuda(), backend="torch").cpu(),
                        expected)
+
+
+@needs_cluster
+def test_spatial_order_for_torch_cluster_gives_the_same_edges(monkeypatch):
+    pos, batch = cloud(600, seed=4, graphs=3, box=8.0)
+    pos[batch == 1] += 1e5  # far apart graphs: a coarsened ordering grid
+    expected = brute_force(pos, 2.0, batch, loop=False)
+    monkeypatch.setattr(rg, "SPATIAL_SORT_MIN_ATOMS", 0)
+    for loop in (False, True):
+        out = radius_graph(pos, 2.0, batch, loop=loop, backend="torch_cluster")
+        assert torch.equal(out, brute_force(pos, 2.0, batch, loop))
+    assert torch.equal(radius_graph(pos, 2.0, batch, backend="torch"), expected)

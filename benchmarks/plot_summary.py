@@ -1,5 +1,6 @@
 """The README's benchmark figure, drawn from the JSON results of speed.py,
-accuracy.py and learning_curve.py (whichever exist)."""
+accuracy.py, learning_curve.py (CPU, and the merged GPU runs of
+learning_curve_table.py) and scaling.py (whichever exist)."""
 import argparse
 import json
 import os
@@ -27,7 +28,8 @@ def main(argv=None) -> int:
 
     speed, accuracy, curve = load("speed_cpu.json"), load("accuracy.json"), \
         load("learning_curve.json")
-    panels = [x for x in (speed, accuracy, curve) if x is not None]
+    curve_gpu, scaling = load("learning_curve_gpu.json"), load("scaling_cpu.json")
+    panels = [x for x in (speed, accuracy, curve, scaling) if x is not None]
     if not panels:
         print("no results to plot")
         return 1
@@ -59,10 +61,34 @@ def main(argv=None) -> int:
             ax.loglog(sizes, [r["published"][key] for r in curve["rows"]], "o--", label=label)
         for model in curve["rows"][0]["runs"]:
             ax.loglog(sizes, [r["runs"][model]["test_mae_kcal_mol"] for r in curve["rows"]],
-                      "s-", label=f"{model} (this work)")
+                      "s-", label=f"{model} (this work, CPU)")
+        if curve_gpu is not None:
+            for model, marker in (("acn", "*"), ("schnet", "x")):
+                best = {}
+                for r in curve_gpu["rows"]:
+                    if r["model"] == model:
+                        n = r["train_size"]
+                        best[n] = min(best.get(n, float("inf")), r["test_mae_kcal_mol"])
+                if best:
+                    ns = sorted(best)
+                    ax.loglog(ns, [best[n] for n in ns], marker, ms=9,
+                              label=f"{model} best (this work, GPU)")
         ax.set_xlabel("training molecules")
         ax.set_ylabel("U_atom test MAE (kcal/mol)")
         ax.set_title("QM9 learning curve", fontsize=9)
+        ax.legend(fontsize=7)
+    if scaling is not None:
+        ax = next(ax_iter)
+        ns = [r["atoms"] for r in scaling["rows"]]
+        for key, label in (("conv_fwd_bwd_s", "conv, freed memory reused"),
+                           ("conv_fwd_bwd_system_malloc_s", "conv, glibc defaults")):
+            if key in scaling["rows"][0]:
+                ax.semilogx(ns, [1e6 * r[key] / max(r["edges"], 1) for r in scaling["rows"]],
+                            "o-", label=label)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("atoms (liquid-water density)")
+        ax.set_ylabel("microseconds per edge (fwd+bwd)")
+        ax.set_title("CPU scaling (flat = linear)", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)

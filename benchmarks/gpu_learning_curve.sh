@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Learning-curve variants run in parallel on one GPU, as in the results of
+# benchmarks/results/learning_curve_gpu.md. AtomCloudNet and SchNet steps on
+# QM9 batches are bound by launch overhead, so one process leaves most of a
+# GPU idle: on an H100, 6 processes each ran at 48% of the train-step
+# throughput of one alone (2.9x in total).
+#
+#   python benchmarks/qm9_subset.py            # where qm9pack is installed
+#   bash benchmarks/gpu_learning_curve.sh runs/gpu 10000   # the 10,000-molecule runs
+#   bash benchmarks/gpu_learning_curve.sh runs/gpu 1000    # the 1,000-molecule variants
+#
+# A third argument is passed to every run, e.g. --resume to continue runs cut
+# off by a time limit (same flags otherwise). TIMEOUT (seconds) stops runs
+# that outlast a machine's time limit; their last.pt stays for --resume.
+# DEVICE (default cuda) and THREADS (default 2) set where and on how many
+# CPU threads each run works.
+set -uo pipefail
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000 [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000 [extra flags]}
+EXTRA=${3:-}
+EQ=64x0e+16x1o+16x2e
+mkdir -p "$OUT"
+
+run() {  # name, then learning_curve.py flags
+    local name=$1
+    shift
+    timeout "${TIMEOUT:-86400}" python benchmarks/learning_curve.py \
+        --subset data/qm9_subset.pt --device "${DEVICE:-cuda}" --threads "${THREADS:-2}" --val-size 1000 \
+        --test-size 10000 --runs "$OUT/$name" --out "$OUT/$name/lc" $EXTRA "$@" \
+        > "$OUT/$name.log" 2>&1 &
+}
+
+if [ "$SIZE" = 10000 ]; then
+    run acn_n10000 --sizes 10000 --budgets 17 --models acn --batch-size 64
+    run acn_eq_n10000 --sizes 10000 --budgets 17 --models acn --batch-size 64 --hidden-irreps $EQ
+    run schnet_n10000 --sizes 10000 --budgets 17 --models schnet --batch-size 64
+else
+    run acn_n1000 --sizes 1000 --budgets 8 --models acn
+    run acn_wd_n1000 --sizes 1000 --budgets 8 --models acn --weight-decay 0.05
+    run acn_mb_n1000 --sizes 1000 --budgets 8 --models acn --many-body
+    run acn_eq_n1000 --sizes 1000 --budgets 8 --models acn --hidden-irreps $EQ
+    run acn_eq_wd_n1000 --sizes 1000 --budgets 8 --models acn --hidden-irreps $EQ \
+        --weight-decay 0.05
+    run acn_eq_wd_mb_n1000 --sizes 1000 --budgets 8 --models acn --hidden-irreps $EQ \
+        --weight-decay 0.05 --many-body
+    run acn_eq_wide_wd_n1000 --sizes 1000 --budgets 8 --models acn \
+        --hidden-irreps 64x0e+32x1o+32x2e --weight-decay 0.05
+fi
+wait
+ls "$OUT"/*/lc.json >/dev/null 2>&1 && \
+    python benchmarks/learning_curve_table.py "$OUT"/*/lc.json --out "$OUT/table"

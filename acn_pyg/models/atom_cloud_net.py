@@ -256,6 +256,8 @@ class AtomCloudNet(torch.nn.Module):
 
         if batch is None:
             batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
+        # Host syncs (like this one) before the layers, while the GPU queue is short.
+        size = self._num_graphs(batch, num_atoms)
         edge_index = self.interaction_graph(pos, batch)
         edge_features = self.edge_embedding(pos, edge_index)
 
@@ -281,9 +283,8 @@ class AtomCloudNet(torch.nn.Module):
                 y = y + self.atomref.index_select(0, z)
             if self.readout == "atom":
                 return y
-            return global_add_pool(y, batch, self._num_graphs(batch, num_atoms))
+            return global_add_pool(y, batch, size)
 
-        size = self._num_graphs(batch, num_atoms)
         if self.pooling == "mean":
             pooled = global_mean_pool(a, batch, size)
         elif self.pooling == "max":

@@ -36,7 +36,7 @@ def check_z(z: Tensor, name: str = "z") -> None:
     if z.is_floating_point() or z.dtype == torch.bool or z.is_complex():
         raise ValueError(f"'{name}' must hold integer atomic numbers (got {z.dtype})")
     if z.numel() > 0:
-        lo, hi = int(z.min()), int(z.max())
+        lo, hi = torch.stack(torch.aminmax(z)).tolist()  # one host sync, not two
         if lo < 1 or hi > MAX_ATOMIC_NUMBER:
             raise ValueError(
                 f"'{name}' must hold atomic numbers in 1..{MAX_ATOMIC_NUMBER} "

@@ -120,7 +120,8 @@ def test_extra_features_are_used(molecule):
     z, pos = molecule
     net = model(num_extra_features=2)
     extra = torch.randn(z.numel(), 2)
-    assert not torch.allclose(net(z, pos, extra_features=extra), net(z, pos, extra_features=2 * extra))
+    assert not torch.allclose(net(z, pos, extra_features=extra),
+                              net(z, pos, extra_features=2 * extra))
     with pytest.raises(ValueError, match="extra_features"):
         net(z, pos)
     with pytest.raises(ValueError, match="extra_features"):
@@ -131,14 +132,16 @@ def test_single_atom_and_no_atoms():
     net = model()
     assert net(torch.tensor([8]), torch.zeros(1, 3)).shape == (1, 1)
     assert net(torch.zeros(0, dtype=torch.long), torch.zeros(0, 3)).shape == (0, 1)
-    assert model(readout="atom")(torch.zeros(0, dtype=torch.long), torch.zeros(0, 3)).shape == (0, 1)
+    empty = model(readout="atom")(torch.zeros(0, dtype=torch.long), torch.zeros(0, 3))
+    assert empty.shape == (0, 1)
 
 
 @pytest.mark.parametrize("make_args, match", [
     (lambda z, pos: (z, pos[:, :2]), r"'pos' must have shape \[num_atoms, 3\]"),
     (lambda z, pos: (z, pos.masked_fill(pos > 0.5, float("nan"))), "'pos' contains NaN"),
     (lambda z, pos: (z, pos.masked_fill(pos > 0.5, float("inf"))), "'pos' contains NaN"),
-    (lambda z, pos: (z.masked_fill(z == z[0], 0), pos), r"'z' must hold atomic numbers in 1\.\.100"),
+    (lambda z, pos: (z.masked_fill(z == z[0], 0), pos),
+     r"'z' must hold atomic numbers in 1\.\.100"),
     (lambda z, pos: (z.masked_fill(z == z[0], 101), pos), r"'z' must hold atomic numbers"),
     (lambda z, pos: (z.double(), pos), "'z' must hold integer"),
     (lambda z, pos: (z[:-1], pos), "'z' has 11 atoms but 'pos' has 12"),

@@ -24,8 +24,8 @@ def test_layout_and_known_values(dataset):
     assert methane.name == "gdb_1" and methane.smiles == "C" and int(methane.idx) == 0
     assert methane.z.tolist() == [6, 1, 1, 1, 1]
     assert methane.pos.shape == (5, 3) and methane.y.shape == (1, 19)
-    torch.testing.assert_close(methane.pos[1], torch.tensor([0.002150416, -0.0060313176,
-                                                              0.0019761204], dtype=torch.float))
+    torch.testing.assert_close(
+        methane.pos[1], torch.tensor([0.002150416, -0.0060313176, 0.0019761204]).float())
     # Original units from the QM9 file dsgdb9nsd_000001.xyz (Hartree, Debye, a0^3, GHz).
     u0_ha, homo_ha, gap_ha = -40.47893, -0.3877, 0.5048
     u0_atoms_ha = -37.846772 + 4 * -0.500273
@@ -38,7 +38,8 @@ def test_layout_and_known_values(dataset):
     assert methane.y[0, 12].item() == pytest.approx(-17.172, abs=2e-3)
     water = dataset[2]
     assert water.z.tolist() == [8, 1, 1]
-    torch.testing.assert_close(water.charges, torch.tensor([-0.589706, 0.294853, 0.294853], dtype=torch.float))
+    torch.testing.assert_close(water.charges,
+                               torch.tensor([-0.589706, 0.294853, 0.294853]).float())
     torch.testing.assert_close(water.polarizability, torch.tensor(
         [[[4.492, 0.0, 0.0], [0.0, 8.049, 0.0], [0.0, 0.0, 6.398]]], dtype=torch.float))
     assert water.frequencies.tolist() == pytest.approx([1671.4222, 3803.6305, 3907.698])

@@ -58,6 +58,7 @@ class Config:
     out: str = "runs/qm9"
     resume: bool = False
     threads: int = 0
+    compile: bool = False
     plot: bool = True
 
 
@@ -205,6 +206,10 @@ def run(cfg: Config) -> Dict[str, object]:
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema))
         if cfg.ema > 0 else None)
     evaluated = ema.module if ema is not None else model
+    # The training step can run through torch.compile (dynamic shapes: one
+    # compilation serves every batch); it shares the parameters of `model`,
+    # which the EMA, checkpoints and evaluation use eagerly.
+    train_model = torch.compile(model, dynamic=True) if cfg.compile else model
     loaders = {key: DataLoader(dataset[idx], batch_size=cfg.batch_size, shuffle=key == "train")
                for key, idx in split.items()}
 
@@ -253,7 +258,7 @@ def run(cfg: Config) -> Dict[str, object]:
                 group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
             data = data.to(device)
             optimizer.zero_grad()
-            pred = model(data.z, data.pos, data.batch).view(-1)
+            pred = train_model(data.z, data.pos, data.batch).view(-1)
             loss = (pred - data.y[:, t_index]).abs().mean() / std
             loss.backward()
             optimizer.step()

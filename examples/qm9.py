@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="continue from OUT/last.pt (same flags as the interrupted run)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="CPU threads for torch; 0 keeps torch's default (default: 0)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training step through torch.compile (dynamic shapes; the "
+                        "first steps compile for a minute or so)")
     p.add_argument("--no-plot", action="store_true", help="skip the parity plot")
     p.add_argument("--learning-curve", default=None,
                    help="comma-separated training sizes, e.g. 100,1000,10000: one run per size "

@@ -1,5 +1,7 @@
 from acn_pyg.nn.embedding.cutoff import PolynomialCutoff
 from acn_pyg.nn.embedding.edge_embedding import EdgeEmbedding, EdgeFeatures, neighbor_slots
 from acn_pyg.nn.embedding.radial_basis import BesselBasis
+from acn_pyg.nn.embedding.spherical_harmonics import SphericalHarmonics
 
-__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeEmbedding", "EdgeFeatures", "neighbor_slots"]
+__all__ = ["BesselBasis", "PolynomialCutoff", "EdgeEmbedding", "EdgeFeatures",
+           "SphericalHarmonics", "neighbor_slots"]

@@ -6,6 +6,7 @@ from torch import Tensor
 
 from acn_pyg.nn.embedding.cutoff import PolynomialCutoff
 from acn_pyg.nn.embedding.radial_basis import BesselBasis
+from acn_pyg.nn.embedding.spherical_harmonics import SphericalHarmonics
 from acn_pyg.utils.checks import check_edge_lengths, is_tracing
 
 
@@ -64,6 +65,7 @@ class EdgeEmbedding(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.lmax = int(lmax)
         self.sh_irreps = o3.Irreps.spherical_harmonics(self.lmax)
+        self.spherical_harmonics = SphericalHarmonics(self.lmax)
         self.radial_basis = BesselBasis(cutoff, num_basis)
         self.envelope = PolynomialCutoff(cutoff)
 
@@ -76,8 +78,7 @@ class EdgeEmbedding(torch.nn.Module):
         length = vec.norm(dim=-1)
         if not is_tracing():
             check_edge_lengths(length, edge_index)
-        sh = o3.spherical_harmonics(list(range(self.lmax + 1)), vec, normalize=True,
-                                    normalization="component")
+        sh = self.spherical_harmonics(vec)
         slot, max_neighbors = neighbor_slots(edge_index[1], num_nodes)
         sh_dense = sh.new_zeros(num_nodes * max_neighbors, sh.size(1)).index_copy(0, slot, sh)
         return EdgeFeatures(sh_dense.reshape(num_nodes, max_neighbors, sh.size(1)), slot,

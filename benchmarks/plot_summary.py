@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     speed, accuracy, curve = load("speed_cpu.json"), load("accuracy.json"), \
         load("learning_curve.json")
     curve_gpu, scaling = load("learning_curve_gpu.json"), load("scaling_cpu.json")
+    scaling_system = load("scaling_cpu_system_malloc.json")
     panels = [x for x in (speed, accuracy, curve, scaling) if x is not None]
     if not panels:
         print("no results to plot")
@@ -79,12 +80,14 @@ def main(argv=None) -> int:
         ax.legend(fontsize=7)
     if scaling is not None:
         ax = next(ax_iter)
-        ns = [r["atoms"] for r in scaling["rows"]]
-        for key, label in (("conv_fwd_bwd_s", "conv, freed memory reused"),
-                           ("conv_fwd_bwd_system_malloc_s", "conv, glibc defaults")):
-            if key in scaling["rows"][0]:
-                ax.semilogx(ns, [1e6 * r[key] / max(r["edges"], 1) for r in scaling["rows"]],
-                            "o-", label=label)
+        for result, label in ((scaling, "freed memory reused"),
+                              (scaling_system, "glibc malloc defaults")):
+            if result is None:
+                continue
+            rows = result["rows"]
+            ax.semilogx([r["atoms"] for r in rows],
+                        [1e6 * r["conv_fwd_bwd_s"] / max(r["edges"], 1) for r in rows],
+                        "o-", label=f"conv, {label}")
         ax.set_ylim(bottom=0)
         ax.set_xlabel("atoms (liquid-water density)")
         ax.set_ylabel("microseconds per edge (fwd+bwd)")

@@ -4,8 +4,9 @@ liquid-water density (0.1 atoms per cubic Angstrom, random positions in a
 cube), for the torch_cluster and the pure-PyTorch graph builders.
 
 Freed memory is kept in the heap for reuse (acn_pyg.utils.reuse_freed_memory)
-unless --system-malloc is given; the convolution is also timed with glibc's
-defaults, in the same run, for comparison.
+unless --system-malloc is given; compare the two in separate processes (the
+heap a process has grown changes later timings within it):
+``python benchmarks/scaling.py --system-malloc --out benchmarks/results/scaling_cpu_system_malloc``.
 
 Target: linear growth. The script fits log(time) = a + b log(N) over the larger
 systems and reports the exponent b (1 is linear), and saves a log-log plot.
@@ -95,31 +96,24 @@ def main(argv=None) -> int:
             out.square().sum().backward()
 
         row["conv_fwd_bwd_s"] = best_of(conv_step, args.repeats, args.device)
-        if reuse:
-            reuse_freed_memory(False)
-            row["conv_fwd_bwd_system_malloc_s"] = best_of(conv_step, args.repeats, args.device)
-            reuse_freed_memory(True)
         row["conv_us_per_edge"] = 1e6 * row["conv_fwd_bwd_s"] / max(row["edges"], 1)
         row["conv_peak_mb"] = peak_memory_mb(conv_step, args.device)
         rows.append(row)
         print(f"{n:>7} atoms, {row['edges']:>9} edges: "
               + ", ".join(f"graph[{b}] {1e3 * row[f'graph_{b}_s']:.1f} ms" for b in backends)
               + f", conv fwd+bwd {1e3 * row['conv_fwd_bwd_s']:.1f} ms "
-              f"({row['conv_us_per_edge']:.2f} us/edge"
-              + (f"; {1e6 * row['conv_fwd_bwd_system_malloc_s'] / max(row['edges'], 1):.2f} "
-                 "with glibc's defaults" if reuse else "") + "), "
+              f"({row['conv_us_per_edge']:.2f} us/edge), "
               f"peak +{row['conv_peak_mb']:.0f} MB", flush=True)
 
     # Fitted where the working set no longer fits in the CPU caches, so the
     # exponent measures the algorithm rather than the cache transition.
     large = [r for r in rows if r["atoms"] >= 10000] or rows
     exponents = {key: fit_exponent([r["atoms"] for r in large], [r[key] for r in large])
-                 for key in [f"graph_{b}_s" for b in backends] + ["conv_fwd_bwd_s"]
-                 + (["conv_fwd_bwd_system_malloc_s"] if reuse else [])}
+                 for key in [f"graph_{b}_s" for b in backends] + ["conv_fwd_bwd_s"]}
     for key, b in exponents.items():
         verdict = "linear" if b < 1.15 else "super-linear"
         print(f"time ~ N^{b:.2f} for {key} (N >= {large[0]['atoms']}): {verdict}")
-    linear = all(b < 1.15 for key, b in exponents.items() if "system_malloc" not in key)
+    linear = all(b < 1.15 for b in exponents.values())
     print(f"target: linear growth -> {'MET' if linear else 'MISSED'}")
 
     stem = args.out or os.path.join(RESULTS, f"scaling_{args.device}")
@@ -139,7 +133,8 @@ def main(argv=None) -> int:
     ax.loglog(ns, [ref * n for n in ns], "k:", lw=0.8, label="linear")
     ax.set_xlabel("atoms (liquid-water density)")
     ax.set_ylabel("seconds")
-    ax.set_title(f"cutoff {args.cutoff} A, {args.device}, {args.threads} threads", fontsize=9)
+    ax.set_title(f"cutoff {args.cutoff} A, {args.device}, {args.threads} threads, "
+                 f"{'freed memory reused' if reuse else 'glibc malloc defaults'}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(stem + ".png", dpi=120)

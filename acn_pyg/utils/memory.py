@@ -4,11 +4,11 @@ glibc's :obj:`malloc` serves every block larger than its mmap threshold (at
 most 32 MB) with a fresh :obj:`mmap` and unmaps it on :obj:`free`, so each
 large tensor of a step is page-faulted and zeroed by the kernel again on the
 next step. Per-edge tensors of a 100,000-atom system are hundreds of MB, and
-this cost grows faster than the tensors: in one run of
-:obj:`benchmarks/scaling.py` an :class:`AtomCloudConv` forward + backward
-took 1.87 us per edge at 10,000 atoms and 3.43 at 100,000 with glibc's
-defaults, and 1.04 and 1.06 with freed memory kept in the heap (two
-threads, the same edges). :func:`reuse_freed_memory` switches that on for the whole process.
+this cost grows faster than the tensors: in
+:obj:`benchmarks/scaling.py` (two processes, two threads, the same edges) an
+:class:`AtomCloudConv` forward + backward took 1.75 us per edge at 10,000
+atoms and 3.13 at 100,000 with glibc's defaults, and 1.00 and 0.99 with
+freed memory kept in the heap. :func:`reuse_freed_memory` switches that on for the whole process.
 """
 import ctypes
 import ctypes.util

@@ -36,7 +36,8 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     :obj:`mallopt(M_TRIM_THRESHOLD, -1)`; the same as the environment
     variables :obj:`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1`). For large
     systems on CPU (tens of thousands of atoms and more) this makes each step
-    up to several times faster and its time linear in the number of edges.
+    faster (1.75x at 10,000 atoms, 3.2x at 100,000 in one benchmark) and its
+    time linear in the number of edges.
     The cost: the process keeps its peak heap size until it exits (or until
     :obj:`malloc_trim` is called), which a training or simulation process
     reaches on every step anyway.

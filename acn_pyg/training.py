@@ -173,15 +173,14 @@ def run(cfg: Config) -> Dict[str, object]:
     os.makedirs(cfg.out, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    if cfg.subset:  # a file of save_qm9_subset, where qm9pack is not installed
-        dataset = QM9Subset(cfg.subset)
-        split = split_indices(dataset.num_total, cfg.train_size, cfg.val_size, cfg.test_size,
-                              cfg.seed)
+    # A subset file (save_qm9_subset, where qm9pack is not installed) holds the
+    # molecules of splits drawn over the whole data set, as without it.
+    dataset = (QM9Subset(cfg.subset) if cfg.subset
+               else QM9(cfg.root, source_dir=cfg.data_source))
+    split = split_indices(dataset.num_total if cfg.subset else len(dataset), cfg.train_size,
+                          cfg.val_size, cfg.test_size, cfg.seed)
+    if cfg.subset:
         split = {key: dataset.local(idx) for key, idx in split.items()}
-    else:
-        dataset = QM9(cfg.root, source_dir=cfg.data_source)
-        split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size,
-                              cfg.seed)
 
     # Per-element linear baseline on the training set; its coefficients are the
     # model's atom reference (extensive) and its residual scale the model's std.

@@ -1,7 +1,9 @@
 r"""A compact file of chosen QM9 molecules (only what a 3D model reads), for
 machines without :obj:`qm9pack`, such as a GPU node with no internet: the
 whole processed QM9 is about 100 MB, the 21,000 molecules of a 10,000-molecule
-learning-curve split are about 8 MB."""
+learning-curve split 6.7 MiB. Kept: :obj:`z`, :obj:`pos`, :obj:`y` and
+:obj:`idx`, everything :class:`~acn_pyg.models.AtomCloudNet` and the training
+loop read."""
 import os
 from typing import Callable, Optional, Sequence
 
@@ -9,9 +11,6 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
-#: The fields kept: everything :class:`~acn_pyg.models.AtomCloudNet` and the
-#: training loop read.
-KEYS = ("z", "pos", "y", "idx")
 FORMAT = "acn_pyg.qm9_subset.v1"
 
 

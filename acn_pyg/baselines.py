@@ -57,9 +57,9 @@ def triplets_torch(edge_index: Tensor, num_nodes: int) -> Tuple[Tensor, ...]:
     first = torch.cumsum(in_degree, 0) - in_degree
     count = in_degree.index_select(0, row)  # edges k -> j for each edge j -> i
     idx_ji, within = expand_ranges(count)
-    idx_kj = order.index_select(0, first.index_select(0, row.index_select(0, idx_ji)) + within)
     idx_i = col.index_select(0, idx_ji)
     idx_j = row.index_select(0, idx_ji)
+    idx_kj = order.index_select(0, first.index_select(0, idx_j) + within)
     idx_k = row.index_select(0, idx_kj)
     mask = idx_i != idx_k  # Remove i == k triplets.
     return (col, row, idx_i[mask], idx_j[mask], idx_k[mask], idx_kj[mask], idx_ji[mask])

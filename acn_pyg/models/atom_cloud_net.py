@@ -257,7 +257,7 @@ class AtomCloudNet(torch.nn.Module):
         if batch is None:
             batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
         # Host syncs (like this one) before the layers, while the GPU queue is short.
-        size = self._num_graphs(batch, num_atoms)
+        size = self._num_graphs(batch, num_atoms) if self.readout != "atom" else 0
         edge_index = self.interaction_graph(pos, batch)
         edge_features = self.edge_embedding(pos, edge_index)
 

@@ -30,3 +30,9 @@ def test_equivariant_and_batched_shapes():
     assert sh(vec).shape == (2, 5, 9)
     with pytest.raises(ValueError, match="lmax"):
         SphericalHarmonics(-1)
+
+
+def test_given_length_equals_computed():
+    vec = torch.randn(10, 3)
+    sh = SphericalHarmonics(2)
+    torch.testing.assert_close(sh(vec, vec.norm(dim=-1)), sh(vec), rtol=0, atol=0)

@@ -78,7 +78,7 @@ class EdgeEmbedding(torch.nn.Module):
         length = vec.norm(dim=-1)
         if not is_tracing():
             check_edge_lengths(length, edge_index)
-        sh = self.spherical_harmonics(vec)
+        sh = self.spherical_harmonics(vec, length)
         slot, max_neighbors = neighbor_slots(edge_index[1], num_nodes)
         sh_dense = sh.new_zeros(num_nodes * max_neighbors, sh.size(1)).index_copy(0, slot, sh)
         return EdgeFeatures(sh_dense.reshape(num_nodes, max_neighbors, sh.size(1)), slot,

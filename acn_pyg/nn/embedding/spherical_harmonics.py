@@ -1,4 +1,5 @@
 import math
+from typing import Optional
 
 import torch
 from e3nn import o3
@@ -41,22 +42,26 @@ class SphericalHarmonics(torch.nn.Module):
         if self.lmax <= 2:
             self.register_buffer("coefficients", _coefficients(self.lmax), persistent=False)
 
-    def forward(self, vec: Tensor) -> Tensor:
+    def forward(self, vec: Tensor, length: Optional[Tensor] = None) -> Tensor:
+        """:obj:`length` (:obj:`vec.norm(dim=-1)`, shape :obj:`(*)`) may be
+        passed where the caller has it already."""
         if self.lmax > 2:
             return o3.spherical_harmonics(list(range(self.lmax + 1)), vec, normalize=True,
                                           normalization="component")
-        unit = vec / vec.norm(dim=-1, keepdim=True)
+        if length is None:
+            length = vec.norm(dim=-1)
+        unit = vec / length.unsqueeze(-1)
         outer = (unit.unsqueeze(-1) * unit.unsqueeze(-2)).flatten(-2)
         monomials = torch.cat([torch.ones_like(unit[..., :1]), unit, outer], dim=-1)
-        coefficients = self.coefficients.to(vec.dtype)
-        return monomials @ coefficients[:, :(self.lmax + 1) ** 2]
+        return monomials @ self.coefficients.to(vec.dtype)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(lmax={self.lmax})"
 
 
 def _coefficients(lmax: int) -> Tensor:
-    """Rows: 1, x, y, z, then xx, xy, xz, yx, yy, yz, zx, zy, zz; columns: Y."""
+    """Rows: 1, x, y, z, then xx, xy, xz, yx, yy, yz, zx, zy, zz; columns: Y
+    up to degree :obj:`lmax`."""
     s3, s5, s15 = math.sqrt(3.0), math.sqrt(5.0), math.sqrt(15.0)
     xx, xy, xz, yy, yz, zz = 4, 5, 6, 8, 9, 12
     c = torch.zeros(13, 9, dtype=torch.float64)
@@ -67,4 +72,4 @@ def _coefficients(lmax: int) -> Tensor:
     c[yy, 6], c[xx, 6], c[zz, 6] = s5, -s5 / 2, -s5 / 2
     c[yz, 7] = s15
     c[zz, 8], c[xx, 8] = s15 / 2, -s15 / 2
-    return c.to(torch.get_default_dtype())
+    return c[:, :(lmax + 1) ** 2].contiguous().to(torch.get_default_dtype())

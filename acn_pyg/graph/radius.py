@@ -41,6 +41,8 @@ def radius_graph(
     loop: bool = False,
     max_num_neighbors: Optional[int] = None,
     backend: str = "auto",
+    batch_size: Optional[int] = None,
+    check_inputs: bool = True,
 ) -> Tensor:
     r"""All pairs of atoms of the same graph closer than :obj:`r`.
 
@@ -64,6 +66,12 @@ def radius_graph(
             by :data:`MAX_CANDIDATE_PAIRS`) or :obj:`"auto"` (the first when
             importable and built for the device of :obj:`pos`).
             (default: :obj:`"auto"`)
+        batch_size (int, optional): The number of graphs,
+            :obj:`batch.max() + 1`, if the caller knows it: spares the
+            pure-PyTorch back end a host sync. (default: :obj:`None`)
+        check_inputs (bool, optional): If :obj:`False`, :obj:`pos` and
+            :obj:`batch` are trusted (a model that checked them already
+            spares two host syncs). (default: :obj:`True`)
 
     Returns:
         :obj:`edge_index` of shape :math:`[2, |\mathcal{E}|]` in PyG's
@@ -75,7 +83,7 @@ def radius_graph(
         - **batch:** :math:`(|\mathcal{V}|)`
         - **output:** :math:`(2, |\mathcal{E}|)`
     """
-    if not is_tracing():
+    if check_inputs and not is_tracing():
         check_same_device(pos=pos, batch=batch)
         check_pos(pos)
         check_batch(batch, pos.size(0))
@@ -100,7 +108,7 @@ def radius_graph(
     if backend == "torch_cluster" or (backend == "auto" and _torch_cluster_runs_on(pos.device)):
         edge_index = _radius_graph_torch_cluster(pos, r, batch, loop)
     else:
-        edge_index = _radius_graph_cell_list(pos, r, batch, loop)
+        edge_index = _radius_graph_cell_list(pos, r, batch, loop, batch_size)
     edge_index = _sort_edges(edge_index, num_atoms)
     if max_num_neighbors is not None:
         edge_index = _keep_nearest(edge_index, pos, max_num_neighbors)
@@ -151,17 +159,19 @@ def _order_cells(pos: Tensor, r: float) -> Tuple[Tensor, int]:
     return (cell[:, 0] * dims + cell[:, 1]) * dims + cell[:, 2], dims ** 3
 
 
-def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool) -> Tensor:
+def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool,
+                            num_graphs: Optional[int] = None) -> Tensor:
     """Cell list: bins of side ``r`` keyed by (graph, cell); each atom looks in 27 bins."""
     num_atoms, device = pos.size(0), pos.device
-    num_graphs = int(batch.max()) + 1
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1
     pos_d = pos.detach()
     lower = torch.full((num_graphs, 3), float("inf"), dtype=pos.dtype, device=device)
     lower = lower.scatter_reduce(0, batch.unsqueeze(-1).expand(-1, 3), pos_d, "amin")
     # Cells start at 1 so that every neighbouring cell index stays >= 0.
     cell = torch.floor((pos_d - lower[batch]) / r).long() + 1
     dims = cell.max(dim=0).values + 2
-    dx, dy, dz = (int(d) for d in dims)
+    dx, dy, dz = dims.tolist()  # one host sync
     if num_graphs * dx * dy * dz >= (1 << 62):
         raise ValueError(
             "'pos' spans too many cells of size r for the pure-PyTorch radius graph; "
@@ -242,15 +252,22 @@ class RadiusGraph(torch.nn.Module):
         cutoff (float): The cutoff radius in Angstrom.
         max_num_neighbors (int, optional): See :func:`radius_graph`.
             (default: :obj:`None`)
+        check_inputs (bool, optional): See :func:`radius_graph`;
+            :class:`~acn_pyg.models.AtomCloudNet` checks its inputs itself
+            and builds its graph with :obj:`False`. (default: :obj:`True`)
     """
 
-    def __init__(self, cutoff: float, max_num_neighbors: Optional[int] = None):
+    def __init__(self, cutoff: float, max_num_neighbors: Optional[int] = None,
+                 check_inputs: bool = True):
         super().__init__()
         self.cutoff = cutoff
         self.max_num_neighbors = max_num_neighbors
+        self.check_inputs = check_inputs
 
-    def forward(self, pos: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        return radius_graph(pos, self.cutoff, batch, max_num_neighbors=self.max_num_neighbors)
+    def forward(self, pos: Tensor, batch: Optional[Tensor] = None,
+                batch_size: Optional[int] = None) -> Tensor:
+        return radius_graph(pos, self.cutoff, batch, max_num_neighbors=self.max_num_neighbors,
+                            batch_size=batch_size, check_inputs=self.check_inputs)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(cutoff={self.cutoff}, "

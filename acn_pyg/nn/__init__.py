@@ -4,7 +4,7 @@ from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms, signed_log1p
 from acn_pyg.nn.pool import global_power_mean_pool
-from acn_pyg.nn.radial_mlp import RadialMLP
+from acn_pyg.nn.radial_mlp import RadialMLP, stacked_radial_weights
 
 __all__ = [
     "AtomCloudConv",
@@ -20,4 +20,5 @@ __all__ = [
     "signed_log1p",
     "global_power_mean_pool",
     "RadialMLP",
+    "stacked_radial_weights",
 ]

@@ -47,17 +47,21 @@ class Gate(torch.nn.Module):
         self._num_gates = num_gates
 
     def forward(self, x: Tensor) -> Tensor:
-        outs = [torch.nn.functional.silu(x[..., s:s + m]) if p == 1 else torch.tanh(x[..., s:s + m])
-                for s, m, p in self._scalars]
-        start = self._num_scalars + self._num_gates
-        gates = torch.sigmoid(x[..., self._num_scalars:start])
-        g = 0
-        for mul, dim in self._gated:
-            v = x[..., start:start + mul * dim].unflatten(-1, (mul, dim))
-            outs.append((v * gates[..., g:g + mul].unsqueeze(-1)).flatten(-2))
-            start += mul * dim
-            g += mul
-        return torch.cat(outs, dim=-1)
+        # Slice only where needed: a full-width slice still costs a kernel (a
+        # zero-filled copy) in the backward pass.
+        whole = len(self._scalars) == 1 and not self._gated
+        outs = [(torch.nn.functional.silu if p == 1 else torch.tanh)(
+                    x if whole else x[..., s:s + m]) for s, m, p in self._scalars]
+        if self._gated:
+            start = self._num_scalars + self._num_gates
+            gates = torch.sigmoid(x[..., self._num_scalars:start])
+            g = 0
+            for mul, dim in self._gated:
+                v = x[..., start:start + mul * dim].unflatten(-1, (mul, dim))
+                outs.append((v * gates[..., g:g + mul].unsqueeze(-1)).flatten(-2))
+                start += mul * dim
+                g += mul
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out})"

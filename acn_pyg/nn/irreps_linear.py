@@ -1,5 +1,5 @@
 import math
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from e3nn import o3
@@ -11,15 +11,22 @@ class IrrepsLinear(torch.nn.Module):
     mixed by a dense matrix, shared over the :math:`2l+1` components,
 
     .. math::
-        \mathbf{y}^{(l, p)}_{v} = \frac{1}{\sqrt{n_{l,p}}}
-        \sum_{u} W^{(l,p)}_{uv} \mathbf{x}^{(l, p)}_{u} + b_v \,[l = 0,\, p = +1],
+        \mathbf{y}^{(l, p)}_{v} = \sum_{k} \frac{1}{\sqrt{n^{(k)}_{l,p}}}
+        \sum_{u} W^{(k, l,p)}_{uv} \mathbf{x}^{(k, l, p)}_{u}
+        + b_v \,[l = 0,\, p = +1],
 
-    with :math:`n_{l,p}` the number of input channels of irrep :math:`(l, p)`.
-    Output irreps that no input irrep matches are zero (plus the bias for
-    :obj:`0e`).
+    with :math:`n^{(k)}_{l,p}` the number of channels of irrep :math:`(l, p)`
+    in input group :math:`k`. With one group (an :class:`~e3nn.o3.Irreps`
+    given) this is e3nn's :class:`~e3nn.o3.Linear`; several groups (a list of
+    irreps, features concatenated in that order) are normalised each on its
+    own, which makes :math:`\mathrm{Linear}(\mathbf{a}) + \mathrm{Linear}(\mathbf{b})`
+    one matrix product: the weights of all groups form one matrix per output
+    irrep, scaled row-wise by a constant. Output irreps that no input irrep
+    matches are zero (plus the bias for :obj:`0e`).
 
     Args:
-        irreps_in (e3nn.o3.Irreps or str): Irreps of the input.
+        irreps_in (e3nn.o3.Irreps, str or list of them): Irreps of the input,
+            or of each separately normalised group of it.
         irreps_out (e3nn.o3.Irreps or str): Irreps of the output.
         bias (bool, optional): If :obj:`True`, scalar (:obj:`0e`) outputs get a
             learnable bias. (default: :obj:`True`)
@@ -29,13 +36,29 @@ class IrrepsLinear(torch.nn.Module):
         - **output:** :math:`(*, \dim(\mathrm{irreps\_out}))`
     """
 
-    def __init__(self, irreps_in, irreps_out, bias: bool = True):
+    def __init__(self, irreps_in: Union[str, o3.Irreps, Sequence], irreps_out,
+                 bias: bool = True, fan_in_groups: Optional[Sequence[int]] = None):
         super().__init__()
-        self.irreps_in = o3.Irreps(irreps_in)
+        inputs = ([o3.Irreps(g) for g in irreps_in]
+                  if isinstance(irreps_in, (list, tuple)) else [o3.Irreps(irreps_in)])
+        if fan_in_groups is None:
+            fan_in_groups = list(range(len(inputs)))
+        if len(fan_in_groups) != len(inputs):
+            raise ValueError(f"'fan_in_groups' needs one group per input ({len(inputs)}), "
+                             f"got {list(fan_in_groups)}")
+        self.irreps_in = sum(inputs, o3.Irreps(""))
         self.irreps_out = o3.Irreps(irreps_out)
+        self._input_dims = [g.dim for g in inputs]
         in_slices = self.irreps_in.slices()
+        # Per irrep block of the (concatenated) input: its input, normalisation
+        # group and start within its input.
+        input_of = [k for k, g in enumerate(inputs) for _ in g]
+        group_of = [fan_in_groups[k] for k in input_of]
+        input_start = [sl.start for g in inputs for sl in g.slices()]
         # Per output block: (input (start, mul) pairs, fan-in, dim, parameter index)
         self._paths: List[Tuple[List[Tuple[int, int]], int, int, int]] = []
+        # The same sources as (input, start within the input, mul).
+        self._input_sources: List[List[Tuple[int, int, int]]] = []
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
         self._bias_index: List[int] = []
@@ -44,9 +67,22 @@ class IrrepsLinear(torch.nn.Module):
         for mul_out, ir in self.irreps_out:
             sources = [(in_slices[i].start, mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
                        if ir_in == ir and mul > 0]
+            self._input_sources.append(
+                [(input_of[i], input_start[i], mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
+                 if ir_in == ir and mul > 0])
             fan_in = sum(mul for _, mul in sources)
             if fan_in > 0:
                 self.weights.append(torch.nn.Parameter(torch.empty(fan_in, mul_out)))
+                # 1 / sqrt(channels of this irrep in the source's group), per row.
+                group_fan = [0] * (max(fan_in_groups) + 1)
+                for i, (mul, ir_in) in enumerate(self.irreps_in):
+                    if ir_in == ir:
+                        group_fan[group_of[i]] += mul
+                scale = torch.cat([
+                    torch.full((mul,), 1.0 / math.sqrt(group_fan[group_of[i]]))
+                    for i, (mul, ir_in) in enumerate(self.irreps_in) if ir_in == ir and mul > 0])
+                self.register_buffer(f"scale_{len(self.weights) - 1}", scale.unsqueeze(-1),
+                                     persistent=False)
             self._paths.append((sources, fan_in, ir.dim, len(self.weights) - 1))
             if bias and ir == o3.Irrep("0e"):
                 self.biases.append(torch.nn.Parameter(torch.empty(mul_out)))
@@ -61,27 +97,56 @@ class IrrepsLinear(torch.nn.Module):
         for b in self.biases:
             torch.nn.init.zeros_(b)
 
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape[:-1]
-        x = x.reshape(-1, x.size(-1))
-        n = x.size(0)
+    def forward(self, x: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        r"""
+        Args:
+            x (torch.Tensor or list of torch.Tensor): The input, or one
+                tensor per input (saves concatenating them: only the blocks
+                each output needs are sliced and joined).
+        """
+        pieces = None
+        if not isinstance(x, Tensor):
+            pieces = list(x)
+            if len(pieces) != len(self._input_dims):
+                raise ValueError(f"IrrepsLinear takes {len(self._input_dims)} inputs "
+                                 f"(got {len(pieces)})")
+            shape = pieces[0].shape[:-1]
+            for k, (t, dim) in enumerate(zip(pieces, self._input_dims)):
+                if t.shape[:-1] != shape or t.size(-1) != dim:
+                    raise ValueError(f"IrrepsLinear input {k} must have shape "
+                                     f"[{', '.join(map(str, shape))}, {dim}] (got {list(t.shape)})")
+            pieces = [t.reshape(-1, t.size(-1)) for t in pieces]
+            n = pieces[0].size(0)
+        else:
+            shape = x.shape[:-1]
+            x = x.reshape(-1, x.size(-1))
+            n = x.size(0)
         outs = []
-        for mul_out, (sources, fan_in, dim, w_idx), b_idx in zip(
-                self._out_muls, self._paths, self._bias_index):
+        for mul_out, (sources, fan_in, dim, w_idx), input_sources, b_idx in zip(
+                self._out_muls, self._paths, self._input_sources, self._bias_index):
+            bias = self.biases[b_idx] if b_idx >= 0 else None
             if fan_in == 0:
-                out = x.new_zeros(n, mul_out * dim)
-            else:
-                parts = [x[:, s:s + mul * dim].reshape(n, mul, dim) for s, mul in sources]
-                xin = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-                w = self.weights[w_idx] / math.sqrt(fan_in)
-                if dim == 1:
-                    out = xin.squeeze(-1) @ w
-                else:
-                    out = torch.einsum("nud,uv->nvd", xin, w).reshape(n, mul_out * dim)
-            if b_idx >= 0:
-                out = out + self.biases[b_idx]
+                out = (x if pieces is None else pieces[0]).new_zeros(n, mul_out * dim)
+                if bias is not None:
+                    out = out + bias
+                outs.append(out)
+                continue
+            if pieces is None:
+                parts = [x[:, s:s + mul * dim] for s, mul in sources]
+            else:  # a whole input is taken as it is: slicing costs a backward kernel
+                parts = [pieces[k] if mul * dim == pieces[k].size(1) else
+                         pieces[k][:, s:s + mul * dim] for k, s, mul in input_sources]
+            parts = [part.reshape(n, mul, dim) for part, (_, mul) in zip(parts, sources)]
+            xin = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            w = self.weights[w_idx] * getattr(self, f"scale_{w_idx}")
+            if dim == 1:
+                out = (xin.squeeze(-1) @ w if bias is None
+                       else torch.addmm(bias, xin.squeeze(-1), w))
+            else:  # only 0e outputs have a bias
+                out = torch.einsum("nud,uv->nvd", xin, w).reshape(n, mul_out * dim)
             outs.append(out)
-        return torch.cat(outs, dim=-1).reshape(*shape, self._out_dim)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        return out.reshape(*shape, self._out_dim)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out})"

@@ -1,3 +1,5 @@
+from typing import Sequence, Tuple
+
 import torch
 from torch import Tensor
 
@@ -38,3 +40,34 @@ class RadialMLP(torch.nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_basis} -> {self.hidden_channels} -> "
                 f"{self.out_channels})")
+
+
+def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor,
+                           envelope: Tensor) -> Tuple[Tensor, ...]:
+    r"""The per-edge weights :math:`\mathrm{MLP}_t(\mathbf{e}) f_\mathrm{cut}`
+    of several :class:`RadialMLP` of equal shapes (one per layer of a model)
+    from the same basis, computed together: the first layers as one matrix
+    product, the second ones as one batched product, the envelope applied
+    once. The same numbers as calling each MLP, with a fixed number of
+    kernels instead of one set per layer; the parameters stay the MLPs' own.
+
+    Args:
+        radials (list of RadialMLP): MLPs with equal
+            :obj:`(num_basis, hidden_channels, out_channels)`.
+        basis (torch.Tensor): Radial basis :math:`(|\mathcal{E}|, \mathrm{num\_basis})`.
+        envelope (torch.Tensor): Cutoff envelope :math:`(|\mathcal{E}|, 1)`.
+
+    Returns:
+        One :math:`(|\mathcal{E}|, \mathrm{out\_channels})` tensor per MLP.
+    """
+    shapes = {(r.num_basis, r.hidden_channels, r.out_channels) for r in radials}
+    if len(shapes) != 1:
+        raise ValueError(f"stacked_radial_weights needs MLPs of one shape (got {sorted(shapes)})")
+    num_edges, hidden = basis.size(0), radials[0].hidden_channels
+    w1 = torch.cat([r.lin1.weight for r in radials], dim=0)
+    b1 = torch.cat([r.lin1.bias for r in radials], dim=0)
+    h = torch.nn.functional.silu(torch.addmm(b1, basis, w1.t()))
+    h = h.view(num_edges, len(radials), hidden).transpose(0, 1)
+    w2 = torch.stack([r.lin2.weight.t() for r in radials])
+    b2 = torch.stack([r.lin2.bias for r in radials]).unsqueeze(1)
+    return (torch.baddbmm(b2, h, w2) * envelope).unbind(0)

@@ -58,6 +58,54 @@ def check_batch(batch: Optional[Tensor], num_atoms: int, name: str = "batch") ->
         raise ValueError(f"'{name}' must hold non-negative graph indices")
 
 
+def check_atoms(z: Tensor, pos: Tensor, batch: Optional[Tensor]) -> int:
+    """:func:`check_z`, :func:`check_pos` and :func:`check_batch` of one
+    system of atoms with a single host sync (one :obj:`tolist` of their
+    reductions) instead of three; returns the number of graphs,
+    :obj:`batch.max() + 1` (one without :obj:`batch`, zero without atoms)."""
+    for value, name in ((z, "z"), (pos, "pos")):
+        if not isinstance(value, Tensor):
+            raise ValueError(f"'{name}' must be a torch.Tensor (got {type(value).__name__})")
+    if z.dim() != 1:
+        raise ValueError(f"'z' must have shape [num_atoms] (got {list(z.shape)})")
+    if z.is_floating_point() or z.dtype == torch.bool or z.is_complex():
+        raise ValueError(f"'z' must hold integer atomic numbers (got {z.dtype})")
+    if pos.dim() != 2 or pos.size(-1) != 3:
+        raise ValueError(f"'pos' must have shape [num_atoms, 3] (got {list(pos.shape)})")
+    if not pos.is_floating_point():
+        raise ValueError(f"'pos' must be a floating point tensor (got {pos.dtype})")
+    num_atoms = pos.size(0)
+    if z.numel() != num_atoms:
+        raise ValueError(f"'z' has {z.numel()} atoms but 'pos' has {num_atoms}")
+    if batch is not None:
+        if not isinstance(batch, Tensor):
+            raise ValueError(f"'batch' must be a torch.Tensor (got {type(batch).__name__})")
+        if batch.dim() != 1 or batch.numel() != num_atoms:
+            raise ValueError(
+                f"'batch' must have shape [{num_atoms}] (one graph index per atom), "
+                f"got {list(batch.shape)}")
+        if batch.is_floating_point() or batch.dtype == torch.bool:
+            raise ValueError(f"'batch' must be an integer tensor (got {batch.dtype})")
+    if num_atoms == 0:
+        return 0
+    z_lo, z_hi = torch.aminmax(z)
+    parts = [z_lo.long(), z_hi.long(), torch.isfinite(pos).all().long()]
+    if batch is not None:
+        parts.extend(b.long() for b in torch.aminmax(batch))
+    values = torch.stack(parts).tolist()  # the one host sync
+    lo, hi, finite = values[:3]
+    if lo < 1 or hi > MAX_ATOMIC_NUMBER:
+        raise ValueError(
+            f"'z' must hold atomic numbers in 1..{MAX_ATOMIC_NUMBER} (got values in {lo}..{hi})")
+    if not finite:
+        check_pos(pos)  # names the offending atoms
+    if batch is None:
+        return 1
+    if values[3] < 0:
+        raise ValueError("'batch' must hold non-negative graph indices")
+    return values[4] + 1
+
+
 def check_features(x: Tensor, num_atoms: int, dim: int, name: str = "x") -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"'{name}' must be a torch.Tensor (got {type(x).__name__})")

@@ -1,6 +1,5 @@
 from typing import List, Optional, Tuple
 
-import torch
 from e3nn import o3
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
@@ -38,7 +37,8 @@ class AtomCloudConv(MessagePassing):
     :math:`\mathbf{e}` a Bessel radial basis, :math:`f_\mathrm{cut}` a smooth
     polynomial envelope (value and derivatives zero at the cutoff),
     :math:`\bar{n}` the average number of neighbours and
-    :math:`\mathbf{W}` equivariant linear maps
+    :math:`\mathbf{W}` equivariant linear maps, computed as one product over
+    the concatenation (each part normalised by its own fan-in)
     (:class:`~acn_pyg.nn.IrrepsLinear`). The power-spectrum term
     :math:`\sum_m A^2` (a three-body invariant, as in SOAP) feeds the scalar
     outputs with the angular structure of the cloud. Scalar (:obj:`0e`)
@@ -106,14 +106,15 @@ class AtomCloudConv(MessagePassing):
         self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
         out_irs = {ir for _, ir in self.out_irreps}
         self.tensor_product = ChannelwiseTensorProduct(
-            self.in_irreps, lmax, filter_ir_out=None if self.power_spectrum else sorted(out_irs))
+            self.in_irreps, lmax, filter_ir_out=None if self.power_spectrum else sorted(out_irs),
+            scale=1.0 / self.avg_num_neighbors)
         cloud_irreps = self.tensor_product.irreps_out
         slices = cloud_irreps.slices()
         self._spectrum_blocks: List[Tuple[int, int, int]] = [
             (s.start, mul, ir.dim) for s, (mul, ir) in zip(slices, cloud_irreps)
             if self.power_spectrum and ir != _SCALAR]
-        num_spectrum = sum(mul for _, mul, _ in self._spectrum_blocks)
-        lin_in = cloud_irreps + (o3.Irreps(f"{num_spectrum}x0e") if num_spectrum else o3.Irreps(""))
+        spectrum_irreps = [o3.Irreps(f"{mul}x0e") for _, mul, _ in self._spectrum_blocks]
+        lin_in = sum(spectrum_irreps, cloud_irreps)
         reachable = {ir for _, ir in lin_in} | {ir for _, ir in self.in_irreps}
         missing = sorted(out_irs - reachable)
         if missing:
@@ -121,8 +122,11 @@ class AtomCloudConv(MessagePassing):
                 f"'out_irreps' asks for {' '.join(map(str, missing))}, which neither the cloud "
                 f"tensor product of {self.in_irreps} with Y up to lmax={lmax} nor the input holds")
         self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel)
-        self.linear = IrrepsLinear(lin_in, self.out_irreps)
-        self.self_interaction = IrrepsLinear(self.in_irreps, self.out_irreps, bias=False)
+        # W_out [A | spectrum] + W_self x as one product over the concatenation,
+        # each part normalised by its own fan-in.
+        self.linear = IrrepsLinear([cloud_irreps] + spectrum_irreps + [self.in_irreps],
+                                   self.out_irreps,
+                                   fan_in_groups=[0] * (1 + len(spectrum_irreps)) + [1])
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -130,7 +134,6 @@ class AtomCloudConv(MessagePassing):
         self.edge_embedding.reset_parameters()
         self.radial.reset_parameters()
         self.linear.reset_parameters()
-        self.self_interaction.reset_parameters()
 
     def forward(
         self,
@@ -166,17 +169,20 @@ class AtomCloudConv(MessagePassing):
             edge_features = self.edge_embedding(pos, edge_index)
         return self.convolve(x, edge_index, edge_features)
 
-    def convolve(self, x: Tensor, edge_index: Tensor, edge_features: EdgeFeatures) -> Tensor:
+    def convolve(self, x: Tensor, edge_index: Tensor, edge_features: EdgeFeatures,
+                 weight: Optional[Tensor] = None) -> Tensor:
         r"""The convolution proper, on trusted inputs: a model that checked its
-        inputs once and shares :obj:`edge_features` across layers calls this."""
-        weight = self.radial(edge_features.basis) * edge_features.envelope
+        inputs once and shares :obj:`edge_features` across layers calls this.
+        :obj:`weight` is this layer's :math:`\mathrm{MLP}(\mathbf{e}) f_\mathrm{cut}`
+        if precomputed (:func:`~acn_pyg.nn.stacked_radial_weights`)."""
+        if weight is None:
+            weight = self.radial(edge_features.basis) * edge_features.envelope
         cloud = self.propagate(edge_index, x=x, weight=weight, slot=edge_features.slot,
                                sh_dense=edge_features.sh_dense, size=(x.size(0), x.size(0)))
-        if self._spectrum_blocks:
-            spectrum = [cloud[:, s:s + m * d].reshape(-1, m, d).pow(2).mean(dim=-1)
-                        for s, m, d in self._spectrum_blocks]
-            cloud = torch.cat([cloud] + spectrum, dim=-1)
-        return self.linear(cloud) + self.self_interaction(x)
+        spectrum = [cloud[:, s:s + m * d].reshape(-1, m, d).pow(2).mean(dim=-1)
+                    for s, m, d in self._spectrum_blocks]
+        # In pieces: the linear joins just the blocks each output needs.
+        return self.linear([cloud] + spectrum + [x])
 
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
         return self.tensor_product.message(x_j, weight)
@@ -186,7 +192,7 @@ class AtomCloudConv(MessagePassing):
         return self.tensor_product.aggregate(inputs, slot, sh_dense)
 
     def update(self, inputs: Tensor) -> Tensor:
-        return self.tensor_product.couple(inputs) / self.avg_num_neighbors
+        return self.tensor_product.couple(inputs)  # 1 / avg_num_neighbors folded in
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "

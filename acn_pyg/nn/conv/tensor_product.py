@@ -43,6 +43,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             outputs.
         filter_ir_out (list of e3nn.o3.Irrep, optional): If set, only these
             output irreps are produced. (default: :obj:`None`)
+        scale (float, optional): A constant factor on the output, folded
+            into the coupling matrices (AtomCloudConv's :math:`1/\bar{n}`).
+            (default: :obj:`1.0`)
 
     Shapes:
         - **x:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_in}))`
@@ -52,8 +55,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     """
 
     def __init__(self, irreps_in, lmax: int,
-                 filter_ir_out: Optional[Sequence[o3.Irrep]] = None):
+                 filter_ir_out: Optional[Sequence[o3.Irrep]] = None, scale: float = 1.0):
         super().__init__()
+        self.scale = float(scale)
         self.irreps_in = o3.Irreps(irreps_in)
         self.lmax = int(lmax)
         self.irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)
@@ -92,7 +96,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
             col = 0
             for p, (k, l2, ir3) in enumerate(paths):
                 w3j = o3.wigner_3j(ir1.l, l2, ir3.l, dtype=torch.float64)
-                cg[p, :, l2 * l2:(l2 + 1) ** 2, col:col + ir3.dim] = math.sqrt(ir3.dim) * w3j
+                cg[p, :, l2 * l2:(l2 + 1) ** 2, col:col + ir3.dim] = (
+                    self.scale * math.sqrt(ir3.dim) * w3j)
                 # Kernel output (channel u, column col + m3) -> e3nn position.
                 u = torch.arange(mul).unsqueeze(1)
                 kernel_pos = kernel_out_offset + u * width + col + torch.arange(ir3.dim)
@@ -130,9 +135,12 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         num_edges = x_j.size(0)
         outs = []
         w_start = 0
+        whole = len(self._blocks) == 1  # no slicing: it costs a kernel in the backward pass
         for start, mul, d1, num_paths, _ in self._blocks:
-            w = weight[:, w_start:w_start + mul * num_paths].reshape(num_edges, mul, num_paths, 1)
-            x = x_j[:, start:start + mul * d1].reshape(num_edges, mul, 1, d1)
+            w = weight if whole else weight[:, w_start:w_start + mul * num_paths]
+            x = x_j if whole and x_j.size(1) == mul * d1 else x_j[:, start:start + mul * d1]
+            w = w.reshape(num_edges, mul, num_paths, 1)
+            x = x.reshape(num_edges, mul, 1, d1)
             outs.append((w * x).reshape(num_edges, mul * num_paths * d1))
             w_start += mul * num_paths
         if not outs:

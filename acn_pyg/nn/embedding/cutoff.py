@@ -29,10 +29,12 @@ class PolynomialCutoff(torch.nn.Module):
 
     def forward(self, length: Tensor) -> Tensor:
         p = self.p
-        x = length / self.cutoff
-        out = (1.0 - 0.5 * (p + 1) * (p + 2) * x.pow(p) + p * (p + 2) * x.pow(p + 1)
-               - 0.5 * p * (p + 1) * x.pow(p + 2))
-        return (out * (x < 1.0)).unsqueeze(-1)
+        # f = 1 - x^p (a + x (c x - b)) with x clamped at 1, where f and its
+        # derivative vanish exactly (a - b + c = 1): one clamp, no mask.
+        a, b, c = 0.5 * (p + 1) * (p + 2), p * (p + 2.0), 0.5 * p * (p + 1)
+        x = torch.clamp(length / self.cutoff, max=1.0)
+        out = 1.0 - x.pow(p) * ((x * c - b) * x + a)
+        return out.unsqueeze(-1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(cutoff={self.cutoff}, p={self.p})"

@@ -1,4 +1,4 @@
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -24,11 +24,16 @@ class EdgeFeatures(NamedTuple):
     envelope: Tensor  #: smooth cutoff envelope, [E, 1]
 
 
-def neighbor_slots(center: Tensor, num_nodes: int) -> Tuple[Tensor, int]:
+def neighbor_slots(center: Tensor, num_nodes: int, count: Optional[Tensor] = None,
+                   max_neighbors: Optional[int] = None) -> Tuple[Tensor, int]:
     """Rank of each edge among the edges of its centre atom (any edge order),
-    as a flat index ``center * K + rank`` into an [N, K] padded layout."""
-    count = torch.bincount(center, minlength=num_nodes)
-    max_neighbors = int(count.max()) if center.numel() > 0 else 0
+    as a flat index ``center * K + rank`` into an [N, K] padded layout.
+    ``count`` (edges per centre) and ``max_neighbors`` (its maximum, a host
+    sync) are computed unless given."""
+    if count is None:
+        count = torch.bincount(center, minlength=num_nodes)
+    if max_neighbors is None:
+        max_neighbors = int(count.max()) if center.numel() > 0 else 0
     sorted_center, order = torch.sort(center, stable=True)
     first = torch.cumsum(count, 0) - count
     sorted_rank = (torch.arange(center.numel(), device=center.device)
@@ -76,10 +81,20 @@ class EdgeEmbedding(torch.nn.Module):
         num_nodes = pos.size(0)
         vec = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
         length = vec.norm(dim=-1)
-        if not is_tracing():
-            check_edge_lengths(length, edge_index)
+        center = edge_index[1]
+        count = torch.bincount(center, minlength=num_nodes)
+        max_neighbors = 0
+        if center.numel() > 0:
+            if is_tracing():
+                max_neighbors = int(count.max())
+            else:
+                # The padding width and the zero-length check in one host sync.
+                max_neighbors, positive = torch.stack(
+                    [count.max(), (length > 0).all().long()]).tolist()
+                if not positive:
+                    check_edge_lengths(length, edge_index)
         sh = self.spherical_harmonics(vec, length)
-        slot, max_neighbors = neighbor_slots(edge_index[1], num_nodes)
+        slot, max_neighbors = neighbor_slots(center, num_nodes, count, max_neighbors)
         sh_dense = sh.new_zeros(num_nodes * max_neighbors, sh.size(1)).index_copy(0, slot, sh)
         return EdgeFeatures(sh_dense.reshape(num_nodes, max_neighbors, sh.size(1)), slot,
                             self.radial_basis(length), self.envelope(length))

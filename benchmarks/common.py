@@ -116,3 +116,48 @@ def peak_memory_mb(fn: Callable[[], object], device="cpu") -> float:
         done.set()
         thread.join()
     return max(0.0, (max(peak[0], proc.memory_info().rss) - base) / 2 ** 20)
+
+
+#: ATen ops that only make a view: no kernel runs for them.
+VIEW_OPS = frozenset({
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "expand", "t", "transpose", "permute",
+    "select", "slice", "unsqueeze", "squeeze", "as_strided", "alias", "detach", "unflatten",
+    "flatten", "split", "split_with_sizes", "narrow", "unbind", "chunk", "view_as",
+    "expand_as", "diagonal", "lift_fresh"})
+#: ATen ops that copy a result to the host: on a GPU each waits for the queue.
+SYNC_OPS = frozenset({"_local_scalar_dense", "item", "nonzero", "masked_select", "unique",
+                      "_unique2", "unique_consecutive"})
+
+
+def count_ops(fn: Callable[[], object]) -> Dict[str, int]:
+    """ATen ops one call dispatches that launch a kernel (views excluded) and
+    the host syncs (value reads: ``.item()``, ``int(t)``, ``nonzero``...;
+    a ``.tolist()`` of many values counts once). Where a step is bound by
+    launch overhead (small molecules on a GPU) its time follows the kernel
+    count, so this is a device-independent proxy for GPU step time."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = {"ops": 0, "syncs": 0}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name not in VIEW_OPS:
+                counts["ops"] += 1
+            if name in SYNC_OPS:
+                counts["syncs"] += 1
+            return func(*args, **(kwargs or {}))
+
+    tolist = torch.Tensor.tolist
+
+    def counted_tolist(self):  # not dispatched as an op on CPU tensors
+        counts["syncs"] += 1
+        return tolist(self)
+
+    torch.Tensor.tolist = counted_tolist
+    try:
+        with Count():
+            fn()
+    finally:
+        torch.Tensor.tolist = tolist
+    return counts

@@ -14,7 +14,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, median, peak_memory_mb, qm9_batch, time_alternating  # noqa: E402
+from common import (count_ops, machine, median, peak_memory_mb, qm9_batch,  # noqa: E402
+                    time_alternating)
 
 from acn_pyg import AtomCloudNet  # noqa: E402
 from acn_pyg.baselines import HAS_TORCH_SPARSE  # noqa: E402
@@ -51,11 +52,16 @@ def step_fns(model, data):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     target = torch.zeros(data.num_graphs, 1, device=data.pos.device)
 
-    def train():
-        optimizer.zero_grad()
+    def forward_backward():
         loss = (model(data.z, data.pos, data.batch) - target).pow(2).mean()
         loss.backward()
+
+    def train():
+        optimizer.zero_grad()
+        forward_backward()
         optimizer.step()
+
+    train.forward_backward = forward_backward
 
     @torch.no_grad()
     def infer():
@@ -117,6 +123,12 @@ def main(argv=None) -> int:
                    "infer_mol_per_s": size / median(times[f"{n}/infer"])}
             if not args.quick:
                 row["peak_memory_mb"] = peak_memory_mb(fns[f"{n}/train"], args.device)
+            if not n.endswith("+compile"):
+                # Kernels of one forward+backward (the optimizer's depend on the
+                # device): what bounds a GPU step at these sizes.
+                counted = count_ops(fns[f"{n}/train"].forward_backward)
+                row["ops_forward_backward"] = counted["ops"]
+                row["host_syncs_forward_backward"] = counted["syncs"]
             rows.append(row)
 
     def find(model, size):
@@ -142,15 +154,16 @@ def main(argv=None) -> int:
               f"{args.threads} threads), median of {repeats} alternating rounds")
     lines = [header, "",
              "| model | batch | params | train mol/s | infer mol/s | peak MB | "
-             "train x SchNet | train x DimeNet++ |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "train x SchNet | train x DimeNet++ | ops fwd+bwd | syncs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {r['parameters']:,} | "
             f"{r['train_mol_per_s']:.1f} | {r['infer_mol_per_s']:.1f} | "
             f"{r.get('peak_memory_mb', float('nan')):.0f} | "
             f"{r.get('train_ratio_vs_schnet', float('nan')):.2f} | "
-            f"{r.get('train_ratio_vs_dimenet++', float('nan')):.2f} |")
+            f"{r.get('train_ratio_vs_dimenet++', float('nan')):.2f} | "
+            f"{r.get('ops_forward_backward', '-')} | {r.get('host_syncs_forward_backward', '-')} |")
     lines.append("")
     for c in checks:
         lines.append(f"target: {c['model']} train step >= {c['target']}x {c['baseline']} "

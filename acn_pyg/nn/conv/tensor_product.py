@@ -110,7 +110,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
                 [torch.tensor([e3nn_offsets[k] for k, _, _ in paths]) + u for u in range(mul)]
             ).flatten())
             self.register_buffer(f"cg_{len(self._blocks)}",
-                                 cg.reshape(len(paths) * ir1.dim * dim_sh, width).to(
+                                 cg.permute(2, 0, 1, 3).reshape(dim_sh * len(paths) * ir1.dim,
+                                                                width).to(
                                      torch.get_default_dtype()), persistent=False)
             self._blocks.append((in_slices[i_in].start, mul, ir1.dim, len(paths), width))
             kernel_out_offset += mul * width
@@ -123,6 +124,14 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         self.register_buffer("out_index", gather, persistent=False)
         self._e3nn_weight_index = torch.cat(e3nn_weight) if e3nn_weight else gather
         self.message_dim = sum(mul * p * d1 for _, mul, d1, p, _ in self._blocks)
+        # Split sizes (torch.split: its backward is one cat, where a slice's
+        # is a zero fill and a copy): the input blocks, with or without paths;
+        # the weights and the message blocks of the blocks with paths.
+        self._x_sizes = [mul * ir.dim for mul, ir in self.irreps_in]
+        used = {start for start, _, _, _, _ in self._blocks}
+        self._x_used = [s.start in used for s in in_slices]
+        self._w_sizes = [mul * p for _, mul, _, p, _ in self._blocks]
+        self._m_sizes = [mul * p * d1 for _, mul, d1, p, _ in self._blocks]
 
     def e3nn_weight_index(self) -> Tensor:
         r"""For each weight of this module, its index in the weights of the
@@ -133,41 +142,44 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         r"""Per edge: :math:`w_{ij,up}\, \mathbf{x}_{j,u}`,
         shape :math:`(|\mathcal{E}|, \mathrm{message\_dim})`."""
         num_edges = x_j.size(0)
-        outs = []
-        w_start = 0
-        whole = len(self._blocks) == 1  # no slicing: it costs a kernel in the backward pass
-        for start, mul, d1, num_paths, _ in self._blocks:
-            w = weight if whole else weight[:, w_start:w_start + mul * num_paths]
-            x = x_j if whole and x_j.size(1) == mul * d1 else x_j[:, start:start + mul * d1]
-            w = w.reshape(num_edges, mul, num_paths, 1)
-            x = x.reshape(num_edges, mul, 1, d1)
-            outs.append((w * x).reshape(num_edges, mul * num_paths * d1))
-            w_start += mul * num_paths
-        if not outs:
+        if not self._blocks:
             return x_j.new_zeros(num_edges, 0)
+        if len(self._blocks) == 1:  # no splitting
+            xs = [x_j if len(self._x_sizes) == 1 else
+                  x_j.split(self._x_sizes, dim=1)[self._x_used.index(True)]]
+            ws = [weight]
+        else:
+            xs = [x for x, u in zip(x_j.split(self._x_sizes, dim=1), self._x_used) if u]
+            ws = weight.split(self._w_sizes, dim=1)
+        outs = [(w.reshape(num_edges, mul, num_paths, 1) * x.reshape(num_edges, mul, 1, d1))
+                .reshape(num_edges, mul * num_paths * d1)
+                for x, w, (_, mul, d1, num_paths, _) in zip(xs, ws, self._blocks)]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
     def aggregate(self, message: Tensor, slot: Tensor, sh_dense: Tensor) -> Tensor:
-        r"""Per atom: :math:`\sum_j \mathbf{m}_{ij} \otimes Y(\hat{\mathbf{r}}_{ij})`,
-        shape :math:`(|\mathcal{V}|, \mathrm{message\_dim}, (l_\mathrm{max}+1)^2)`."""
+        r"""Per atom: :math:`\sum_j Y(\hat{\mathbf{r}}_{ij}) \otimes \mathbf{m}_{ij}`,
+        shape :math:`(|\mathcal{V}|, (l_\mathrm{max}+1)^2, \mathrm{message\_dim})`
+        (harmonics first: the batched product then reads the padded messages
+        as they lie, where the other order made a CPU copy of them)."""
         num_nodes, max_neighbors, _ = sh_dense.shape
+        # In place into fresh zeros: no copy of the padded tensor.
         dense = message.new_zeros(num_nodes * max_neighbors, message.size(1))
-        dense = dense.index_copy(0, slot, message)
+        dense = dense.index_copy_(0, slot, message)
         dense = dense.reshape(num_nodes, max_neighbors, message.size(1))
-        return torch.bmm(dense.transpose(1, 2), sh_dense)
+        return torch.bmm(sh_dense.transpose(1, 2), dense)
 
     def couple(self, cloud: Tensor) -> Tensor:
         r"""Per atom: Clebsch-Gordan coupling into :obj:`irreps_out` (e3nn layout)."""
         num_nodes = cloud.size(0)
-        outs = []
-        row = 0
-        for k, (_, mul, d1, num_paths, width) in enumerate(self._blocks):
-            rows = mul * num_paths * d1
-            b = cloud[:, row:row + rows].reshape(num_nodes, mul, num_paths * d1 * self._dim_sh)
-            outs.append(torch.matmul(b, getattr(self, f"cg_{k}")).reshape(num_nodes, mul * width))
-            row += rows
-        if not outs:
+        if not self._blocks:
             return cloud.new_zeros(num_nodes, 0)
+        parts = [cloud] if len(self._blocks) == 1 else cloud.split(self._m_sizes, dim=2)
+        # [N, sh, (u, path, m1)] -> [N, u, (sh, path, m1)], the rows of cg_k.
+        outs = [torch.matmul(
+                    b.reshape(num_nodes, self._dim_sh, mul, num_paths * d1).transpose(1, 2)
+                    .reshape(num_nodes, mul, self._dim_sh * num_paths * d1),
+                    getattr(self, f"cg_{k}")).reshape(num_nodes, mul * width)
+                for k, (b, (_, mul, d1, num_paths, width)) in enumerate(zip(parts, self._blocks))]
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out.index_select(1, self.out_index)
 

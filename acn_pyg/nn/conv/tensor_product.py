@@ -29,8 +29,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     Since :math:`C` is linear it commutes with the sum over neighbours, so the
     work is split where it is cheapest:
 
-    1. :meth:`message`, per edge: :math:`\mathbf{m}_{ij,up} = w_{ij,up}\,
-       \mathbf{x}_{j,u}`, channel-wise (no :math:`2l+1`-fold blow-up);
+    1. :meth:`message`, per edge: :math:`\mathbf{m}_{ij,pu} = w_{ij,pu}\,
+       \mathbf{x}_{j,u}`, channel-wise (no :math:`2l+1`-fold blow-up; laid
+       out path-major, so the channel index runs fastest);
     2. :meth:`aggregate`, per atom: the cloud projection
        :math:`\mathbf{B}_i = \sum_j \mathbf{m}_{ij} \otimes Y(\hat{\mathbf{r}}_{ij})`,
        one batched matrix product over each atom's (padded) neighbour list;
@@ -105,10 +106,10 @@ class ChannelwiseTensorProduct(torch.nn.Module):
                 out_perm.append(torch.stack([e3nn_pos.flatten(), kernel_pos.flatten()]))
                 col += ir3.dim
                 k_out += 1
-            # Kernel weight layout (channel u, path p) -> e3nn weight index.
+            # Kernel weight layout (path p, channel u) -> e3nn weight index.
             e3nn_weight.append(torch.stack(
                 [torch.tensor([e3nn_offsets[k] for k, _, _ in paths]) + u for u in range(mul)]
-            ).flatten())
+            ).t().flatten())
             self.register_buffer(f"cg_{len(self._blocks)}",
                                  cg.permute(2, 0, 1, 3).reshape(dim_sh * len(paths) * ir1.dim,
                                                                 width).to(
@@ -139,7 +140,7 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         return self._e3nn_weight_index.clone()
 
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
-        r"""Per edge: :math:`w_{ij,up}\, \mathbf{x}_{j,u}`,
+        r"""Per edge: :math:`w_{ij,pu}\, \mathbf{x}_{j,u}`,
         shape :math:`(|\mathcal{E}|, \mathrm{message\_dim})`."""
         num_edges = x_j.size(0)
         if not self._blocks:
@@ -151,8 +152,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         else:
             xs = [x for x, u in zip(x_j.split(self._x_sizes, dim=1), self._x_used) if u]
             ws = weight.split(self._w_sizes, dim=1)
-        outs = [(w.reshape(num_edges, mul, num_paths, 1) * x.reshape(num_edges, mul, 1, d1))
-                .reshape(num_edges, mul * num_paths * d1)
+        outs = [(w.reshape(num_edges, num_paths, mul, 1) * x.reshape(num_edges, 1, mul, d1))
+                .reshape(num_edges, num_paths * mul * d1)
                 for x, w, (_, mul, d1, num_paths, _) in zip(xs, ws, self._blocks)]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
@@ -174,9 +175,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         if not self._blocks:
             return cloud.new_zeros(num_nodes, 0)
         parts = [cloud] if len(self._blocks) == 1 else cloud.split(self._m_sizes, dim=2)
-        # [N, sh, (u, path, m1)] -> [N, u, (sh, path, m1)], the rows of cg_k.
+        # [N, sh, (path, u, m1)] -> [N, u, (sh, path, m1)], the rows of cg_k.
         outs = [torch.matmul(
-                    b.reshape(num_nodes, self._dim_sh, mul, num_paths * d1).transpose(1, 2)
+                    b.reshape(num_nodes, self._dim_sh, num_paths, mul, d1).permute(0, 3, 1, 2, 4)
                     .reshape(num_nodes, mul, self._dim_sh * num_paths * d1),
                     getattr(self, f"cg_{k}")).reshape(num_nodes, mul * width)
                 for k, (b, (_, mul, d1, num_paths, width)) in enumerate(zip(parts, self._blocks))]

@@ -61,11 +61,10 @@ def test_stacked_radial_weights_equal_each_mlp():
     torch.manual_seed(0)
     mlps = [RadialMLP(8, 16, 24).double() for _ in range(3)]
     basis = torch.randn(40, 8, dtype=torch.float64)
-    envelope = torch.rand(40, 1, dtype=torch.float64)
-    for mlp, w in zip(mlps, stacked_radial_weights(mlps, basis, envelope)):
-        assert torch.allclose(w, mlp(basis) * envelope, atol=1e-12)
+    for mlp, w in zip(mlps, stacked_radial_weights(mlps, basis)):
+        assert torch.allclose(w, mlp(basis), atol=1e-12)
     with pytest.raises(ValueError, match="one shape"):
-        stacked_radial_weights([mlps[0], RadialMLP(8, 16, 12)], basis, envelope)
+        stacked_radial_weights([mlps[0], RadialMLP(8, 16, 12)], basis)
 
 
 @pytest.mark.parametrize("hidden_irreps", [None, "16x0e + 4x1o + 4x2e"])

@@ -38,6 +38,7 @@ def test_equals_e3nn_tensor_product_summed_over_neighbours(irreps, lmax):
 
     sh = o3.spherical_harmonics(tp.irreps_sh, pos[edge_index[0]] - pos[edge_index[1]], True,
                                 normalization="component")
+    sh = sh * features.envelope  # the edge embedding's harmonics carry the envelope
     w_e3nn = torch.empty_like(w)
     w_e3nn[:, tp.e3nn_weight_index()] = w
     per_edge = ref(x[edge_index[0]], sh, w_e3nn)

@@ -284,7 +284,7 @@ class AtomCloudNet(torch.nn.Module):
         groups = self._radial_groups if pos.is_cuda or STACK_RADIAL_ON_CPU else []
         for group in groups:
             stacked = stacked_radial_weights([self.convs[t].radial for t in group],
-                                             edge_features.basis, edge_features.envelope)
+                                             edge_features.basis)
             for t, weight in zip(group, stacked):
                 weights[t] = weight
         for conv, gate, weight in zip(self.convs, self.gates, weights):

@@ -42,20 +42,18 @@ class RadialMLP(torch.nn.Module):
                 f"{self.out_channels})")
 
 
-def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor,
-                           envelope: Tensor) -> Tuple[Tensor, ...]:
-    r"""The per-edge weights :math:`\mathrm{MLP}_t(\mathbf{e}) f_\mathrm{cut}`
-    of several :class:`RadialMLP` of equal shapes (one per layer of a model)
-    from the same basis, computed together: the first layers as one matrix
-    product, the second ones as one batched product, the envelope applied
-    once. The same numbers as calling each MLP, with a fixed number of
-    kernels instead of one set per layer; the parameters stay the MLPs' own.
+def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor) -> Tuple[Tensor, ...]:
+    r"""The per-edge weights :math:`\mathrm{MLP}_t(\mathbf{e})` of several
+    :class:`RadialMLP` of equal shapes (one per layer of a model) from the
+    same basis, computed together: the first layers as one matrix product,
+    the second ones as one batched product. The same numbers as calling each
+    MLP, with a fixed number of kernels instead of one set per layer; the
+    parameters stay the MLPs' own.
 
     Args:
         radials (list of RadialMLP): MLPs with equal
             :obj:`(num_basis, hidden_channels, out_channels)`.
         basis (torch.Tensor): Radial basis :math:`(|\mathcal{E}|, \mathrm{num\_basis})`.
-        envelope (torch.Tensor): Cutoff envelope :math:`(|\mathcal{E}|, 1)`.
 
     Returns:
         One :math:`(|\mathcal{E}|, \mathrm{out\_channels})` tensor per MLP.
@@ -70,4 +68,4 @@ def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor,
     h = h.view(num_edges, len(radials), hidden).transpose(0, 1)
     w2 = torch.stack([r.lin2.weight.t() for r in radials])
     b2 = torch.stack([r.lin2.bias for r in radials]).unsqueeze(1)
-    return (torch.baddbmm(b2, h, w2) * envelope).unbind(0)
+    return torch.baddbmm(b2, h, w2).unbind(0)

@@ -173,10 +173,12 @@ class AtomCloudConv(MessagePassing):
                  weight: Optional[Tensor] = None) -> Tensor:
         r"""The convolution proper, on trusted inputs: a model that checked its
         inputs once and shares :obj:`edge_features` across layers calls this.
-        :obj:`weight` is this layer's :math:`\mathrm{MLP}(\mathbf{e}) f_\mathrm{cut}`
-        if precomputed (:func:`~acn_pyg.nn.stacked_radial_weights`)."""
+        :obj:`weight` is this layer's :math:`\mathrm{MLP}(\mathbf{e})` if
+        precomputed (:func:`~acn_pyg.nn.stacked_radial_weights`); the
+        envelope :math:`f_\mathrm{cut}` comes with the harmonics of
+        :obj:`edge_features`."""
         if weight is None:
-            weight = self.radial(edge_features.basis) * edge_features.envelope
+            weight = self.radial(edge_features.basis)  # the envelope is in sh_dense
         cloud = self.propagate(edge_index, x=x, weight=weight, slot=edge_features.slot,
                                sh_dense=edge_features.sh_dense, size=(x.size(0), x.size(0)))
         spectrum = [cloud[:, s:s + m * d].reshape(-1, m, d).pow(2).mean(dim=-1)

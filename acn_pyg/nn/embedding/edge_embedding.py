@@ -11,14 +11,17 @@ from acn_pyg.utils.checks import check_edge_lengths, is_tracing
 
 
 class EdgeFeatures(NamedTuple):
-    """Edge geometry shared by every layer of a model.
+    r"""Edge geometry shared by every layer of a model.
 
-    ``sh_dense`` holds the spherical harmonics of each atom's neighbours,
+    ``sh_dense`` holds the spherical harmonics of each atom's neighbours
+    times the cutoff envelope, :math:`f_\mathrm{cut}(r_{ij})\, Y(\hat{\mathbf{r}}_{ij})`,
     padded with zeros to the largest neighbour count :math:`K`: edge ``e``
     sits at flat position ``slot[e] = i * K + rank`` of
-    ``sh_dense.view(-1, (lmax + 1) ** 2)``.
+    ``sh_dense.view(-1, (lmax + 1) ** 2)``. The envelope rides on the
+    harmonics, computed once, rather than on every layer's radial weights:
+    the same products, fewer of them.
     """
-    sh_dense: Tensor  #: spherical harmonics per atom, [N, K, (lmax + 1)^2]
+    sh_dense: Tensor  #: envelope x spherical harmonics per atom, [N, K, (lmax + 1)^2]
     slot: Tensor      #: flat padded position of each edge, [E]
     basis: Tensor     #: radial basis, [E, num_basis]
     envelope: Tensor  #: smooth cutoff envelope, [E, 1]
@@ -47,9 +50,9 @@ class EdgeEmbedding(torch.nn.Module):
     :math:`\mathbf{r}_{ij} = \mathbf{p}_j - \mathbf{p}_i`: real spherical
     harmonics :math:`Y^{(l)}(\hat{\mathbf{r}}_{ij})` for
     :math:`l = 0, \dots, l_\mathrm{max}` (e3nn's, :obj:`"component"`
-    normalisation), a :class:`BesselBasis` of :math:`|\mathbf{r}_{ij}|` and a
-    :class:`PolynomialCutoff` envelope. A model computes these once per
-    forward and shares them across its layers.
+    normalisation) multiplied by a :class:`PolynomialCutoff` envelope, and a
+    :class:`BesselBasis` of :math:`|\mathbf{r}_{ij}|`. A model computes these
+    once per forward and shares them across its layers.
 
     Args:
         cutoff (float): The cutoff radius in Angstrom.
@@ -93,11 +96,12 @@ class EdgeEmbedding(torch.nn.Module):
                     [count.max(), (length > 0).all().long()]).tolist()
                 if not positive:
                     check_edge_lengths(length, edge_index)
-        sh = self.spherical_harmonics(vec, length)
+        envelope = self.envelope(length)
+        sh = self.spherical_harmonics(vec, length) * envelope
         slot, max_neighbors = neighbor_slots(center, num_nodes, count, max_neighbors)
         sh_dense = sh.new_zeros(num_nodes * max_neighbors, sh.size(1)).index_copy(0, slot, sh)
         return EdgeFeatures(sh_dense.reshape(num_nodes, max_neighbors, sh.size(1)), slot,
-                            self.radial_basis(length), self.envelope(length))
+                            self.radial_basis(length), envelope)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(cutoff={self.cutoff}, lmax={self.lmax}, "

@@ -46,6 +46,9 @@ def main(argv=None) -> int:
                    help="peak learning rate (default: the training loop's per model)")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="AdamW weight decay when > 0 (default: 0)")
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="seed of initialisation and shuffling; the split (and test set) "
+                        "stays that of seed 0 (default: 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue runs from RUNS/<model>_n<size>/last.pt (same flags)")
     p.add_argument("--subset", default=None,
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
                          test_size=args.test_size, time_budget=budget, epochs=100000,
                          batch_size=args.batch_size, device=args.device, threads=args.threads,
                          root=args.root, subset=args.subset, resume=args.resume,
-                         lr=args.lr, weight_decay=args.weight_decay,
+                         lr=args.lr, weight_decay=args.weight_decay, init_seed=args.init_seed,
                          hidden_irreps=args.hidden_irreps if model == "acn" else None,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)

@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="where to train; auto takes CUDA when available (default: auto)")
     p.add_argument("--seed", type=int, default=d.seed,
                    help=f"seed of the split and the initialisation (default: {d.seed})")
+    p.add_argument("--init-seed", type=int, default=d.init_seed,
+                   help="seed of the initialisation and shuffling only, to vary them on the "
+                        "same split (default: --seed)")
     p.add_argument("--hidden-channels", type=int, default=d.hidden_channels,
                    help=f"AtomCloudNet scalar channels (default: {d.hidden_channels})")
     p.add_argument("--hidden-irreps", default=d.hidden_irreps,

@@ -63,3 +63,22 @@ def test_equivariant():
 
     assert_equivariant(f, irreps_in=[tp.irreps_in, o3.Irreps("1o")], irreps_out=tp.irreps_out,
                        args_in=[torch.randn(8, tp.irreps_in.dim), cloud(8, seed=1)[0]])
+
+
+def test_sorted_output_is_the_same_blocks_grouped_by_irrep():
+    irreps = "4x0e+3x1o+2x2e"
+    tp, tp_sorted = ChannelwiseTensorProduct(irreps, 2), ChannelwiseTensorProduct(irreps, 2,
+                                                                                  sort_output=True)
+    pos, edge_index = cloud()
+    features = EdgeEmbedding(3.5, 2)(pos, edge_index)
+    x = torch.randn(pos.size(0), tp.irreps_in.dim)
+    w = torch.randn(edge_index.size(1), tp.weight_numel)
+    out = tp(x, edge_index, w, features.slot, features.sh_dense)
+    out_sorted = tp_sorted(x, edge_index, w, features.slot, features.sh_dense)
+    blocks = [out[:, s] for s in tp.irreps_out.slices()]
+    order = sorted(range(len(blocks)), key=lambda k: (tp.irreps_out[k][1].l,
+                                                      -tp.irreps_out[k][1].p))
+    assert [tp.irreps_out[k] for k in order] == list(tp_sorted.irreps_out)
+    torch.testing.assert_close(out_sorted, torch.cat([blocks[k] for k in order], dim=1))
+    simplified = tp_sorted.irreps_out.simplify()
+    assert len({ir for _, ir in simplified}) == len(simplified)  # one block per irrep

@@ -107,8 +107,9 @@ class AtomCloudConv(MessagePassing):
         out_irs = {ir for _, ir in self.out_irreps}
         self.tensor_product = ChannelwiseTensorProduct(
             self.in_irreps, lmax, filter_ir_out=None if self.power_spectrum else sorted(out_irs),
-            scale=1.0 / self.avg_num_neighbors)
-        cloud_irreps = self.tensor_product.irreps_out
+            scale=1.0 / self.avg_num_neighbors, sort_output=True)
+        # One block per irrep: each is one slice for the spectrum and the linear.
+        cloud_irreps = self.tensor_product.irreps_out.simplify()
         slices = cloud_irreps.slices()
         self._spectrum_blocks: List[Tuple[int, int, int]] = [
             (s.start, mul, ir.dim) for s, (mul, ir) in zip(slices, cloud_irreps)

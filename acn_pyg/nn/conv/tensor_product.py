@@ -47,6 +47,12 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         scale (float, optional): A constant factor on the output, folded
             into the coupling matrices (AtomCloudConv's :math:`1/\bar{n}`).
             (default: :obj:`1.0`)
+        sort_output (bool, optional): If :obj:`True`, the output blocks are
+            grouped by irrep (:obj:`irreps_out` sorted by :math:`l`, then
+            parity; paths of one irrep keep their order), so that every
+            irrep is one contiguous slice: free, since the output is gathered
+            into place anyway. :obj:`False` keeps e3nn's instruction order.
+            (default: :obj:`False`)
 
     Shapes:
         - **x:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_in}))`
@@ -56,9 +62,11 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     """
 
     def __init__(self, irreps_in, lmax: int,
-                 filter_ir_out: Optional[Sequence[o3.Irrep]] = None, scale: float = 1.0):
+                 filter_ir_out: Optional[Sequence[o3.Irrep]] = None, scale: float = 1.0,
+                 sort_output: bool = False):
         super().__init__()
         self.scale = float(scale)
+        self.sort_output = sort_output
         self.irreps_in = o3.Irreps(irreps_in)
         self.lmax = int(lmax)
         self.irreps_sh = o3.Irreps.spherical_harmonics(self.lmax)
@@ -71,13 +79,19 @@ class ChannelwiseTensorProduct(torch.nn.Module):
                 for ir3 in ir1 * o3.Irrep(l2, (-1) ** l2):
                     if ir3.l <= self.lmax and (filter_ir_out is None or ir3 in filter_ir_out):
                         self.instructions.append((i_in, l2, ir3))
-        self.irreps_out = o3.Irreps(
-            [(self.irreps_in[i_in].mul, ir3) for i_in, _, ir3 in self.instructions])
+        blocks_out = [(self.irreps_in[i_in].mul, ir3) for i_in, _, ir3 in self.instructions]
+        order = list(range(len(blocks_out)))
+        if sort_output:
+            order.sort(key=lambda k: (blocks_out[k][1].l, -blocks_out[k][1].p))
+        self.irreps_out = o3.Irreps([blocks_out[k] for k in order])
         self.weight_numel = sum(self.irreps_in[i_in].mul for i_in, _, _ in self.instructions)
 
         dim_sh = self._dim_sh = self.irreps_sh.dim
         in_slices = self.irreps_in.slices()
-        out_starts = [s.start for s in self.irreps_out.slices()]
+        # Where the output of instruction k starts in irreps_out.
+        out_starts = [0] * len(order)
+        for s, k in zip(self.irreps_out.slices(), order):
+            out_starts[k] = s.start
         # Per input block with paths: (input start, mul, d1, num paths, out width).
         self._blocks: List[Tuple[int, int, int, int, int]] = []
         out_perm: List[Tensor] = []

@@ -45,22 +45,21 @@ class Gate(torch.nn.Module):
         self._gated: List[Tuple[int, int]] = [(m, ir.dim) for m, ir in self.irreps_gated]
         self._num_scalars = self.irreps_scalars.dim
         self._num_gates = num_gates
+        self._split = ([m for _, m, _ in self._scalars] + ([num_gates] if self._gated else [])
+                       + [m * d for m, d in self._gated])
 
     def forward(self, x: Tensor) -> Tensor:
-        # Slice only where needed: a full-width slice still costs a kernel (a
-        # zero-filled copy) in the backward pass.
-        whole = len(self._scalars) == 1 and not self._gated
-        outs = [(torch.nn.functional.silu if p == 1 else torch.tanh)(
-                    x if whole else x[..., s:s + m]) for s, m, p in self._scalars]
+        # One split into [scalar blocks | gates | gated blocks] (its backward
+        # is one cat; a slice's is a zero fill and a copy).
+        parts = list(x.split(self._split, dim=-1)) if len(self._split) > 1 else [x]
+        outs = [torch.nn.functional.silu(part) if p == 1 else torch.tanh(part)
+                for part, (_, _, p) in zip(parts, self._scalars)]
         if self._gated:
-            start = self._num_scalars + self._num_gates
-            gates = torch.sigmoid(x[..., self._num_scalars:start])
-            g = 0
-            for mul, dim in self._gated:
-                v = x[..., start:start + mul * dim].unflatten(-1, (mul, dim))
-                outs.append((v * gates[..., g:g + mul].unsqueeze(-1)).flatten(-2))
-                start += mul * dim
-                g += mul
+            gates = torch.sigmoid(parts[len(self._scalars)])
+            gates = (gates.split([m for m, _ in self._gated], dim=-1) if len(self._gated) > 1
+                     else [gates])
+            for v, gate, (mul, dim) in zip(parts[len(self._scalars) + 1:], gates, self._gated):
+                outs.append((v.unflatten(-1, (mul, dim)) * gate.unsqueeze(-1)).flatten(-2))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 
     def __repr__(self) -> str:

@@ -54,10 +54,13 @@ class IrrepsLinear(torch.nn.Module):
         # group and start within its input.
         input_of = [k for k, g in enumerate(inputs) for _ in g]
         group_of = [fan_in_groups[k] for k in input_of]
-        input_start = [sl.start for g in inputs for sl in g.slices()]
+        block_of = [b for g in inputs for b in range(len(g))]
+        # Each input is cut into its irrep blocks with one split (whose
+        # backward is one cat; a slice's is a zero fill and a copy).
+        self._block_dims = [[mul * ir.dim for mul, ir in g] for g in inputs]
         # Per output block: (input (start, mul) pairs, fan-in, dim, parameter index)
         self._paths: List[Tuple[List[Tuple[int, int]], int, int, int]] = []
-        # The same sources as (input, start within the input, mul).
+        # The same sources as (input, block within the input, mul).
         self._input_sources: List[List[Tuple[int, int, int]]] = []
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
@@ -68,7 +71,7 @@ class IrrepsLinear(torch.nn.Module):
             sources = [(in_slices[i].start, mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
                        if ir_in == ir and mul > 0]
             self._input_sources.append(
-                [(input_of[i], input_start[i], mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
+                [(input_of[i], block_of[i], mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
                  if ir_in == ir and mul > 0])
             fan_in = sum(mul for _, mul in sources)
             if fan_in > 0:
@@ -101,11 +104,15 @@ class IrrepsLinear(torch.nn.Module):
         r"""
         Args:
             x (torch.Tensor or list of torch.Tensor): The input, or one
-                tensor per input (saves concatenating them: only the blocks
-                each output needs are sliced and joined).
+                tensor per input (saves concatenating them: each input is
+                cut into its irrep blocks and each output joins the blocks of
+                its irrep).
         """
-        pieces = None
-        if not isinstance(x, Tensor):
+        if isinstance(x, Tensor):
+            shape = x.shape[:-1]
+            x = x.reshape(-1, x.size(-1))
+            pieces = list(x.split(self._input_dims, dim=-1)) if len(self._input_dims) > 1 else [x]
+        else:
             pieces = list(x)
             if len(pieces) != len(self._input_dims):
                 raise ValueError(f"IrrepsLinear takes {len(self._input_dims)} inputs "
@@ -116,27 +123,20 @@ class IrrepsLinear(torch.nn.Module):
                     raise ValueError(f"IrrepsLinear input {k} must have shape "
                                      f"[{', '.join(map(str, shape))}, {dim}] (got {list(t.shape)})")
             pieces = [t.reshape(-1, t.size(-1)) for t in pieces]
-            n = pieces[0].size(0)
-        else:
-            shape = x.shape[:-1]
-            x = x.reshape(-1, x.size(-1))
-            n = x.size(0)
+        n = pieces[0].size(0) if pieces else 0
+        blocks = [[t] if len(dims) == 1 else list(t.split(dims, dim=1))
+                  for t, dims in zip(pieces, self._block_dims)]
         outs = []
-        for mul_out, (sources, fan_in, dim, w_idx), input_sources, b_idx in zip(
+        for mul_out, (_, fan_in, dim, w_idx), input_sources, b_idx in zip(
                 self._out_muls, self._paths, self._input_sources, self._bias_index):
             bias = self.biases[b_idx] if b_idx >= 0 else None
             if fan_in == 0:
-                out = (x if pieces is None else pieces[0]).new_zeros(n, mul_out * dim)
+                out = pieces[0].new_zeros(n, mul_out * dim)
                 if bias is not None:
                     out = out + bias
                 outs.append(out)
                 continue
-            if pieces is None:
-                parts = [x[:, s:s + mul * dim] for s, mul in sources]
-            else:  # a whole input is taken as it is: slicing costs a backward kernel
-                parts = [pieces[k] if mul * dim == pieces[k].size(1) else
-                         pieces[k][:, s:s + mul * dim] for k, s, mul in input_sources]
-            parts = [part.reshape(n, mul, dim) for part, (_, mul) in zip(parts, sources)]
+            parts = [blocks[k][b].reshape(n, mul, dim) for k, b, mul in input_sources]
             xin = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
             w = self.weights[w_idx] * getattr(self, f"scale_{w_idx}")
             if dim == 1:

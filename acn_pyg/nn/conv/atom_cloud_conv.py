@@ -110,9 +110,10 @@ class AtomCloudConv(MessagePassing):
             scale=1.0 / self.avg_num_neighbors, sort_output=True)
         # One block per irrep: each is one slice for the spectrum and the linear.
         cloud_irreps = self.tensor_product.irreps_out.simplify()
-        slices = cloud_irreps.slices()
+        self._cloud_dims = [mul * ir.dim for mul, ir in cloud_irreps]
+        # (cloud block, mul, dim) of every block that feeds the power spectrum.
         self._spectrum_blocks: List[Tuple[int, int, int]] = [
-            (s.start, mul, ir.dim) for s, (mul, ir) in zip(slices, cloud_irreps)
+            (b, mul, ir.dim) for b, (mul, ir) in enumerate(cloud_irreps)
             if self.power_spectrum and ir != _SCALAR]
         spectrum_irreps = [o3.Irreps(f"{mul}x0e") for _, mul, _ in self._spectrum_blocks]
         lin_in = sum(spectrum_irreps, cloud_irreps)
@@ -125,9 +126,11 @@ class AtomCloudConv(MessagePassing):
         self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel)
         # W_out [A | spectrum] + W_self x as one product over the concatenation,
         # each part normalised by its own fan-in.
-        self.linear = IrrepsLinear([cloud_irreps] + spectrum_irreps + [self.in_irreps],
+        cloud_blocks = [o3.Irreps([block]) for block in cloud_irreps]
+        self.linear = IrrepsLinear(cloud_blocks + spectrum_irreps + [self.in_irreps],
                                    self.out_irreps,
-                                   fan_in_groups=[0] * (1 + len(spectrum_irreps)) + [1])
+                                   fan_in_groups=[0] * (len(cloud_blocks) + len(spectrum_irreps))
+                                   + [1])
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -182,10 +185,13 @@ class AtomCloudConv(MessagePassing):
             weight = self.radial(edge_features.basis)  # the envelope is in sh_dense
         cloud = self.propagate(edge_index, x=x, weight=weight, slot=edge_features.slot,
                                sh_dense=edge_features.sh_dense, size=(x.size(0), x.size(0)))
-        spectrum = [cloud[:, s:s + m * d].reshape(-1, m, d).pow(2).mean(dim=-1)
-                    for s, m, d in self._spectrum_blocks]
+        # One block per irrep, cut by one split (its backward is one cat).
+        blocks = (list(cloud.split(self._cloud_dims, dim=1)) if len(self._cloud_dims) > 1
+                  else [cloud])
+        spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
+                    for b, m, d in self._spectrum_blocks]
         # In pieces: the linear joins just the blocks each output needs.
-        return self.linear([cloud] + spectrum + [x])
+        return self.linear(blocks + spectrum + [x])
 
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
         return self.tensor_product.message(x_j, weight)

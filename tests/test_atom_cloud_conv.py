@@ -122,3 +122,11 @@ def test_compiled_convolution_has_no_graph_breaks_and_equals_eager():
     compiled = torch.compile(conv.convolve, fullgraph=True)
     torch.testing.assert_close(compiled(x, edge_index, edge_features),
                                conv.convolve(x, edge_index, edge_features), rtol=1e-9, atol=1e-9)
+
+
+def test_state_dict_of_the_old_layout_is_refused_with_a_clear_error():
+    conv = AtomCloudConv(4, 4)
+    state = conv.state_dict()
+    state["self_interaction.weights.0"] = torch.zeros(4, 4)
+    with pytest.raises(ValueError, match="acn_pyg 0.1"):
+        conv.load_state_dict(state)

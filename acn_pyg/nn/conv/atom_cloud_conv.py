@@ -133,6 +133,15 @@ class AtomCloudConv(MessagePassing):
                                    + [1])
         self.reset_parameters()
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if any(key.startswith(prefix + "self_interaction.") for key in state_dict):
+            raise ValueError(
+                f"'{prefix}self_interaction.*' is in this state dict: it was saved by "
+                f"acn_pyg 0.1, whose AtomCloudConv kept the self-interaction apart and laid "
+                f"out its weights differently; acn_pyg >= 0.2 cannot load it. Retrain, or "
+                f"load it with acn_pyg 0.1.")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def reset_parameters(self) -> None:
         super().reset_parameters()
         self.edge_embedding.reset_parameters()

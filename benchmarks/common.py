@@ -129,10 +129,22 @@ SYNC_OPS = frozenset({"_local_scalar_dense", "item", "nonzero", "masked_select",
                       "_unique2", "unique_consecutive"})
 
 
+def _hidden_sync(name: str, args, kwargs) -> bool:
+    """Ops that read a size from the device before they can allocate: indexing
+    with a boolean mask, repeat_interleave without ``output_size``, bincount."""
+    if name in ("index", "index_put", "index_put_"):
+        indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
+        return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in indices)
+    if name == "repeat_interleave":
+        return kwargs.get("output_size") is None and not (
+            len(args) > 3 and args[3] is not None)
+    return name == "bincount"
+
+
 def count_ops(fn: Callable[[], object]) -> Dict[str, int]:
     """ATen ops one call dispatches that launch a kernel (views excluded) and
-    the host syncs (value reads: ``.item()``, ``int(t)``, ``nonzero``...;
-    a ``.tolist()`` of many values counts once). Where a step is bound by
+    the host syncs (value reads: ``.item()``, ``int(t)``, ``nonzero``, boolean
+    masks, ``bincount``...; a ``.tolist()`` of many values counts once). Where a step is bound by
     launch overhead (small molecules on a GPU) its time follows the kernel
     count, so this is a device-independent proxy for GPU step time."""
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -144,7 +156,7 @@ def count_ops(fn: Callable[[], object]) -> Dict[str, int]:
             name = func.overloadpacket.__name__
             if name not in VIEW_OPS:
                 counts["ops"] += 1
-            if name in SYNC_OPS:
+            if name in SYNC_OPS or _hidden_sync(name, args, kwargs or {}):
                 counts["syncs"] += 1
             return func(*args, **(kwargs or {}))
 

@@ -189,6 +189,10 @@ def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool,
     # A chunk ends before the first centre whose cumulative count exceeds the budget.
     cum = torch.cumsum(per_atom, 0)
     bounds = [0]
+    # One host sync when all candidates fit in one chunk (small systems).
+    num_candidates = int(cum[-1])
+    if num_candidates <= MAX_CANDIDATE_PAIRS:
+        bounds.append(num_atoms)
     while bounds[-1] < num_atoms:
         lo = bounds[-1]
         budget = (int(cum[lo - 1]) if lo > 0 else 0) + MAX_CANDIDATE_PAIRS
@@ -199,18 +203,19 @@ def _radius_graph_cell_list(pos: Tensor, r: float, batch: Tensor, loop: bool,
     rows, cols = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         cnt = count[lo:hi].flatten()
-        total = int(cnt.sum())
+        total = num_candidates if len(bounds) == 2 else int(cnt.sum())
         if total == 0:
             continue
-        entry, within = expand_ranges(cnt)
+        entry, within = expand_ranges(cnt, total)
         j = order[start[lo:hi].flatten()[entry] + within]
         i = entry // 27 + lo
         dist2 = (pos_d[j] - pos_d[i]).pow(2).sum(-1)
         keep = dist2 < r2
         if not loop:
             keep &= i != j
-        rows.append(j[keep])
-        cols.append(i[keep])
+        kept = keep.nonzero().squeeze(1)  # one sync for both rows
+        rows.append(j.index_select(0, kept))
+        cols.append(i.index_select(0, kept))
     if not rows:
         return torch.empty(2, 0, dtype=torch.long, device=device)
     return torch.stack([torch.cat(rows), torch.cat(cols)])

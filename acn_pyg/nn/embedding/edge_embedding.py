@@ -85,7 +85,10 @@ class EdgeEmbedding(torch.nn.Module):
         vec = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
         length = vec.norm(dim=-1)
         center = edge_index[1]
-        count = torch.bincount(center, minlength=num_nodes)
+        # Edges per centre without bincount, which reads its input's maximum
+        # back to the host on a GPU.
+        count = center.new_zeros(num_nodes).index_add_(0, center,
+                                                       center.new_ones(()).expand_as(center))
         max_neighbors = 0
         if center.numel() > 0:
             if is_tracing():

@@ -91,8 +91,14 @@ def main(argv=None) -> int:
                    help="QM9 subset file (benchmarks/qm9_subset.py) instead of ROOT")
     p.add_argument("--out", default=None,
                    help="output stem (default: benchmarks/results/speed_<device>)")
+    p.add_argument("--reuse-freed-memory", action="store_true",
+                   help="CPU: glibc keeps freed memory for reuse (acn_pyg.utils."
+                        "reuse_freed_memory, as the training loop does) for every model alike")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory:
+        from acn_pyg.utils import reuse_freed_memory
+        reuse_freed_memory()
     sizes = [32] if args.quick else [int(s) for s in args.batch_sizes.split(",")]
     repeats = 2 if args.quick else args.repeats
     names = args.models.split(",")

@@ -80,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="continue from OUT/last.pt (same flags as the interrupted run)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="CPU threads for torch; 0 keeps torch's default (default: 0)")
+    p.add_argument("--no-reuse-memory", dest="reuse_memory", action="store_false",
+                   help="on CPU, keep glibc's default of giving large freed blocks back to "
+                        "the system (by default they are kept for reuse: faster steps, see "
+                        "acn_pyg.utils.reuse_freed_memory)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (dynamic shapes; the "
                         "first steps compile for a minute or so)")

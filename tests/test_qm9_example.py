@@ -115,3 +115,23 @@ def test_validation_is_spaced_when_the_validation_set_is_larger(source_dir, tmp_
     example.main(args)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [2, 3]
+
+
+@pytest.mark.parametrize("flag, expected", [((), [True]), (("--no-reuse-memory",), [])])
+def test_cpu_runs_keep_freed_memory_unless_told_not_to(source_dir, tmp_path, monkeypatch,
+                                                       flag, expected):
+    import acn_pyg.training as training
+
+    calls = []
+    monkeypatch.setattr(training, "reuse_freed_memory", lambda enable=True: calls.append(enable))
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--device", "cpu", *flag))
+    assert calls == expected
+
+
+def test_init_seed_changes_the_initialisation_not_the_split(source_dir, tmp_path):
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    base = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--init-seed", "7"))
+    other = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert base["baseline_test_mae"] == other["baseline_test_mae"]  # same split
+    assert base["history"] != other["history"]  # another initialisation

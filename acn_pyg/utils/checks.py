@@ -16,36 +16,25 @@ def is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_scripting()
 
 
-def check_pos(pos: Tensor, name: str = "pos") -> None:
+def _check_pos_layout(pos: Tensor, name: str) -> None:
     if not isinstance(pos, Tensor):
         raise ValueError(f"'{name}' must be a torch.Tensor (got {type(pos).__name__})")
     if pos.dim() != 2 or pos.size(-1) != 3:
         raise ValueError(f"'{name}' must have shape [num_atoms, 3] (got {list(pos.shape)})")
     if not pos.is_floating_point():
         raise ValueError(f"'{name}' must be a floating point tensor (got {pos.dtype})")
-    if pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
-        bad = (~torch.isfinite(pos)).any(dim=-1).nonzero().flatten()[:5].tolist()
-        raise ValueError(f"'{name}' contains NaN or infinite coordinates (atoms {bad}...)")
 
 
-def check_z(z: Tensor, name: str = "z") -> None:
+def _check_z_layout(z: Tensor, name: str) -> None:
     if not isinstance(z, Tensor):
         raise ValueError(f"'{name}' must be a torch.Tensor (got {type(z).__name__})")
     if z.dim() != 1:
         raise ValueError(f"'{name}' must have shape [num_atoms] (got {list(z.shape)})")
     if z.is_floating_point() or z.dtype == torch.bool or z.is_complex():
         raise ValueError(f"'{name}' must hold integer atomic numbers (got {z.dtype})")
-    if z.numel() > 0:
-        lo, hi = torch.stack(torch.aminmax(z)).tolist()  # one host sync, not two
-        if lo < 1 or hi > MAX_ATOMIC_NUMBER:
-            raise ValueError(
-                f"'{name}' must hold atomic numbers in 1..{MAX_ATOMIC_NUMBER} "
-                f"(got values in {lo}..{hi})")
 
 
-def check_batch(batch: Optional[Tensor], num_atoms: int, name: str = "batch") -> None:
-    if batch is None:
-        return
+def _check_batch_layout(batch: Tensor, num_atoms: int, name: str) -> None:
     if not isinstance(batch, Tensor):
         raise ValueError(f"'{name}' must be a torch.Tensor (got {type(batch).__name__})")
     if batch.dim() != 1 or batch.numel() != num_atoms:
@@ -54,6 +43,33 @@ def check_batch(batch: Optional[Tensor], num_atoms: int, name: str = "batch") ->
             f"got {list(batch.shape)}")
     if batch.is_floating_point() or batch.dtype == torch.bool:
         raise ValueError(f"'{name}' must be an integer tensor (got {batch.dtype})")
+
+
+def _check_z_range(lo: int, hi: int, name: str) -> None:
+    if lo < 1 or hi > MAX_ATOMIC_NUMBER:
+        raise ValueError(
+            f"'{name}' must hold atomic numbers in 1..{MAX_ATOMIC_NUMBER} "
+            f"(got values in {lo}..{hi})")
+
+
+def check_pos(pos: Tensor, name: str = "pos") -> None:
+    _check_pos_layout(pos, name)
+    if pos.numel() > 0 and not bool(torch.isfinite(pos).all()):
+        bad = (~torch.isfinite(pos)).any(dim=-1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"'{name}' contains NaN or infinite coordinates (atoms {bad}...)")
+
+
+def check_z(z: Tensor, name: str = "z") -> None:
+    _check_z_layout(z, name)
+    if z.numel() > 0:
+        lo, hi = torch.stack(torch.aminmax(z)).tolist()  # one host sync, not two
+        _check_z_range(lo, hi, name)
+
+
+def check_batch(batch: Optional[Tensor], num_atoms: int, name: str = "batch") -> None:
+    if batch is None:
+        return
+    _check_batch_layout(batch, num_atoms, name)
     if batch.numel() > 0 and int(batch.min()) < 0:
         raise ValueError(f"'{name}' must hold non-negative graph indices")
 
@@ -63,29 +79,13 @@ def check_atoms(z: Tensor, pos: Tensor, batch: Optional[Tensor]) -> int:
     system of atoms with a single host sync (one :obj:`tolist` of their
     reductions) instead of three; returns the number of graphs,
     :obj:`batch.max() + 1` (one without :obj:`batch`, zero without atoms)."""
-    for value, name in ((z, "z"), (pos, "pos")):
-        if not isinstance(value, Tensor):
-            raise ValueError(f"'{name}' must be a torch.Tensor (got {type(value).__name__})")
-    if z.dim() != 1:
-        raise ValueError(f"'z' must have shape [num_atoms] (got {list(z.shape)})")
-    if z.is_floating_point() or z.dtype == torch.bool or z.is_complex():
-        raise ValueError(f"'z' must hold integer atomic numbers (got {z.dtype})")
-    if pos.dim() != 2 or pos.size(-1) != 3:
-        raise ValueError(f"'pos' must have shape [num_atoms, 3] (got {list(pos.shape)})")
-    if not pos.is_floating_point():
-        raise ValueError(f"'pos' must be a floating point tensor (got {pos.dtype})")
+    _check_z_layout(z, "z")
+    _check_pos_layout(pos, "pos")
     num_atoms = pos.size(0)
     if z.numel() != num_atoms:
         raise ValueError(f"'z' has {z.numel()} atoms but 'pos' has {num_atoms}")
     if batch is not None:
-        if not isinstance(batch, Tensor):
-            raise ValueError(f"'batch' must be a torch.Tensor (got {type(batch).__name__})")
-        if batch.dim() != 1 or batch.numel() != num_atoms:
-            raise ValueError(
-                f"'batch' must have shape [{num_atoms}] (one graph index per atom), "
-                f"got {list(batch.shape)}")
-        if batch.is_floating_point() or batch.dtype == torch.bool:
-            raise ValueError(f"'batch' must be an integer tensor (got {batch.dtype})")
+        _check_batch_layout(batch, num_atoms, "batch")
     if num_atoms == 0:
         return 0
     z_lo, z_hi = torch.aminmax(z)
@@ -93,11 +93,8 @@ def check_atoms(z: Tensor, pos: Tensor, batch: Optional[Tensor]) -> int:
     if batch is not None:
         parts.extend(b.long() for b in torch.aminmax(batch))
     values = torch.stack(parts).tolist()  # the one host sync
-    lo, hi, finite = values[:3]
-    if lo < 1 or hi > MAX_ATOMIC_NUMBER:
-        raise ValueError(
-            f"'z' must hold atomic numbers in 1..{MAX_ATOMIC_NUMBER} (got values in {lo}..{hi})")
-    if not finite:
+    _check_z_range(values[0], values[1], "z")
+    if not values[2]:
         check_pos(pos)  # names the offending atoms
     if batch is None:
         return 1

@@ -4,6 +4,8 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from acn_pyg.utils.irreps import split_blocks
+
 
 class Gate(torch.nn.Module):
     r"""Gated nonlinearity (Weiler et al., 2018) as in e3nn: scalars pass
@@ -43,21 +45,18 @@ class Gate(torch.nn.Module):
             (s.start, m, ir.p)
             for s, (m, ir) in zip(self.irreps_scalars.slices(), self.irreps_scalars)]
         self._gated: List[Tuple[int, int]] = [(m, ir.dim) for m, ir in self.irreps_gated]
-        self._num_scalars = self.irreps_scalars.dim
-        self._num_gates = num_gates
         self._split = ([m for _, m, _ in self._scalars] + ([num_gates] if self._gated else [])
                        + [m * d for m, d in self._gated])
 
     def forward(self, x: Tensor) -> Tensor:
         # One split into [scalar blocks | gates | gated blocks] (its backward
         # is one cat; a slice's is a zero fill and a copy).
-        parts = list(x.split(self._split, dim=-1)) if len(self._split) > 1 else [x]
+        parts = split_blocks(x, self._split)
         outs = [torch.nn.functional.silu(part) if p == 1 else torch.tanh(part)
                 for part, (_, _, p) in zip(parts, self._scalars)]
         if self._gated:
             gates = torch.sigmoid(parts[len(self._scalars)])
-            gates = (gates.split([m for m, _ in self._gated], dim=-1) if len(self._gated) > 1
-                     else [gates])
+            gates = split_blocks(gates, [m for m, _ in self._gated])
             for v, gate, (mul, dim) in zip(parts[len(self._scalars) + 1:], gates, self._gated):
                 outs.append((v.unflatten(-1, (mul, dim)) * gate.unsqueeze(-1)).flatten(-2))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)

@@ -5,6 +5,8 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from acn_pyg.utils.irreps import split_blocks
+
 
 class IrrepsLinear(torch.nn.Module):
     r"""Equivariant linear map between irreps: channels of equal irrep are
@@ -16,20 +18,24 @@ class IrrepsLinear(torch.nn.Module):
         + b_v \,[l = 0,\, p = +1],
 
     with :math:`n^{(k)}_{l,p}` the number of channels of irrep :math:`(l, p)`
-    in input group :math:`k`. With one group (an :class:`~e3nn.o3.Irreps`
-    given) this is e3nn's :class:`~e3nn.o3.Linear`; several groups (a list of
-    irreps, features concatenated in that order) are normalised each on its
-    own, which makes :math:`\mathrm{Linear}(\mathbf{a}) + \mathrm{Linear}(\mathbf{b})`
-    one matrix product: the weights of all groups form one matrix per output
+    in normalisation group :math:`k`. With one input (an
+    :class:`~e3nn.o3.Irreps` given) this is e3nn's :class:`~e3nn.o3.Linear`.
+    With several inputs (a list of irreps; :meth:`forward` takes the list of
+    tensors, or their concatenation) the inputs of different
+    :obj:`fan_in_groups` are normalised each on their own, which makes
+    :math:`\mathrm{Linear}(\mathbf{a}) + \mathrm{Linear}(\mathbf{b})` one
+    matrix product: the weights of all groups form one matrix per output
     irrep, scaled row-wise by a constant. Output irreps that no input irrep
     matches are zero (plus the bias for :obj:`0e`).
 
     Args:
         irreps_in (e3nn.o3.Irreps, str or list of them): Irreps of the input,
-            or of each separately normalised group of it.
+            or of each of several inputs.
         irreps_out (e3nn.o3.Irreps or str): Irreps of the output.
         bias (bool, optional): If :obj:`True`, scalar (:obj:`0e`) outputs get a
             learnable bias. (default: :obj:`True`)
+        fan_in_groups (list of int, optional): The normalisation group of
+            each input. (default: :obj:`None`, each input its own group)
 
     Shapes:
         - **input:** :math:`(*, \dim(\mathrm{irreps\_in}))`
@@ -49,7 +55,6 @@ class IrrepsLinear(torch.nn.Module):
         self.irreps_in = sum(inputs, o3.Irreps(""))
         self.irreps_out = o3.Irreps(irreps_out)
         self._input_dims = [g.dim for g in inputs]
-        in_slices = self.irreps_in.slices()
         # Per irrep block of the (concatenated) input: its input, normalisation
         # group and start within its input.
         input_of = [k for k, g in enumerate(inputs) for _ in g]
@@ -58,9 +63,9 @@ class IrrepsLinear(torch.nn.Module):
         # Each input is cut into its irrep blocks with one split (whose
         # backward is one cat; a slice's is a zero fill and a copy).
         self._block_dims = [[mul * ir.dim for mul, ir in g] for g in inputs]
-        # Per output block: (input (start, mul) pairs, fan-in, dim, parameter index)
-        self._paths: List[Tuple[List[Tuple[int, int]], int, int, int]] = []
-        # The same sources as (input, block within the input, mul).
+        # Per output block: (fan-in, dim, parameter index)
+        self._paths: List[Tuple[int, int, int]] = []
+        # Per output block, its sources: (input, block within the input, mul).
         self._input_sources: List[List[Tuple[int, int, int]]] = []
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
@@ -68,12 +73,10 @@ class IrrepsLinear(torch.nn.Module):
         self._out_muls = [mul for mul, _ in self.irreps_out]
         self._out_dim = self.irreps_out.dim
         for mul_out, ir in self.irreps_out:
-            sources = [(in_slices[i].start, mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
-                       if ir_in == ir and mul > 0]
             self._input_sources.append(
                 [(input_of[i], block_of[i], mul) for i, (mul, ir_in) in enumerate(self.irreps_in)
                  if ir_in == ir and mul > 0])
-            fan_in = sum(mul for _, mul in sources)
+            fan_in = sum(mul for _, _, mul in self._input_sources[-1])
             if fan_in > 0:
                 self.weights.append(torch.nn.Parameter(torch.empty(fan_in, mul_out)))
                 # 1 / sqrt(channels of this irrep in the source's group), per row.
@@ -86,7 +89,7 @@ class IrrepsLinear(torch.nn.Module):
                     for i, (mul, ir_in) in enumerate(self.irreps_in) if ir_in == ir and mul > 0])
                 self.register_buffer(f"scale_{len(self.weights) - 1}", scale.unsqueeze(-1),
                                      persistent=False)
-            self._paths.append((sources, fan_in, ir.dim, len(self.weights) - 1))
+            self._paths.append((fan_in, ir.dim, len(self.weights) - 1))
             if bias and ir == o3.Irrep("0e"):
                 self.biases.append(torch.nn.Parameter(torch.empty(mul_out)))
                 self._bias_index.append(len(self.biases) - 1)
@@ -111,7 +114,7 @@ class IrrepsLinear(torch.nn.Module):
         if isinstance(x, Tensor):
             shape = x.shape[:-1]
             x = x.reshape(-1, x.size(-1))
-            pieces = list(x.split(self._input_dims, dim=-1)) if len(self._input_dims) > 1 else [x]
+            pieces = split_blocks(x, self._input_dims)
         else:
             pieces = list(x)
             if len(pieces) != len(self._input_dims):
@@ -124,10 +127,9 @@ class IrrepsLinear(torch.nn.Module):
                                      f"[{', '.join(map(str, shape))}, {dim}] (got {list(t.shape)})")
             pieces = [t.reshape(-1, t.size(-1)) for t in pieces]
         n = pieces[0].size(0) if pieces else 0
-        blocks = [[t] if len(dims) == 1 else list(t.split(dims, dim=1))
-                  for t, dims in zip(pieces, self._block_dims)]
+        blocks = [split_blocks(t, dims) for t, dims in zip(pieces, self._block_dims)]
         outs = []
-        for mul_out, (_, fan_in, dim, w_idx), input_sources, b_idx in zip(
+        for mul_out, (fan_in, dim, w_idx), input_sources, b_idx in zip(
                 self._out_muls, self._paths, self._input_sources, self._bias_index):
             bias = self.biases[b_idx] if b_idx >= 0 else None
             if fan_in == 0:

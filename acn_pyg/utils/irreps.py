@@ -1,6 +1,7 @@
-from typing import Union
+from typing import List, Sequence, Union
 
 from e3nn import o3
+from torch import Tensor
 
 IrrepsLike = Union[int, str, o3.Irreps]
 
@@ -20,3 +21,11 @@ def as_irreps(irreps: IrrepsLike, name: str = "irreps") -> o3.Irreps:
     if out.dim == 0:
         raise ValueError(f"'{name}' must not be empty (got {irreps!r})")
     return out
+
+
+def split_blocks(t: Tensor, sizes: Sequence[int], dim: int = -1) -> List[Tensor]:
+    """:obj:`t` cut into blocks of :obj:`sizes` along :obj:`dim` with one
+    :func:`torch.split` (its backward is one cat, where each slice's is a zero
+    fill and a copy); a single block is :obj:`t` itself, since a one-piece
+    split would still copy the gradient in its backward."""
+    return list(t.split(list(sizes), dim=dim)) if len(sizes) > 1 else [t]

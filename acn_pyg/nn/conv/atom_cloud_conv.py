@@ -11,7 +11,7 @@ from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.radial_mlp import RadialMLP
 from acn_pyg.utils.checks import (check_batch, check_edge_index, check_features, check_pos,
                                   check_same_device, is_tracing)
-from acn_pyg.utils.irreps import IrrepsLike, as_irreps
+from acn_pyg.utils.irreps import IrrepsLike, as_irreps, split_blocks
 
 _SCALAR = o3.Irrep("0e")
 
@@ -195,8 +195,7 @@ class AtomCloudConv(MessagePassing):
         cloud = self.propagate(edge_index, x=x, weight=weight, slot=edge_features.slot,
                                sh_dense=edge_features.sh_dense, size=(x.size(0), x.size(0)))
         # One block per irrep, cut by one split (its backward is one cat).
-        blocks = (list(cloud.split(self._cloud_dims, dim=1)) if len(self._cloud_dims) > 1
-                  else [cloud])
+        blocks = split_blocks(cloud, self._cloud_dims, dim=1)
         spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
                     for b, m, d in self._spectrum_blocks]
         # In pieces: the linear joins just the blocks each output needs.

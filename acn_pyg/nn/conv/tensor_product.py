@@ -7,6 +7,8 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from acn_pyg.utils.irreps import split_blocks
+
 
 class ChannelwiseTensorProduct(torch.nn.Module):
     r"""Channel-wise (e3nn :obj:`"uvu"`) tensor product of neighbour features
@@ -159,13 +161,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         num_edges = x_j.size(0)
         if not self._blocks:
             return x_j.new_zeros(num_edges, 0)
-        if len(self._blocks) == 1:  # no splitting
-            xs = [x_j if len(self._x_sizes) == 1 else
-                  x_j.split(self._x_sizes, dim=1)[self._x_used.index(True)]]
-            ws = [weight]
-        else:
-            xs = [x for x, u in zip(x_j.split(self._x_sizes, dim=1), self._x_used) if u]
-            ws = weight.split(self._w_sizes, dim=1)
+        xs = [x for x, u in zip(split_blocks(x_j, self._x_sizes, dim=1), self._x_used) if u]
+        ws = split_blocks(weight, self._w_sizes, dim=1)
         outs = [(w.reshape(num_edges, num_paths, mul, 1) * x.reshape(num_edges, 1, mul, d1))
                 .reshape(num_edges, num_paths * mul * d1)
                 for x, w, (_, mul, d1, num_paths, _) in zip(xs, ws, self._blocks)]
@@ -188,7 +185,7 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         num_nodes = cloud.size(0)
         if not self._blocks:
             return cloud.new_zeros(num_nodes, 0)
-        parts = [cloud] if len(self._blocks) == 1 else cloud.split(self._m_sizes, dim=2)
+        parts = split_blocks(cloud, self._m_sizes, dim=2)
         # [N, sh, (path, u, m1)] -> [N, u, (sh, path, m1)], the rows of cg_k.
         outs = [torch.matmul(
                     b.reshape(num_nodes, self._dim_sh, num_paths, mul, d1).permute(0, 3, 1, 2, 4)

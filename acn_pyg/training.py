@@ -161,28 +161,28 @@ def machine() -> Dict[str, object]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def run(cfg: Config) -> Dict[str, object]:
-    """Trains one model on one target; returns (and writes) its metrics."""
-    from torch_geometric.loader import DataLoader
+@dataclass
+class Prepared:
+    """The data side of a run: the split, the per-element linear baseline
+    fitted on its training molecules and the scale the model is built with."""
+    dataset: object
+    split: Dict[str, Tensor]
+    t_index: int
+    name: str
+    unit: str
+    extensive: bool
+    baseline: LinearBaseline
+    mean: float
+    std: float
+    atomref: Optional[Tensor]
 
-    if cfg.model not in MODELS:
-        raise ValueError(f"--model must be one of {MODELS} (got {cfg.model!r})")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+
+def prepare(cfg: Config) -> Prepared:
+    """Loads the data of :obj:`cfg`, draws its split and fits the linear
+    baseline; deterministic, so a finished run's model can be rebuilt."""
     t_index = target_index(cfg.target)
     name, unit = TARGETS[t_index], UNITS[t_index]
     extensive = name in EXTENSIVE_TARGETS
-    device = pick_device(cfg.device)
-    if device.type == "cpu" and cfg.reuse_memory:
-        # Large per-step tensors are then not page-faulted afresh each step:
-        # 1.13x train-step throughput at 128 molecules, 1.22x for the
-        # equivariant model at 32 (one thread, separate processes).
-        reuse_freed_memory()
-    os.makedirs(cfg.out, exist_ok=True)
-    # The split follows cfg.seed; initialisation and shuffling follow
-    # cfg.init_seed (default: the same), so seeds can vary on one test set.
-    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
-
     # A subset file (save_qm9_subset, where qm9pack is not installed) holds the
     # molecules of splits drawn over the whole data set, as without it.
     dataset = (QM9Subset(cfg.subset) if cfg.subset
@@ -204,6 +204,31 @@ def run(cfg: Config) -> Dict[str, object]:
     else:
         mean, std, atomref = float(y_train.mean()), float(y_train.std()), None
     std = std if std > 0 else 1.0
+    return Prepared(dataset, split, t_index, name, unit, extensive, baseline, mean, std, atomref)
+
+
+def run(cfg: Config) -> Dict[str, object]:
+    """Trains one model on one target; returns (and writes) its metrics."""
+    from torch_geometric.loader import DataLoader
+
+    if cfg.model not in MODELS:
+        raise ValueError(f"--model must be one of {MODELS} (got {cfg.model!r})")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if device.type == "cpu" and cfg.reuse_memory:
+        # Large per-step tensors are then not page-faulted afresh each step:
+        # 1.13x train-step throughput at 128 molecules, 1.22x for the
+        # equivariant model at 32 (one thread, separate processes).
+        reuse_freed_memory()
+    os.makedirs(cfg.out, exist_ok=True)
+    # The split follows cfg.seed; initialisation and shuffling follow
+    # cfg.init_seed (default: the same), so seeds can vary on one test set.
+    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
+    prep = prepare(cfg)
+    dataset, split, t_index, baseline = prep.dataset, prep.split, prep.t_index, prep.baseline
+    name, unit, extensive = prep.name, prep.unit, prep.extensive
+    mean, std, atomref = prep.mean, prep.std, prep.atomref
 
     model = build_model(cfg, extensive, mean, std, atomref).to(device)
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.model]
@@ -323,6 +348,81 @@ def run(cfg: Config) -> Dict[str, object]:
         parity_plot(pred, true, f"{cfg.model} on QM9 {name}: test MAE {test_mae:.4g} {unit}",
                     unit, os.path.join(cfg.out, "parity.png"))
     return metrics
+
+
+#: Config fields that runs must share to be averaged: the same target, split and data.
+ENSEMBLE_SHARED = ("target", "seed", "train_size", "val_size", "test_size")
+
+
+def load_run_config(run_dir: str) -> Config:
+    """The :class:`Config` of a finished run, from its ``metrics.json``."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {run_dir!r} is not a finished run")
+    with open(path) as f:
+        saved = json.load(f)["config"]
+    known = {field for field in Config.__dataclass_fields__}
+    return Config(**{k: v for k, v in saved.items() if k in known})
+
+
+def reported_test_mae(run_dir: str) -> Optional[float]:
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return json.load(f).get("test_mae")
+
+
+def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 128,
+                  root: Optional[str] = None, subset: Optional[str] = None) -> Dict[str, object]:
+    r"""Test MAE of the mean prediction of several finished runs (each one's
+    ``best.pt``), :math:`\hat{y} = \frac{1}{K} \sum_k \hat{y}_k`, and of each
+    member alone. The runs must share :data:`ENSEMBLE_SHARED` (so they were
+    trained and selected on the same molecules and tested on the same ones);
+    they may differ in model, initialisation and hyperparameters. Each
+    member must reproduce the test MAE its run reported (else a
+    :obj:`ValueError`: the checkpoint does not fit this code or the data).
+    :obj:`root` / :obj:`subset` override where the runs found their data."""
+    from torch_geometric.loader import DataLoader
+
+    if len(run_dirs) < 1:
+        raise ValueError("ensemble_test needs at least one run folder")
+    configs = [load_run_config(d) for d in run_dirs]
+    for key in ENSEMBLE_SHARED:
+        values = {d: getattr(c, key) for d, c in zip(run_dirs, configs)}
+        if len(set(values.values())) > 1:
+            raise ValueError(f"runs differ in {key!r} ({values}); an ensemble needs the same "
+                             f"{', '.join(ENSEMBLE_SHARED)}")
+    data_cfg = configs[0]
+    if root is not None or subset is not None:
+        data_cfg = Config(**{**asdict(data_cfg), "root": root or data_cfg.root,
+                             "subset": subset})
+    prep = prepare(data_cfg)
+    dev = pick_device(device)
+    loader = DataLoader(prep.dataset[prep.split["test"]], batch_size=batch_size)
+    preds, true = [], None
+    for run_dir, cfg in zip(run_dirs, configs):
+        best = os.path.join(run_dir, "best.pt")
+        if not os.path.exists(best):
+            raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
+        model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(dev)
+        model.load_state_dict(torch.load(best, map_location=dev, weights_only=True))
+        pred, true = predict(model, loader, prep.t_index, dev)
+        # The checkpoint must still give what its run measured: a state dict
+        # saved by other code can load into the same shapes and mean nothing.
+        mae, reported = float((pred - true).abs().mean()), reported_test_mae(run_dir)
+        if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
+            raise ValueError(
+                f"{best} gives test MAE {mae:.6g} {prep.unit}, but its run reported "
+                f"{reported:.6g}: the checkpoint does not match this code (saved by another "
+                f"acn_pyg version?) or the data differ")
+        preds.append(pred)
+    mean_pred = torch.stack(preds).mean(dim=0)
+    members = [float((p - true).abs().mean()) for p in preds]
+    result = {"target": prep.name, "unit": prep.unit, "runs": list(run_dirs),
+              "test_size": int(true.numel()), "member_test_mae": members,
+              "test_mae": float((mean_pred - true).abs().mean()), "device": str(dev)}
+    if prep.name in ENERGY_TARGETS:
+        result["member_test_mae_kcal_mol"] = [m * EV_TO_KCALMOL for m in members]
+        result["test_mae_kcal_mol"] = result["test_mae"] * EV_TO_KCALMOL
+    return result
 
 
 def parity_plot(pred: Tensor, true: Tensor, title: str, unit: str, path: str) -> None:

@@ -1,9 +1,13 @@
+import copy
+import io
+import warnings
+
 import pytest
 import torch
 from e3nn import o3
 from e3nn.util.test import assert_equivariant
 
-from acn_pyg import AtomCloudConv, radius_graph
+from acn_pyg import AtomCloudConv, AtomCloudNet, radius_graph
 
 from conftest import random_molecule
 
@@ -130,3 +134,26 @@ def test_state_dict_of_the_old_layout_is_refused_with_a_clear_error():
     state["self_interaction.weights.0"] = torch.zeros(4, 4)
     with pytest.raises(ValueError, match="acn_pyg 0.1"):
         conv.load_state_dict(state)
+
+
+def test_state_dict_layout_version_is_saved_and_checked():
+    model = AtomCloudNet(hidden_channels=8, num_layers=2)
+    state = model.state_dict()
+    assert state._metadata["convs.0"]["version"] == AtomCloudConv._version == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AtomCloudNet(hidden_channels=8, num_layers=2).load_state_dict(state)  # no warning
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    assert loaded._metadata["convs.1"]["version"] == 2  # survives a file
+
+    older = copy.copy(state)
+    older._metadata = copy.deepcopy(state._metadata)
+    older._metadata["convs.1"]["version"] = 1
+    with pytest.warns(UserWarning, match="convs.1.*saved before acn_pyg 0.2.1"):
+        AtomCloudNet(hidden_channels=8, num_layers=2).load_state_dict(older)
+    older._metadata["convs.1"]["version"] = 3
+    with pytest.raises(ValueError, match="layout version 3, newer"):
+        AtomCloudNet(hidden_channels=8, num_layers=2).load_state_dict(older)

@@ -135,3 +135,45 @@ def test_init_seed_changes_the_initialisation_not_the_split(source_dir, tmp_path
     other = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert base["baseline_test_mae"] == other["baseline_test_mae"]  # same split
     assert base["history"] != other["history"]  # another initialisation
+
+
+def test_ensemble_averages_finished_runs(source_dir, tmp_path):
+    from acn_pyg.training import ensemble_test
+
+    runs = []
+    for seed in ("0", "7"):
+        args = tiny_args(source_dir, tmp_path, "--no-plot", "--init-seed", seed)
+        args[args.index("--out") + 1] = str(tmp_path / f"run{seed}")
+        example.main(args)
+        runs.append(str(tmp_path / f"run{seed}"))
+    result = ensemble_test(runs, device="cpu")
+    # Each member reproduces its own run's test MAE from its best checkpoint.
+    for run, mae in zip(runs, result["member_test_mae"]):
+        own = json.loads((pathlib.Path(run) / "metrics.json").read_text())["test_mae"]
+        assert mae == pytest.approx(own, rel=1e-5)
+    assert result["member_test_mae"][0] != result["member_test_mae"][1]
+    # |mean of predictions - y| <= mean of |prediction - y|, molecule by molecule.
+    assert result["test_mae"] <= sum(result["member_test_mae"]) / 2 + 1e-9
+    assert result["test_size"] == 8 and result["target"] == "U0"
+    assert result["test_mae_kcal_mol"] == pytest.approx(result["test_mae"] * 23.0605, rel=1e-4)
+
+    other = tiny_args(source_dir, tmp_path, "--no-plot", "--train-size", "12")
+    other[other.index("--out") + 1] = str(tmp_path / "other")
+    example.main(other)
+    with pytest.raises(ValueError, match="train_size"):
+        ensemble_test(runs + [str(tmp_path / "other")], device="cpu")
+    with pytest.raises(FileNotFoundError, match="not a finished run"):
+        ensemble_test([str(tmp_path / "missing")], device="cpu")
+
+
+def test_ensemble_refuses_a_checkpoint_that_no_longer_gives_its_result(source_dir, tmp_path):
+    from acn_pyg.training import ensemble_test
+
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    best = tmp_path / "run" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    key = next(k for k, v in state.items() if k.startswith("convs.0.linear") and v.numel() > 1)
+    state[key] = state[key].flip(0)  # same shape, other order: loads, means something else
+    torch.save(state, best)
+    with pytest.raises(ValueError, match="does not match this code"):
+        ensemble_test([str(tmp_path / "run")], device="cpu")

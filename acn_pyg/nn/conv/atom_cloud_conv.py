@@ -1,3 +1,4 @@
+import warnings
 from typing import List, Optional, Tuple
 
 from e3nn import o3
@@ -133,14 +134,35 @@ class AtomCloudConv(MessagePassing):
                                    + [1])
         self.reset_parameters()
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    #: Layout of the state dict, saved in its metadata: 2 since acn_pyg 0.2.1
+    #: (fused output/self-interaction linear, cloud blocks grouped by irrep).
+    #: State dicts saved before carry PyTorch's default 1 and cannot be told
+    #: apart from development versions of 0.2 that ordered the same tensors
+    #: differently, so loading them warns.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
         if any(key.startswith(prefix + "self_interaction.") for key in state_dict):
             raise ValueError(
                 f"'{prefix}self_interaction.*' is in this state dict: it was saved by "
                 f"acn_pyg 0.1, whose AtomCloudConv kept the self-interaction apart and laid "
                 f"out its weights differently; acn_pyg >= 0.2 cannot load it. Retrain, or "
                 f"load it with acn_pyg 0.1.")
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        version = local_metadata.get("version")
+        if version is not None and version > self._version:
+            raise ValueError(
+                f"the state dict of '{prefix or 'AtomCloudConv'}' has layout version {version}, "
+                f"newer than this acn_pyg's {self._version}: load it with the acn_pyg that "
+                f"saved it")
+        if version is not None and version < self._version:
+            warnings.warn(
+                f"the state dict of '{prefix or 'AtomCloudConv'}' was saved before acn_pyg "
+                f"0.2.1 (layout version {version}): it loads correctly if it was saved by "
+                f"acn_pyg 0.2.0, but a development version between 0.1 and 0.2.0 ordered the "
+                f"same tensors differently and its weights would land in the wrong places. "
+                f"Check the loaded model's error, or save it again with this version to mark it.",
+                UserWarning, stacklevel=2)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

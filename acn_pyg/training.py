@@ -396,6 +396,8 @@ def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 1
                              "subset": subset})
     prep = prepare(data_cfg)
     dev = pick_device(device)
+    if dev.type == "cpu":
+        reuse_freed_memory()  # as in run(): no page faults for each batch's tensors
     loader = DataLoader(prep.dataset[prep.split["test"]], batch_size=batch_size)
     preds, true = [], None
     for run_dir, cfg in zip(run_dirs, configs):

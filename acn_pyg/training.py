@@ -354,20 +354,19 @@ def run(cfg: Config) -> Dict[str, object]:
 ENSEMBLE_SHARED = ("target", "seed", "train_size", "val_size", "test_size")
 
 
-def load_run_config(run_dir: str) -> Config:
-    """The :class:`Config` of a finished run, from its ``metrics.json``."""
+def load_run(run_dir: str) -> Dict[str, object]:
+    """The ``metrics.json`` of a finished run (its results and config)."""
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: {run_dir!r} is not a finished run")
     with open(path) as f:
-        saved = json.load(f)["config"]
-    known = {field for field in Config.__dataclass_fields__}
-    return Config(**{k: v for k, v in saved.items() if k in known})
+        return json.load(f)
 
 
-def reported_test_mae(run_dir: str) -> Optional[float]:
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        return json.load(f).get("test_mae")
+def run_config(metrics: Dict[str, object]) -> Config:
+    """The :class:`Config` a run was trained with, from its metrics."""
+    known = set(Config.__dataclass_fields__)
+    return Config(**{k: v for k, v in metrics["config"].items() if k in known})
 
 
 def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 128,
@@ -384,7 +383,8 @@ def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 1
 
     if len(run_dirs) < 1:
         raise ValueError("ensemble_test needs at least one run folder")
-    configs = [load_run_config(d) for d in run_dirs]
+    runs = [load_run(d) for d in run_dirs]
+    configs = [run_config(m) for m in runs]
     for key in ENSEMBLE_SHARED:
         values = {d: getattr(c, key) for d, c in zip(run_dirs, configs)}
         if len(set(values.values())) > 1:
@@ -399,8 +399,8 @@ def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 1
     if dev.type == "cpu":
         reuse_freed_memory()  # as in run(): no page faults for each batch's tensors
     loader = DataLoader(prep.dataset[prep.split["test"]], batch_size=batch_size)
-    preds, true = [], None
-    for run_dir, cfg in zip(run_dirs, configs):
+    preds, members, true = [], [], None
+    for run_dir, cfg, metrics in zip(run_dirs, configs, runs):
         best = os.path.join(run_dir, "best.pt")
         if not os.path.exists(best):
             raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
@@ -409,18 +409,23 @@ def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 1
         pred, true = predict(model, loader, prep.t_index, dev)
         # The checkpoint must still give what its run measured: a state dict
         # saved by other code can load into the same shapes and mean nothing.
-        mae, reported = float((pred - true).abs().mean()), reported_test_mae(run_dir)
+        mae, reported = float((pred - true).abs().mean()), metrics.get("test_mae")
         if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
             raise ValueError(
                 f"{best} gives test MAE {mae:.6g} {prep.unit}, but its run reported "
                 f"{reported:.6g}: the checkpoint does not match this code (saved by another "
                 f"acn_pyg version?) or the data differ")
         preds.append(pred)
+        members.append(mae)
     mean_pred = torch.stack(preds).mean(dim=0)
-    members = [float((p - true).abs().mean()) for p in preds]
+    # What each member cost, as its run recorded it.
+    compute = [{"run": d, "epochs": m["epochs"], "wall_time_s": m["wall_time_s"],
+                "device": m["device"], "batch_size": c.batch_size, "init_seed": c.init_seed}
+               for d, m, c in zip(run_dirs, runs, configs)]
     result = {"target": prep.name, "unit": prep.unit, "runs": list(run_dirs),
               "test_size": int(true.numel()), "member_test_mae": members,
-              "test_mae": float((mean_pred - true).abs().mean()), "device": str(dev)}
+              "test_mae": float((mean_pred - true).abs().mean()), "device": str(dev),
+              "compute": compute}
     if prep.name in ENERGY_TARGETS:
         result["member_test_mae_kcal_mol"] = [m * EV_TO_KCALMOL for m in members]
         result["test_mae_kcal_mol"] = result["test_mae"] * EV_TO_KCALMOL

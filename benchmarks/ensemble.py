@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
-from acn_pyg.training import ensemble_test, load_run_config  # noqa: E402
+from acn_pyg.training import ensemble_test  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,13 +32,7 @@ def main(argv=None) -> int:
     kcal = "test_mae_kcal_mol" in result
     unit = "kcal/mol" if kcal else result["unit"]
     members = result["member_test_mae_kcal_mol"] if kcal else result["member_test_mae"]
-    compute = []
-    for run_dir in args.runs:
-        with open(os.path.join(run_dir, "metrics.json")) as f:
-            m = json.load(f)
-        compute.append({"run": run_dir, "epochs": m["epochs"], "wall_time_s": m["wall_time_s"],
-                        "device": m["device"], "batch_size": m["config"]["batch_size"],
-                        "init_seed": load_run_config(run_dir).init_seed})
+    compute = result.pop("compute")
     lines = [f"QM9 {result['target']} test MAE ({unit}) on {result['test_size']:,} molecules",
              "", "| run | init seed | batch | epochs | minutes | device | test MAE |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -67,6 +67,34 @@ def test_stacked_radial_weights_equal_each_mlp():
         stacked_radial_weights([mlps[0], RadialMLP(8, 16, 12)], basis)
 
 
+def test_stacked_radial_weights_gradients_and_double_backward():
+    """The stacked layers' hand-written backward (weight gradients as one
+    matrix product per layer) against finite differences, first and second
+    order (second order: training on forces differentiates it again)."""
+    from acn_pyg.nn.radial_mlp import _BatchedLinear
+
+    torch.manual_seed(0)
+    h = torch.randn(3, 11, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 1, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_BatchedLinear.apply, (h, w, b))
+    assert torch.autograd.gradgradcheck(_BatchedLinear.apply, (h, w, b))
+    # A transposed (non-contiguous) input, as stacked_radial_weights passes it.
+    ht = torch.randn(11, 3, 5, dtype=torch.float64).transpose(0, 1).requires_grad_()
+    assert torch.autograd.gradcheck(_BatchedLinear.apply, (ht, w, b))
+
+    # Through stacked_radial_weights: the same gradients as each MLP alone.
+    mlps = [RadialMLP(8, 16, 24).double() for _ in range(3)]
+    basis = torch.randn(40, 8, dtype=torch.float64, requires_grad=True)
+    probes = [torch.randn(40, 24, dtype=torch.float64) for _ in mlps]
+    params = [basis] + [q for mlp in mlps for q in mlp.parameters()]
+    stacked = sum((w * c).sum() for w, c in zip(stacked_radial_weights(mlps, basis), probes))
+    per_layer = sum((mlp(basis) * c).sum() for mlp, c in zip(mlps, probes))
+    for g, g_ref in zip(torch.autograd.grad(stacked, params),
+                        torch.autograd.grad(per_layer, params)):
+        assert torch.allclose(g, g_ref, atol=1e-12)
+
+
 @pytest.mark.parametrize("hidden_irreps", [None, "16x0e + 4x1o + 4x2e"])
 def test_model_with_stacked_radials_equals_per_layer(hidden_irreps, batch_of_molecules,
                                                      monkeypatch):

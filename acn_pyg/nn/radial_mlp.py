@@ -68,4 +68,38 @@ def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor) -> Tuple
     h = h.view(num_edges, len(radials), hidden).transpose(0, 1)
     w2 = torch.stack([r.lin2.weight.t() for r in radials])
     b2 = torch.stack([r.lin2.bias for r in radials]).unsqueeze(1)
-    return torch.baddbmm(b2, h, w2).unbind(0)
+    return _BatchedLinear.apply(h, w2, b2).unbind(0)
+
+
+class _BatchedLinear(torch.autograd.Function):
+    r""":math:`\mathbf{Y}_t = \mathbf{H}_t \mathbf{W}_t + \mathbf{b}_t` for a
+    stack of :math:`T` layers (:obj:`torch.baddbmm`), whose weight gradient
+    :math:`\mathbf{H}_t^\top \partial\mathbf{Y}_t` is taken as :math:`T`
+    matrix products instead of one batched product.
+
+    That gradient sums over the edges (:math:`K = |\mathcal{E}|`, tens of
+    thousands) into a small :math:`(\mathrm{hidden}, \mathrm{out})` matrix.
+    cuBLAS runs a batched product of that shape as a handful of thread blocks
+    each walking all edges (1.2 ms for a batch of 128 QM9 molecules on an H200,
+    a third of the step's kernel time, at the end of the backward pass where
+    the step waits for it), while a plain matrix product splits :math:`K`
+    over the whole GPU. The backward is built from differentiable ops, so
+    double backward (training on forces) works.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(h, w)
+        return torch.baddbmm(b, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        h, w = ctx.saved_tensors
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.bmm(grad, w.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.stack([torch.mm(h[t].t(), grad[t]) for t in range(h.size(0))])
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum(1, keepdim=True)
+        return grad_h, grad_w, grad_b

@@ -18,6 +18,10 @@ def variant(args: dict, model: str) -> str:
         parts.append(f"wd {args['weight_decay']}")
     if args.get("many_body"):
         parts.append("many-body")
+    if args.get("ema", 0.99) != 0.99:  # recorded since the flag exists; 0.99 before
+        parts.append(f"EMA {args['ema']}")
+    if args.get("init_seed") is not None:
+        parts.append(f"seed {args['init_seed']}")
     return ", ".join(parts)
 
 

@@ -40,10 +40,25 @@ def main(argv=None) -> int:
     if speed is not None:
         ax = next(ax_iter)
         size = max(r["batch_size"] for r in speed["rows"])
-        rows = [r for r in speed["rows"] if r["batch_size"] == size]
-        ax.barh([r["model"] for r in rows], [r["train_mol_per_s"] for r in rows])
-        ax.set_xlabel("train step, molecules/s")
-        ax.set_title(f"CPU speed, batch {size}", fontsize=9)
+        # Train-step throughput relative to SchNet, CPU and (where measured) GPU.
+        series = [("CPU", speed), ("GPU", load("speed_cuda.json"))]
+        series = [(label, res) for label, res in series if res is not None]
+        models = [r["model"] for r in speed["rows"] if r["batch_size"] == size]
+        height = 0.8 / len(series)
+        for k, (label, res) in enumerate(series):
+            rows = {r["model"]: r for r in res["rows"] if r["batch_size"] == size}
+            ref = rows["schnet"]["train_mol_per_s"]
+            ys = [i + (k - (len(series) - 1) / 2) * height for i in range(len(models))]
+            ax.barh(ys, [rows[m]["train_mol_per_s"] / ref if m in rows else 0 for m in models],
+                    height=height, color=f"C{k}",
+                    label=(f"GPU ({res['machine']['cuda']})" if label == "GPU" else
+                           f"CPU ({res['machine'].get('torch_threads')} threads)"))
+        ax.set_yticks(range(len(models)), models)
+        ax.axvline(1.0, color="gray", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("train step throughput / SchNet's")
+        ax.legend(fontsize=7)
+        ax.set_title(f"speed, batch {size}", fontsize=9)
     if accuracy is not None:
         ax = next(ax_iter)
         for k, res in enumerate(accuracy["results"]):

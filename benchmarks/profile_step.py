@@ -44,8 +44,10 @@ def profile_model(name: str, data, device: str, steps: int, warmup: int = 5):
             train()
         sync(device)
     events = prof.key_averages()
-    # Kernels are the profiler's device events (ops' device times would count them twice).
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    # Kernels are the profiler's device events (ops' device times would count
+    # them twice), less annotated spans such as the optimizer step's.
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+               and not getattr(e, "is_user_annotation", False)]
     device_us = sum(e.self_device_time_total for e in kernels)
     sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
     table = events.table(sort_by=sort, row_limit=40)

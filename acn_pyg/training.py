@@ -46,6 +46,7 @@ class Config:
     lr: Optional[float] = None
     weight_decay: float = 0.0
     ema: float = 0.99
+    warmup: float = 0.0
     device: str = "auto"
     seed: int = 0
     init_seed: Optional[int] = None
@@ -144,6 +145,22 @@ def pick_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
+def lr_factor(progress: float, warmup: float = 0.0) -> float:
+    r"""The learning rate's schedule over a run's progress :math:`p \in [0, 1]`
+    (whichever runs out first, epochs or time): cosine decay to 1% of the peak,
+
+    .. math::
+        f(p) = \min\left(1, \frac{p}{w}\right) \left(0.01 + 0.99\,
+        \frac{1 + \cos \pi p}{2}\right),
+
+    times a linear warm-up over the first fraction :math:`w` (:obj:`warmup`;
+    none when 0), which starts at 1% of the peak."""
+    factor = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+    if warmup > 0 and progress < warmup:
+        factor *= max(progress / warmup, 0.01)
+    return factor
+
+
 def predict(model, loader, target: int, device) -> (Tensor, Tensor):
     model.eval()
     preds, trues = [], []
@@ -214,6 +231,8 @@ def run(cfg: Config) -> Dict[str, object]:
 
     if cfg.model not in MODELS:
         raise ValueError(f"--model must be one of {MODELS} (got {cfg.model!r})")
+    if not 0.0 <= cfg.warmup < 1.0:
+        raise ValueError(f"--warmup is a fraction of the schedule in [0, 1) (got {cfg.warmup})")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -294,9 +313,8 @@ def run(cfg: Config) -> Dict[str, object]:
             if progress >= 1.0:
                 out_of_time = True
                 break
-            # Cosine decay over whichever runs out first, epochs or time.
             for group in optimizer.param_groups:
-                group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+                group["lr"] = lr * lr_factor(progress, cfg.warmup)
             data = data.to(device, non_blocking=True)
             optimizer.zero_grad()
             pred = train_model(data.z, data.pos, data.batch).view(-1)

@@ -49,6 +49,9 @@ def main(argv=None) -> int:
     p.add_argument("--ema", type=float, default=0.99,
                    help="decay per step of the weights' exponential moving average, which "
                         "validation, test and checkpoints use; 0 turns it off (default: 0.99)")
+    p.add_argument("--warmup", type=float, default=0.0,
+                   help="linear learning-rate warm-up over this fraction of the schedule "
+                        "(default: 0: none)")
     p.add_argument("--init-seed", type=int, default=None,
                    help="seed of initialisation and shuffling; the split (and test set) "
                         "stays that of seed 0 (default: 0)")
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
                          batch_size=args.batch_size, device=args.device, threads=args.threads,
                          root=args.root, subset=args.subset, resume=args.resume,
                          lr=args.lr, weight_decay=args.weight_decay, init_seed=args.init_seed,
-                         ema=args.ema,
+                         ema=args.ema, warmup=args.warmup,
                          hidden_irreps=args.hidden_irreps if model == "acn" else None,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)

@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "1e-3 for the baselines)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="decoupled weight decay (AdamW) when > 0 (default: 0, plain Adam)")
+    p.add_argument("--warmup", type=float, default=d.warmup,
+                   help="linear learning-rate warm-up over this fraction of the schedule "
+                        f"(default: {d.warmup}: none)")
     p.add_argument("--ema", type=float, default=d.ema,
                    help="decay per step of the weight average used for validation and test; "
                         f"0 disables it (default: {d.ema})")

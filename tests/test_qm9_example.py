@@ -9,7 +9,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import qm9 as example  # noqa: E402
 
-from acn_pyg.training import LinearBaseline, split_indices  # noqa: E402
+from acn_pyg.training import LinearBaseline, lr_factor, split_indices  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +87,31 @@ def test_schnet_baseline_runs_through_the_same_loop(source_dir, tmp_path):
     example.main(tiny_args(source_dir, tmp_path, "--model", "schnet", "--epochs", "1",
                            "--no-plot"))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "schnet"
+
+
+def test_learning_rate_schedule_with_and_without_warmup():
+    # Without warm-up: cosine from the peak to 1% of it.
+    assert lr_factor(0.0) == pytest.approx(1.0)
+    assert lr_factor(0.5) == pytest.approx(0.505)
+    assert lr_factor(1.0) == pytest.approx(0.01)
+    # With warm-up over the first 10%: linear from 1% to the cosine, then the cosine.
+    assert lr_factor(0.0, 0.1) == pytest.approx(0.01)
+    assert lr_factor(0.05, 0.1) == pytest.approx(0.5 * lr_factor(0.05))
+    assert lr_factor(0.1, 0.1) == lr_factor(0.1)
+    assert lr_factor(0.7, 0.1) == lr_factor(0.7)
+    steps = [lr_factor(p / 100, 0.1) for p in range(101)]
+    peak = steps.index(max(steps))
+    assert all(a < b for a, b in zip(steps[:peak], steps[1:peak + 1]))  # rises, then
+    assert all(a > b for a, b in zip(steps[peak:-1], steps[peak + 1:]))  # decays
+
+
+def test_warmup_is_a_flag_and_bad_values_are_refused(source_dir, tmp_path):
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--warmup", "0.2")
+    assert example.main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["warmup"] == 0.2
+    with pytest.raises(ValueError, match="warmup"):
+        example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--warmup", "1.5"))
 
 
 def test_splits_are_disjoint_and_nested():

@@ -144,7 +144,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
 def lr_factor(progress: float, warmup: float = 0.0) -> float:
     r"""The learning rate's schedule over a run's progress :math:`p \in [0, 1]`
     (whichever runs out first, epochs or time): cosine decay to 1% of the peak,
@@ -161,6 +160,7 @@ def lr_factor(progress: float, warmup: float = 0.0) -> float:
     return factor
 
 
+@torch.no_grad()
 def predict(model, loader, target: int, device) -> (Tensor, Tensor):
     model.eval()
     preds, trues = [], []

@@ -9,7 +9,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import qm9 as example  # noqa: E402
 
-from acn_pyg.training import LinearBaseline, lr_factor, split_indices  # noqa: E402
+from acn_pyg.training import LinearBaseline, lr_factor, predict, split_indices  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -112,6 +112,22 @@ def test_warmup_is_a_flag_and_bad_values_are_refused(source_dir, tmp_path):
     assert metrics["config"]["warmup"] == 0.2
     with pytest.raises(ValueError, match="warmup"):
         example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--warmup", "1.5"))
+
+
+def test_predict_records_no_graph_and_restores_training_mode():
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from acn_pyg import AtomCloudNet
+
+    torch.manual_seed(0)
+    molecules = [Data(z=torch.tensor([6, 1, 1, 1, 1]), pos=torch.randn(5, 3),
+                      y=torch.randn(1, 19)) for _ in range(3)]
+    model = AtomCloudNet(hidden_channels=8, num_layers=1)
+    pred, true = predict(model, DataLoader(molecules, batch_size=2), 7, "cpu")
+    assert pred.shape == true.shape == (3,)
+    assert not pred.requires_grad and pred.grad_fn is None
+    assert model.training
 
 
 def test_splits_are_disjoint_and_nested():

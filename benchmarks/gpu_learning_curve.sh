@@ -10,15 +10,16 @@
 #   bash benchmarks/gpu_learning_curve.sh runs/gpu 1000    # the 1,000-molecule variants
 #   bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-long  # the best recipe, 25 minutes
 #   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-solo  # one run, whole GPU
+#   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-pair  # eager and compiled
 #
 # A third argument is passed to every run, e.g. --resume to continue runs cut
 # off by a time limit (same flags otherwise). TIMEOUT (seconds) stops runs
 # that outlast a machine's time limit; their last.pt stays for --resume.
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
-# CPU threads each run works.
+# CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 mkdir -p "$OUT"
@@ -26,13 +27,21 @@ mkdir -p "$OUT"
 run() {  # name, then learning_curve.py flags
     local name=$1
     shift
-    timeout "${TIMEOUT:-86400}" python benchmarks/learning_curve.py \
+    timeout "${TIMEOUT:-86400}" "${PYTHON:-python}" benchmarks/learning_curve.py \
         --subset data/qm9_subset.pt --device "${DEVICE:-cuda}" --threads "${THREADS:-2}" --val-size 1000 \
         --test-size 10000 --runs "$OUT/$name" --out "$OUT/$name/lc" $EXTRA "$@" \
         > "$OUT/$name.log" 2>&1 &
 }
 
-if [ "$SIZE" = 10000-solo ]; then
+if [ "$SIZE" = 10000-pair ]; then
+    # The 10000-solo recipe twice at once: eagerly and through torch.compile
+    # (whose fused kernels may cut the launch-bound step time; if compiling
+    # fails on the machine, the eager run goes on alone).
+    run acn_eq_wd_n10000_b64 --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
+        --batch-size 64 --hidden-irreps $EQ --weight-decay 0.05
+    run acn_eq_wd_n10000_b64_compile --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
+        --batch-size 64 --hidden-irreps $EQ --weight-decay 0.05 --compile
+elif [ "$SIZE" = 10000-solo ]; then
     # The <0.8 kcal/mol attempt for a session with ~15 device minutes: the best
     # recipe alone on the GPU (parallel runs each got about half a lone run's
     # steps), batch 64, a BUDGET-minute cosine schedule (default 12), cut by

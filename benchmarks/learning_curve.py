@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--init-seed", type=int, default=None,
                    help="seed of initialisation and shuffling; the split (and test set) "
                         "stays that of seed 0 (default: 0)")
+    p.add_argument("--compile", action="store_true",
+                   help="run AtomCloudNet's training step through torch.compile (dynamic "
+                        "shapes; compiling takes the first minute or two of the budget)")
     p.add_argument("--resume", action="store_true",
                    help="continue runs from RUNS/<model>_n<size>/last.pt (same flags)")
     p.add_argument("--subset", default=None,
@@ -81,6 +84,7 @@ def main(argv=None) -> int:
                          root=args.root, subset=args.subset, resume=args.resume,
                          lr=args.lr, weight_decay=args.weight_decay, init_seed=args.init_seed,
                          ema=args.ema, warmup=args.warmup,
+                         compile=args.compile and model == "acn",
                          hidden_irreps=args.hidden_irreps if model == "acn" else None,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)

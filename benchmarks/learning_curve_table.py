@@ -22,6 +22,8 @@ def variant(args: dict, model: str) -> str:
         parts.append(f"EMA {args['ema']}")
     if args.get("init_seed") is not None:
         parts.append(f"seed {args['init_seed']}")
+    if args.get("compile"):
+        parts.append("torch.compile")
     return ", ".join(parts)
 
 

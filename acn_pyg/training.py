@@ -62,6 +62,7 @@ class Config:
     out: str = "runs/qm9"
     resume: bool = False
     threads: int = 0
+    workers: int = 0
     compile: bool = False
     reuse_memory: bool = True
     plot: bool = True
@@ -233,6 +234,8 @@ def run(cfg: Config) -> Dict[str, object]:
         raise ValueError(f"--model must be one of {MODELS} (got {cfg.model!r})")
     if not 0.0 <= cfg.warmup < 1.0:
         raise ValueError(f"--warmup is a fraction of the schedule in [0, 1) (got {cfg.warmup})")
+    if cfg.workers < 0:
+        raise ValueError(f"--workers is a number of processes, >= 0 (got {cfg.workers})")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -266,8 +269,18 @@ def run(cfg: Config) -> Dict[str, object]:
     # compilation serves every batch); it shares the parameters of `model`,
     # which the EMA, checkpoints and evaluation use eagerly.
     train_model = torch.compile(model, dynamic=True) if cfg.compile else model
-    loaders = {key: DataLoader(dataset[idx], batch_size=cfg.batch_size, shuffle=key == "train",
-                               pin_memory=device.type == "cuda")
+    # Workers collate the batches in other processes while this one steps; on
+    # a GPU, whose steps are bound by the host, that takes the collation off
+    # the critical path. The shuffling has its own generator (seeded from the
+    # run's seed, saved in checkpoints) and the loaders' worker seeds another,
+    # so the batches are the same with or without workers.
+    shuffle_rng = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
+    loaders = {key: DataLoader(dataset[idx], batch_size=cfg.batch_size,
+                               sampler=(torch.utils.data.RandomSampler(idx, generator=shuffle_rng)
+                                        if key == "train" else None),
+                               generator=torch.Generator().manual_seed(cfg.seed),
+                               pin_memory=device.type == "cuda", num_workers=cfg.workers,
+                               persistent_workers=cfg.workers > 0)
                for key, idx in split.items()}
 
     last_path, best_path = os.path.join(cfg.out, "last.pt"), os.path.join(cfg.out, "best.pt")
@@ -283,6 +296,8 @@ def run(cfg: Config) -> Dict[str, object]:
         state = {k: ckpt[k] for k in state}
         state["history"] = json.loads(state["history"])
         torch.set_rng_state(ckpt["rng"].cpu())  # map_location moved it
+        if "shuffle_rng" in ckpt:  # absent from checkpoints before version 0.2.2
+            shuffle_rng.set_state(ckpt["shuffle_rng"].cpu())
         print(f"resumed from {last_path} at epoch {state['epoch']} "
               f"({state['elapsed'] / 60:.1f} min trained)")
 
@@ -336,7 +351,8 @@ def run(cfg: Config) -> Dict[str, object]:
                     "ema": ema.state_dict() if ema is not None else {},
                     "epoch": state["epoch"], "elapsed": state["elapsed"],
                     "best_val": state["best_val"], "history": json.dumps(state["history"]),
-                    "rng": torch.get_rng_state()}, last_path)
+                    "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state()},
+                   last_path)
         bar.update(1)
         bar.set_postfix(loss=f"{running / seen:.4f}",
                         val_mae=f"{state['history'][-1]['val_mae']:.4g} {unit}"

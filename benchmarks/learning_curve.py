@@ -64,6 +64,8 @@ def main(argv=None) -> int:
                    help="QM9 subset file (benchmarks/qm9_subset.py) instead of ROOT")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per run; 0 keeps torch's default (default: 0)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loader worker processes per run (default: 0)")
     p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
     p.add_argument("--runs", default="runs/learning_curve",
                    help="folder for checkpoints (default: runs/learning_curve)")
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
                          test_size=args.test_size, time_budget=budget, epochs=100000,
                          batch_size=args.batch_size, device=args.device, threads=args.threads,
                          root=args.root, subset=args.subset, resume=args.resume,
+                         workers=args.workers,
                          lr=args.lr, weight_decay=args.weight_decay, init_seed=args.init_seed,
                          ema=args.ema, warmup=args.warmup,
                          compile=args.compile and model == "acn",

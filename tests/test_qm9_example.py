@@ -49,6 +49,34 @@ def test_resume_continues_from_checkpoint(source_dir, tmp_path, device):
     assert resumed["history"][:2] == first["history"]
 
 
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(source_dir, tmp_path,
+                                                                 monkeypatch):
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--epochs", "4")
+    example.main(args)
+    whole = json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+    # The same run, killed after its second epoch's checkpoint, then resumed.
+    import acn_pyg.training as training
+    real_save, saved = torch.save, []
+
+    def save_then_die(obj, path, *a, **k):
+        real_save(obj, path, *a, **k)
+        saved.append(str(path))
+        if str(path).endswith("last.pt") and sum(p.endswith("last.pt") for p in saved) == 2:
+            raise KeyboardInterrupt
+
+    out = ["--out", str(tmp_path / "cut")]
+    monkeypatch.setattr(training.torch, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        example.main(args + out)
+    monkeypatch.setattr(training.torch, "save", real_save)
+    example.main(args + out + ["--resume"])
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    for key in ("epoch", "train_loss", "val_mae"):  # same batches, steps and weights
+        assert [h[key] for h in resumed["history"]] == [h[key] for h in whole["history"]]
+    assert resumed["test_mae"] == whole["test_mae"]
+
+
 def test_subset_file_gives_the_same_run(source_dir, tmp_path):
     from acn_pyg.datasets import QM9, QM9Subset, save_qm9_subset
 
@@ -81,6 +109,22 @@ def test_compiled_training_step_matches_eager(source_dir, tmp_path):
     assert compiled["config"]["compile"] and not eager["config"]["compile"]
     # Same data, same initialisation: the compiled step trains the same model.
     assert compiled["test_mae"] == pytest.approx(eager["test_mae"], rel=1e-3)
+
+
+def test_worker_processes_give_the_same_run(source_dir, tmp_path):
+    args = tiny_args(source_dir, tmp_path, "--no-plot")
+    example.main(args)
+    alone = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    example.main(args + ["--workers", "2"])
+    workers = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert workers["config"]["workers"] == 2 and alone["config"]["workers"] == 0
+    # The same batches in the same order: the same training, value for value.
+    assert [h["val_mae"] for h in workers["history"]] == [h["val_mae"] for h in alone["history"]]
+    assert [h["train_loss"] for h in workers["history"]] == [
+        h["train_loss"] for h in alone["history"]]
+    assert workers["test_mae"] == alone["test_mae"]
+    with pytest.raises(ValueError, match="workers"):
+        example.main(args + ["--workers", "-1"])
 
 
 def test_schnet_baseline_runs_through_the_same_loop(source_dir, tmp_path):

@@ -85,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CPU threads for torch; 0 keeps torch's default (default: 0)")
     p.add_argument("--workers", type=int, default=d.workers,
                    help="data-loader worker processes that collate batches while the model "
-                        "steps; worth it on a GPU (default: 0: collate in this process)")
+                        "steps, for a GPU, whose steps wait on the host (default: 0: collate in "
+                        "this process)")
     p.add_argument("--no-reuse-memory", dest="reuse_memory", action="store_false",
                    help="on CPU, keep glibc's default of giving large freed blocks back to "
                         "the system (by default they are kept for reuse: faster steps, see "

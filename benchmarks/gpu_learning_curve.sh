@@ -23,6 +23,8 @@ OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|1
 SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
+# The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
+BEST10K="--sizes 10000 --budgets ${BUDGET:-12} --models acn --hidden-irreps $EQ --weight-decay 0.05"
 mkdir -p "$OUT"
 
 run() {  # name, then learning_curve.py flags
@@ -39,23 +41,19 @@ if [ "$SIZE" = 10000-fast ]; then
     # run on a GPU): one process, the compiled step, batches collated by two
     # workers, batch 128 (the step is bound by the host, so twice the
     # molecules per step cost little).
-    run acn_eq_wd_n10000_b128_fast --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-        --batch-size 128 --hidden-irreps $EQ --weight-decay 0.05 --compile --workers 2
+    run acn_eq_wd_n10000_b128_fast $BEST10K --batch-size 128 --compile --workers 2
 elif [ "$SIZE" = 10000-pair ]; then
     # The 10000-solo recipe twice at once: eagerly and through torch.compile
     # (whose fused kernels may cut the launch-bound step time; if compiling
     # fails on the machine, the eager run goes on alone).
-    run acn_eq_wd_n10000_b64 --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-        --batch-size 64 --hidden-irreps $EQ --weight-decay 0.05
-    run acn_eq_wd_n10000_b64_compile --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-        --batch-size 64 --hidden-irreps $EQ --weight-decay 0.05 --compile
+    run acn_eq_wd_n10000_b64 $BEST10K --batch-size 64
+    run acn_eq_wd_n10000_b64_compile $BEST10K --batch-size 64 --compile
 elif [ "$SIZE" = 10000-solo ]; then
     # The <0.8 kcal/mol attempt for a session with ~15 device minutes: the best
     # recipe alone on the GPU (parallel runs each got about half a lone run's
     # steps), batch 64, a BUDGET-minute cosine schedule (default 12), cut by
     # TIMEOUT and continued with --resume on the next call if need be.
-    run acn_eq_wd_n10000_b64_solo --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-        --batch-size 64 --hidden-irreps $EQ --weight-decay 0.05
+    run acn_eq_wd_n10000_b64_solo $BEST10K --batch-size 64
 elif [ "$SIZE" = 10000-long ]; then
     # The <0.8 kcal/mol attempt: only the best recipe at 1,000 molecules
     # (equivariant + weight decay; batch 16 beat 32 there on CPU), two batch

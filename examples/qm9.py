@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"AtomCloudNet cutoff in Angstrom (default: {d.cutoff})")
     p.add_argument("--lmax", type=int, default=d.lmax,
                    help=f"largest spherical-harmonic degree (default: {d.lmax})")
+    p.add_argument("--product-channels", type=int, default=d.product_channels,
+                   help="channels per irrep of each layer's product of its cloud with itself "
+                        "(body order three, as in MACE; default: 0, off)")
     p.add_argument("--many-body", action="store_true",
                    help="concatenate the Coulomb/London/ATM many-body atom features")
     p.add_argument("--root", default=d.root, help=f"dataset folder (default: {d.root})")

@@ -11,6 +11,7 @@ SMALL = dict(hidden_channels=16, num_layers=2, cutoff=3.0, radial_hidden=16)
 VARIANTS = {
     "scalars": dict(SMALL),
     "vectors": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e"),
+    "products": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e", product_channels=2),
 }
 
 

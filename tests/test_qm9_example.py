@@ -222,6 +222,20 @@ def test_init_seed_changes_the_initialisation_not_the_split(source_dir, tmp_path
     assert base["history"] != other["history"]  # another initialisation
 
 
+def test_product_channels_reach_the_model_and_resume(source_dir, tmp_path):
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    base = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--product-channels", "2")
+    example.main(args)
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert first["config"]["product_channels"] == 2
+    assert first["parameters"] > base["parameters"]
+    args[args.index("--epochs") + 1] = "3"
+    example.main(args + ["--resume"])
+    resumed = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert resumed["epochs"] == 3 and resumed["history"][:2] == first["history"]
+
+
 def test_ensemble_averages_finished_runs(source_dir, tmp_path):
     from acn_pyg.training import ensemble_test
 

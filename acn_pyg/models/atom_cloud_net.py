@@ -72,6 +72,10 @@ class AtomCloudNet(torch.nn.Module):
             radius graph; :obj:`None` keeps every neighbour. (default: :obj:`None`)
         avg_num_neighbors (float, optional): Aggregation normaliser of every
             layer. (default: :obj:`16.0`)
+        product_channels (int, optional): If positive, every layer also
+            couples its cloud with itself (:obj:`product_channels` channels per
+            irrep): see :class:`~acn_pyg.nn.conv.SymmetricProduct`.
+            (default: :obj:`0`, off)
         many_body (bool or tuple of str, optional): If :obj:`True` (all
             terms) or a tuple of term names, the invariant many-body features
             of :class:`~acn_pyg.nn.ManyBodyTerms` (normalised) are computed on
@@ -120,6 +124,7 @@ class AtomCloudNet(torch.nn.Module):
         radial_hidden: int = 64,
         max_num_neighbors: Optional[int] = None,
         avg_num_neighbors: float = 16.0,
+        product_channels: int = 0,
         many_body: Union[bool, Sequence[str]] = False,
         many_body_cutoff: Optional[float] = None,
         num_extra_features: int = 0,
@@ -160,6 +165,7 @@ class AtomCloudNet(torch.nn.Module):
         self.radial_hidden = radial_hidden
         self.max_num_neighbors = max_num_neighbors
         self.avg_num_neighbors = avg_num_neighbors
+        self.product_channels = product_channels
         self.num_extra_features = num_extra_features
         self.pooling = pooling
         self.readout = readout
@@ -182,7 +188,7 @@ class AtomCloudNet(torch.nn.Module):
             self.convs.append(AtomCloudConv(
                 irreps_in, gate.irreps_in, cutoff=cutoff, lmax=lmax, num_basis=num_basis,
                 radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
-                avg_num_neighbors=avg_num_neighbors))
+                avg_num_neighbors=avg_num_neighbors, product_channels=product_channels))
             self.gates.append(gate)
             irreps_in = irreps_out
 

@@ -1,4 +1,4 @@
-from acn_pyg.nn.conv import AtomCloudConv, ChannelwiseTensorProduct
+from acn_pyg.nn.conv import AtomCloudConv, ChannelwiseTensorProduct, SymmetricProduct
 from acn_pyg.nn.embedding import BesselBasis, EdgeEmbedding, EdgeFeatures, PolynomialCutoff
 from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.irreps_linear import IrrepsLinear
@@ -9,6 +9,7 @@ from acn_pyg.nn.radial_mlp import RadialMLP, stacked_radial_weights
 __all__ = [
     "AtomCloudConv",
     "ChannelwiseTensorProduct",
+    "SymmetricProduct",
     "BesselBasis",
     "PolynomialCutoff",
     "EdgeEmbedding",

@@ -6,6 +6,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
 from acn_pyg.graph import radius_graph
+from acn_pyg.nn.conv.symmetric_product import SymmetricProduct
 from acn_pyg.nn.conv.tensor_product import ChannelwiseTensorProduct
 from acn_pyg.nn.embedding import EdgeEmbedding, EdgeFeatures
 from acn_pyg.nn.irreps_linear import IrrepsLinear
@@ -66,6 +67,12 @@ class AtomCloudConv(MessagePassing):
             batch. (default: :obj:`16.0`)
         power_spectrum (bool, optional): If :obj:`True`, the invariants
             :math:`\sum_m A^2` feed the scalar outputs. (default: :obj:`True`)
+        product_channels (int, optional): If positive, the products of the
+            cloud with itself, :math:`\mathbf{B}_i` of
+            :class:`~acn_pyg.nn.conv.SymmetricProduct` with this many channels
+            per irrep, join :math:`\mathbf{W}_\mathrm{out}`'s input: every
+            output irrep, not only the scalars, sees pairs of neighbours.
+            (default: :obj:`0`, off)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -86,12 +93,16 @@ class AtomCloudConv(MessagePassing):
         max_num_neighbors: Optional[int] = None,
         avg_num_neighbors: float = 16.0,
         power_spectrum: bool = True,
+        product_channels: int = 0,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
             raise ValueError(f"'cutoff' must be positive (got {cutoff})")
         if not (isinstance(lmax, int) and lmax >= 0):
             raise ValueError(f"'lmax' must be a non-negative int (got {lmax!r})")
+        if not (isinstance(product_channels, int) and product_channels >= 0):
+            raise ValueError(
+                f"'product_channels' must be a non-negative int (got {product_channels!r})")
         if not avg_num_neighbors > 0:
             raise ValueError(f"'avg_num_neighbors' must be positive (got {avg_num_neighbors})")
         self.in_irreps = as_irreps(in_irreps, "in_irreps")
@@ -107,7 +118,8 @@ class AtomCloudConv(MessagePassing):
         self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
         out_irs = {ir for _, ir in self.out_irreps}
         self.tensor_product = ChannelwiseTensorProduct(
-            self.in_irreps, lmax, filter_ir_out=None if self.power_spectrum else sorted(out_irs),
+            self.in_irreps, lmax,
+            filter_ir_out=None if self.power_spectrum or product_channels else sorted(out_irs),
             scale=1.0 / self.avg_num_neighbors, sort_output=True)
         # One block per irrep: each is one slice for the spectrum and the linear.
         cloud_irreps = self.tensor_product.irreps_out.simplify()
@@ -117,7 +129,12 @@ class AtomCloudConv(MessagePassing):
             (b, mul, ir.dim) for b, (mul, ir) in enumerate(cloud_irreps)
             if self.power_spectrum and ir != _SCALAR]
         spectrum_irreps = [o3.Irreps(f"{mul}x0e") for _, mul, _ in self._spectrum_blocks]
-        lin_in = sum(spectrum_irreps, cloud_irreps)
+        self.product_channels = product_channels
+        self.product = (SymmetricProduct(cloud_irreps, product_channels,
+                                         filter_ir_out=sorted(out_irs))
+                        if product_channels > 0 else None)
+        product_irreps = [self.product.irreps_out] if self.product is not None else []
+        lin_in = sum(spectrum_irreps + product_irreps, cloud_irreps)
         reachable = {ir for _, ir in lin_in} | {ir for _, ir in self.in_irreps}
         missing = sorted(out_irs - reachable)
         if missing:
@@ -128,10 +145,10 @@ class AtomCloudConv(MessagePassing):
         # W_out [A | spectrum] + W_self x as one product over the concatenation,
         # each part normalised by its own fan-in.
         cloud_blocks = [o3.Irreps([block]) for block in cloud_irreps]
-        self.linear = IrrepsLinear(cloud_blocks + spectrum_irreps + [self.in_irreps],
-                                   self.out_irreps,
+        self.linear = IrrepsLinear(cloud_blocks + spectrum_irreps + product_irreps
+                                   + [self.in_irreps], self.out_irreps,
                                    fan_in_groups=[0] * (len(cloud_blocks) + len(spectrum_irreps))
-                                   + [1])
+                                   + [2] * len(product_irreps) + [1])
         self.reset_parameters()
 
     #: Layout of the state dict, saved in its metadata: 2 since acn_pyg 0.2.1
@@ -168,6 +185,8 @@ class AtomCloudConv(MessagePassing):
         super().reset_parameters()
         self.edge_embedding.reset_parameters()
         self.radial.reset_parameters()
+        if self.product is not None:
+            self.product.reset_parameters()
         self.linear.reset_parameters()
 
     def forward(
@@ -220,6 +239,8 @@ class AtomCloudConv(MessagePassing):
         blocks = split_blocks(cloud, self._cloud_dims, dim=1)
         spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
                     for b, m, d in self._spectrum_blocks]
+        if self.product is not None:
+            spectrum.append(self.product(cloud))
         # In pieces: the linear joins just the blocks each output needs.
         return self.linear(blocks + spectrum + [x])
 
@@ -234,5 +255,7 @@ class AtomCloudConv(MessagePassing):
         return self.tensor_product.couple(inputs)  # 1 / avg_num_neighbors folded in
 
     def __repr__(self) -> str:
+        product = (f", product_channels={self.product_channels}"
+                   if self.product is not None else "")
         return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "
-                f"cutoff={self.cutoff}, lmax={self.lmax})")
+                f"cutoff={self.cutoff}, lmax={self.lmax}{product})")

@@ -21,6 +21,21 @@ def test_equivariance(irreps_in, filter_ir_out):
                        irreps_out=product.irreps_out)
 
 
+def test_equals_e3nn_channelwise_tensor_product():
+    product = SymmetricProduct("4x0e+3x1o+2x1e+2x2e+1x2o", 3, filter_ir_out=["0e", "1o", "2e"])
+    product = product.to(DT)
+    mid = product.irreps_mid
+    instructions = [(i1, i2, k, "uuu", False) for k, (i1, i2) in enumerate(
+        (i1, i2) for i1, (_, ir1) in enumerate(mid) for i2, (_, ir2) in enumerate(mid)
+        if i2 >= i1 for ir3 in ir1 * ir2 if ir3 in [o3.Irrep(x) for x in ("0e", "1o", "2e")]
+        and not (i1 == i2 and (2 * ir1.l - ir3.l) % 2))]
+    reference = o3.TensorProduct(mid, mid, product.irreps_out, instructions,
+                                 irrep_normalization="component", path_normalization="none")
+    x = product.irreps_in.randn(6, -1, dtype=DT)
+    a = product.projection(x)
+    torch.testing.assert_close(product(x), reference.to(DT)(a, a))
+
+
 def test_paths_are_the_symmetric_products_and_nothing_else():
     product = SymmetricProduct("2x1o", 1)
     # 1o x 1o = 0e + 1e + 2e; the 1e part of a vector with itself (the cross

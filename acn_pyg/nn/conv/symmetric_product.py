@@ -5,6 +5,7 @@ from e3nn import o3
 from torch import Tensor
 
 from acn_pyg.nn.irreps_linear import IrrepsLinear
+from acn_pyg.utils.irreps import split_blocks
 
 
 class SymmetricProduct(torch.nn.Module):
@@ -67,17 +68,47 @@ class SymmetricProduct(torch.nn.Module):
         if not out:
             raise ValueError(f"no product of {self.irreps_in} gives any of {filter_ir_out}")
         self.projection = IrrepsLinear(str(self.irreps_in), self.irreps_mid, bias=False)
-        self.tensor_product = o3.TensorProduct(
-            self.irreps_mid, self.irreps_mid, o3.Irreps(out), instructions,
+        self.irreps_out = o3.Irreps(out)
+        # The coupling as one matrix: every channel u uses the same bilinear
+        # map of its (2l+1)-vectors, so B_u = (a_u outer a_u) C with C read off
+        # e3nn's one-channel product on pairs of basis vectors. One outer
+        # product and one matrix product replace a kernel chain per path.
+        one = o3.TensorProduct(
+            o3.Irreps([(1, ir) for ir in irs]), o3.Irreps([(1, ir) for ir in irs]),
+            o3.Irreps([(1, ir) for _, ir in out]), instructions,
             irrep_normalization="component", path_normalization="none")
-        self.irreps_out = self.tensor_product.irreps_out
+        dim = sum(ir.dim for ir in irs)
+        eye = torch.eye(dim, dtype=torch.float64)
+        with torch.no_grad():
+            coupling = one.to(torch.float64)(eye.repeat_interleave(dim, 0), eye.repeat(dim, 1))
+        self.register_buffer("coupling", coupling.to(torch.get_default_dtype()),
+                             persistent=False)
+        self._mid_dims = [channels * ir.dim for ir in irs]
+        self._out_dims = [ir.dim for _, ir in out]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The first implementation (never released; it trained this
+        # project's first product runs) kept an e3nn TensorProduct here, whose
+        # state was constants only (no weights): those keys are dropped.
+        for key in [k for k in state_dict if k.startswith(prefix + "tensor_product.")]:
+            if state_dict[key].numel() and key.endswith(".weight"):
+                raise ValueError(f"'{key}' holds weights: not a SymmetricProduct state dict")
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         self.projection.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
-        a = self.projection(x)
-        return self.tensor_product(a, a)
+        n, k = x.size(0), self.channels
+        # [n, u, sum of 2l+1]: the projected irreps of each channel side by side.
+        a = torch.cat([block.reshape(n, k, -1) for block in
+                       split_blocks(self.projection(x), self._mid_dims)], dim=-1)
+        outer = (a.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2)
+        b = outer @ self.coupling  # [n, u, sum over paths of 2 l3 + 1]
+        # Back to e3nn's layout: one [u, 2 l3 + 1] block per path.
+        return torch.cat([block.reshape(n, -1) for block in
+                          split_blocks(b, self._out_dims, dim=-1)], dim=-1)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "

@@ -31,8 +31,8 @@ class AtomCloudConv(MessagePassing):
 
     .. math::
         \mathbf{x}'_i = \mathbf{W}_\mathrm{out} \left[ \mathbf{A}_i \,\Big|\,
-        \tfrac{1}{2l+1} \textstyle\sum_m A_{i,um}^{(l)\,2} \right]
-        + \mathbf{W}_\mathrm{self}\, \mathbf{x}_i
+        \tfrac{1}{2l+1} \textstyle\sum_m A_{i,um}^{(l)\,2} \,\Big|\,
+        \mathbf{B}_i \right] + \mathbf{W}_\mathrm{self}\, \mathbf{x}_i
 
     with :math:`\otimes` the channel-wise e3nn tensor product
     (:class:`~acn_pyg.nn.conv.tensor_product.ChannelwiseTensorProduct`),
@@ -43,7 +43,10 @@ class AtomCloudConv(MessagePassing):
     the concatenation (each part normalised by its own fan-in)
     (:class:`~acn_pyg.nn.IrrepsLinear`). The power-spectrum term
     :math:`\sum_m A^2` (a three-body invariant, as in SOAP) feeds the scalar
-    outputs with the angular structure of the cloud. Scalar (:obj:`0e`)
+    outputs with the angular structure of the cloud; the optional products
+    :math:`\mathbf{B}_i` of the cloud with itself
+    (:class:`~acn_pyg.nn.conv.SymmetricProduct`, :obj:`product_channels`)
+    feed every output irrep with it. Scalar (:obj:`0e`)
     outputs are invariant to rotations, reflections and translations;
     :math:`l > 0` outputs are equivariant.
 

@@ -37,6 +37,8 @@ def build(name: str) -> torch.nn.Module:
         return AtomCloudNet(hidden_channels=128, num_layers=4, radial_hidden=128)
     if name == "acn-equivariant":  # carries l = 1, 2 features between layers
         return AtomCloudNet(hidden_irreps="64x0e+16x1o+16x2e")
+    if name == "acn-products":  # and the products of each layer's cloud with itself
+        return AtomCloudNet(hidden_irreps="64x0e+16x1o+16x2e", product_channels=16)
     from acn_pyg.baselines import DIMENET_PP_QM9, DIMENET_QM9, DimeNetWithGraph, SchNetGraph
     from torch_geometric.nn.models import DimeNet, DimeNetPlusPlus, SchNet
     if name == "schnet":  # PyG's defaults: cutoff 10, 32 neighbours, 6 interactions
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
                    help="batch 32 only, 2 rounds, no memory: under a minute on CPU")
     p.add_argument("--batch-sizes", default="32,128", help="comma-separated (default: 32,128)")
     p.add_argument("--models",
-                   default="acn,acn-small,acn-large,acn-equivariant,schnet,dimenet++,dimenet",
+                   default="acn,acn-small,acn-large,acn-equivariant,acn-products,schnet,dimenet++,"
+                           "dimenet",
                    help="comma-separated models (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (default: 5)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
     repeats = 2 if args.quick else args.repeats
     names = args.models.split(",")
     if args.quick:
-        names = [n for n in names if n not in ("dimenet", "acn-equivariant")]
+        names = [n for n in names if n not in ("dimenet", "acn-equivariant", "acn-products")]
     rows = []
     for size in sizes:
         data = qm9_batch(size, args.root, device=args.device, subset=args.subset)

@@ -208,7 +208,7 @@ def test_float32_training_step(batch_of_molecules):
 
 def test_torch_compile_equals_eager(batch_of_molecules):
     _, z, pos, batch = batch_of_molecules
-    net = model(hidden_irreps="16x0e+4x1o")
+    net = model(hidden_irreps="16x0e+4x1o", product_channels=2)
     compiled = torch.compile(net, backend="inductor")
     torch.testing.assert_close(compiled(z, pos, batch), net(z, pos, batch), rtol=1e-9, atol=1e-9)
 

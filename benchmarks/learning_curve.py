@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--hidden-irreps", default=None,
                    help="AtomCloudNet irreps between layers, e.g. 64x0e+16x1o+16x2e "
                         "(default: 64 scalars)")
+    p.add_argument("--cutoff", type=float, default=5.0,
+                   help="AtomCloudNet cutoff in Angstrom (default: 5.0)")
     p.add_argument("--product-channels", type=int, default=0,
                    help="AtomCloudNet: channels per irrep of each layer's product of its cloud "
                         "with itself (default: 0, off)")
@@ -93,6 +95,7 @@ def main(argv=None) -> int:
                          compile=args.compile and model == "acn",
                          hidden_irreps=args.hidden_irreps if model == "acn" else None,
                          product_channels=args.product_channels if model == "acn" else 0,
+                         cutoff=args.cutoff if model == "acn" else Config.cutoff,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)
             m = run(cfg)

@@ -56,6 +56,7 @@ class Config:
     cutoff: float = 5.0
     lmax: int = 2
     product_channels: int = 0
+    radial_gain: float = 1.0
     many_body: bool = False
     root: str = "data/QM9"
     data_source: Optional[str] = None
@@ -131,7 +132,7 @@ def build_model(cfg: Config, extensive: bool, mean: float, std: float,
     if cfg.model == "acn":
         return AtomCloudNet(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
                             num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
-                            product_channels=cfg.product_channels,
+                            product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
                             many_body=cfg.many_body, pooling="add" if extensive else "mean",
                             mean=mean, std=std, atomref=atomref)
     from acn_pyg.baselines import build_baseline

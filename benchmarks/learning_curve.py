@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--product-channels", type=int, default=0,
                    help="AtomCloudNet: channels per irrep of each layer's product of its cloud "
                         "with itself (default: 0, off)")
+    p.add_argument("--radial-gain", type=float, default=1.0,
+                   help="AtomCloudNet: initialisation factor of the radial MLPs' output layers "
+                        "(default: 1)")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default: the training loop's per model)")
     p.add_argument("--weight-decay", type=float, default=0.0,
@@ -96,6 +99,7 @@ def main(argv=None) -> int:
                          hidden_irreps=args.hidden_irreps if model == "acn" else None,
                          product_channels=args.product_channels if model == "acn" else 0,
                          cutoff=args.cutoff if model == "acn" else Config.cutoff,
+                         radial_gain=args.radial_gain if model == "acn" else 1.0,
                          many_body=args.many_body and model == "acn",
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)
             m = run(cfg)

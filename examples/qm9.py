@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--product-channels", type=int, default=d.product_channels,
                    help="channels per irrep of each layer's product of its cloud with itself "
                         "(body order three, as in MACE; default: 0, off)")
+    p.add_argument("--radial-gain", type=float, default=d.radial_gain,
+                   help="initialisation factor of the radial MLPs' output layers (default: 1)")
     p.add_argument("--many-body", action="store_true",
                    help="concatenate the Coulomb/London/ATM many-body atom features")
     p.add_argument("--root", default=d.root, help=f"dataset folder (default: {d.root})")

@@ -157,3 +157,21 @@ def test_state_dict_layout_version_is_saved_and_checked():
     older._metadata["convs.1"]["version"] = 3
     with pytest.raises(ValueError, match="layout version 3, newer"):
         AtomCloudNet(hidden_channels=8, num_layers=2).load_state_dict(older)
+
+
+def test_radial_gain_scales_the_initial_cloud():
+    _, pos = random_molecule(10, seed=5)
+    torch.manual_seed(0)
+    plain = make_conv(6, "6x0e")
+    torch.manual_seed(0)
+    gained = make_conv(6, "6x0e", radial_gain=30.0)
+    torch.testing.assert_close(gained.radial.lin2.weight, 30.0 * plain.radial.lin2.weight)
+    torch.testing.assert_close(gained.radial.lin2.bias, 30.0 * plain.radial.lin2.bias)
+    torch.testing.assert_close(gained.radial.lin1.weight, plain.radial.lin1.weight)
+    # The cloud is linear in the radial weights, so it starts 30x larger.
+    basis = gained.edge_embedding(pos, radius_graph(pos, 3.0)).basis
+    torch.testing.assert_close(gained.radial(basis), 30.0 * plain.radial(basis))
+    gained.reset_parameters()  # the gain holds after a reset too
+    assert gained.radial.lin2.weight.abs().max() > 5.0 * plain.radial.lin2.weight.abs().max()
+    with pytest.raises(ValueError, match="gain"):
+        make_conv(6, 6, radial_gain=0.0)

@@ -72,6 +72,9 @@ class AtomCloudNet(torch.nn.Module):
             radius graph; :obj:`None` keeps every neighbour. (default: :obj:`None`)
         avg_num_neighbors (float, optional): Aggregation normaliser of every
             layer. (default: :obj:`16.0`)
+        radial_gain (float, optional): Initialisation factor of every
+            layer's radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
+            (default: :obj:`1.0`)
         product_channels (int, optional): If positive, every layer also
             couples its cloud with itself (:obj:`product_channels` channels per
             irrep): see :class:`~acn_pyg.nn.conv.SymmetricProduct`.
@@ -125,6 +128,7 @@ class AtomCloudNet(torch.nn.Module):
         max_num_neighbors: Optional[int] = None,
         avg_num_neighbors: float = 16.0,
         product_channels: int = 0,
+        radial_gain: float = 1.0,
         many_body: Union[bool, Sequence[str]] = False,
         many_body_cutoff: Optional[float] = None,
         num_extra_features: int = 0,
@@ -188,7 +192,8 @@ class AtomCloudNet(torch.nn.Module):
             self.convs.append(AtomCloudConv(
                 irreps_in, gate.irreps_in, cutoff=cutoff, lmax=lmax, num_basis=num_basis,
                 radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
-                avg_num_neighbors=avg_num_neighbors, product_channels=product_channels))
+                avg_num_neighbors=avg_num_neighbors, product_channels=product_channels,
+                radial_gain=radial_gain))
             self.gates.append(gate)
             irreps_in = irreps_out
 

@@ -15,14 +15,22 @@ class RadialMLP(torch.nn.Module):
         num_basis (int): Size of the radial basis.
         hidden_channels (int): Width of the hidden layer.
         out_channels (int): Number of weights per edge.
+        gain (float, optional): Factor on :math:`\mathbf{W}_2` and
+            :math:`\mathbf{b}_2` at initialisation (PyTorch's default
+            :class:`~torch.nn.Linear` initialisation otherwise); training
+            is free to change them. (default: :obj:`1.0`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{E}|, \mathrm{num\_basis})`
         - **output:** :math:`(|\mathcal{E}|, \mathrm{out\_channels})`
     """
 
-    def __init__(self, num_basis: int, hidden_channels: int, out_channels: int):
+    def __init__(self, num_basis: int, hidden_channels: int, out_channels: int,
+                 gain: float = 1.0):
         super().__init__()
+        if not gain > 0:
+            raise ValueError(f"'gain' must be positive (got {gain})")
+        self.gain = float(gain)
         self.num_basis = num_basis
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
@@ -33,6 +41,10 @@ class RadialMLP(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.lin1.reset_parameters()
         self.lin2.reset_parameters()
+        if self.gain != 1.0:
+            with torch.no_grad():
+                self.lin2.weight.mul_(self.gain)
+                self.lin2.bias.mul_(self.gain)
 
     def forward(self, basis: Tensor) -> Tensor:
         return self.lin2(torch.nn.functional.silu(self.lin1(basis)))

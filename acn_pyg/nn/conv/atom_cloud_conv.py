@@ -70,6 +70,12 @@ class AtomCloudConv(MessagePassing):
             batch. (default: :obj:`16.0`)
         power_spectrum (bool, optional): If :obj:`True`, the invariants
             :math:`\sum_m A^2` feed the scalar outputs. (default: :obj:`True`)
+        radial_gain (float, optional): Initialisation factor of the radial
+            MLP's output layer (:class:`~acn_pyg.nn.RadialMLP`'s :obj:`gain`):
+            with PyTorch's default initialisation the cloud starts about 50x
+            smaller than the self-interaction, and a model first learns
+            without geometry; a gain of about 30 starts it at a comparable
+            scale. (default: :obj:`1.0`)
         product_channels (int, optional): If positive, the products of the
             cloud with itself, :math:`\mathbf{B}_i` of
             :class:`~acn_pyg.nn.conv.SymmetricProduct` with this many channels
@@ -97,6 +103,7 @@ class AtomCloudConv(MessagePassing):
         avg_num_neighbors: float = 16.0,
         power_spectrum: bool = True,
         product_channels: int = 0,
+        radial_gain: float = 1.0,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
@@ -144,7 +151,8 @@ class AtomCloudConv(MessagePassing):
             raise ValueError(
                 f"'out_irreps' asks for {' '.join(map(str, missing))}, which neither the cloud "
                 f"tensor product of {self.in_irreps} with Y up to lmax={lmax} nor the input holds")
-        self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel)
+        self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel,
+                                gain=radial_gain)
         # W_out [A | spectrum] + W_self x as one product over the concatenation,
         # each part normalised by its own fan-in.
         cloud_blocks = [o3.Irreps([block]) for block in cloud_irreps]

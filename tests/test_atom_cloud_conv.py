@@ -18,13 +18,14 @@ def make_conv(in_irreps, out_irreps, **kwargs):
     return AtomCloudConv(in_irreps, out_irreps, cutoff=3.0, **kwargs).to(DT)
 
 
-@pytest.mark.parametrize("in_irreps, out_irreps", [
-    ("8x0e", "4x0e+3x1o+2x2e"),
-    ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e+2x1e"),
-    ("4x0e+2x1e", "3x0o+2x2o"),
+@pytest.mark.parametrize("in_irreps, out_irreps, kwargs", [
+    ("8x0e", "4x0e+3x1o+2x2e", {}),
+    ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e+2x1e", {}),
+    ("4x0e+2x1e", "3x0o+2x2o", {}),
+    ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e", {"product_channels": 3}),
 ])
-def test_equivariance(in_irreps, out_irreps):
-    conv = make_conv(in_irreps, out_irreps)
+def test_equivariance(in_irreps, out_irreps, kwargs):
+    conv = make_conv(in_irreps, out_irreps, **kwargs)
     _, pos = random_molecule(10, seed=1)
     x = torch.randn(10, conv.in_irreps.dim, dtype=DT)
     assert_equivariant(

@@ -42,12 +42,12 @@ def main(argv=None) -> int:
     p.add_argument("--hidden-irreps", default=None,
                    help="AtomCloudNet irreps between layers, e.g. 64x0e+16x1o+16x2e "
                         "(default: 64 scalars)")
-    p.add_argument("--cutoff", type=float, default=5.0,
-                   help="AtomCloudNet cutoff in Angstrom (default: 5.0)")
-    p.add_argument("--product-channels", type=int, default=0,
+    p.add_argument("--cutoff", type=float, default=Config.cutoff,
+                   help=f"AtomCloudNet cutoff in Angstrom (default: {Config.cutoff})")
+    p.add_argument("--product-channels", type=int, default=Config.product_channels,
                    help="AtomCloudNet: channels per irrep of each layer's product of its cloud "
                         "with itself (default: 0, off)")
-    p.add_argument("--radial-gain", type=float, default=1.0,
+    p.add_argument("--radial-gain", type=float, default=Config.radial_gain,
                    help="AtomCloudNet: initialisation factor of the radial MLPs' output layers "
                         "(default: 1)")
     p.add_argument("--lr", type=float, default=None,
@@ -88,19 +88,18 @@ def main(argv=None) -> int:
     results = {}
     for size, budget in zip(sizes, budgets):
         for model in args.models.split(","):
+            # AtomCloudNet's own options; the baselines keep Config's defaults.
+            acn_options = dict(compile=args.compile, hidden_irreps=args.hidden_irreps,
+                               product_channels=args.product_channels, cutoff=args.cutoff,
+                               radial_gain=args.radial_gain,
+                               many_body=args.many_body) if model == "acn" else {}
             cfg = Config(target="U_atom", model=model, train_size=size, val_size=args.val_size,
                          test_size=args.test_size, time_budget=budget, epochs=100000,
                          batch_size=args.batch_size, device=args.device, threads=args.threads,
                          root=args.root, subset=args.subset, resume=args.resume,
                          workers=args.workers,
                          lr=args.lr, weight_decay=args.weight_decay, init_seed=args.init_seed,
-                         ema=args.ema, warmup=args.warmup,
-                         compile=args.compile and model == "acn",
-                         hidden_irreps=args.hidden_irreps if model == "acn" else None,
-                         product_channels=args.product_channels if model == "acn" else 0,
-                         cutoff=args.cutoff if model == "acn" else Config.cutoff,
-                         radial_gain=args.radial_gain if model == "acn" else 1.0,
-                         many_body=args.many_body and model == "acn",
+                         ema=args.ema, warmup=args.warmup, **acn_options,
                          out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)
             m = run(cfg)
             results[(model, size)] = m

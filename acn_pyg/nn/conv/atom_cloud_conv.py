@@ -250,10 +250,9 @@ class AtomCloudConv(MessagePassing):
         blocks = split_blocks(cloud, self._cloud_dims, dim=1)
         spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
                     for b, m, d in self._spectrum_blocks]
-        if self.product is not None:
-            spectrum.append(self.product(cloud))
+        products = [self.product(cloud)] if self.product is not None else []
         # In pieces: the linear joins just the blocks each output needs.
-        return self.linear(blocks + spectrum + [x])
+        return self.linear(blocks + spectrum + products + [x])
 
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
         return self.tensor_product.message(x_j, weight)

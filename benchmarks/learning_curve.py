@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
+from acn_pyg.cli import ACN_FIELDS, add_config_arguments, config_from_args  # noqa: E402
 from acn_pyg.training import Config, run  # noqa: E402
 
 #: The published learning curve (kcal/mol): CM and SLATM kernel ridge
@@ -31,50 +32,11 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", default="3,15,30",
                    help="training minutes per size, one per size (default: 3,15,30)")
     p.add_argument("--models", default="acn,schnet", help="models (default: acn,schnet)")
-    p.add_argument("--test-size", type=int, default=10000,
-                   help="held-out test molecules, the same for every run (default: 10000)")
-    p.add_argument("--val-size", type=int, default=1000,
-                   help="validation molecules (default: 1000)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
-    p.add_argument("--many-body", action="store_true",
-                   help="AtomCloudNet with the many-body features")
-    p.add_argument("--hidden-irreps", default=None,
-                   help="AtomCloudNet irreps between layers, e.g. 64x0e+16x1o+16x2e "
-                        "(default: 64 scalars)")
-    p.add_argument("--cutoff", type=float, default=Config.cutoff,
-                   help=f"AtomCloudNet cutoff in Angstrom (default: {Config.cutoff})")
-    p.add_argument("--product-channels", type=int, default=Config.product_channels,
-                   help="AtomCloudNet: channels per irrep of each layer's product of its cloud "
-                        "with itself (default: 0, off)")
-    p.add_argument("--radial-gain", type=float, default=Config.radial_gain,
-                   help="AtomCloudNet: initialisation factor of the radial MLPs' output layers "
-                        "(default: 1)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default: the training loop's per model)")
-    p.add_argument("--weight-decay", type=float, default=0.0,
-                   help="AdamW weight decay when > 0 (default: 0)")
-    p.add_argument("--ema", type=float, default=0.99,
-                   help="decay per step of the weights' exponential moving average, which "
-                        "validation, test and checkpoints use; 0 turns it off (default: 0.99)")
-    p.add_argument("--warmup", type=float, default=0.0,
-                   help="linear learning-rate warm-up over this fraction of the schedule "
-                        "(default: 0: none)")
-    p.add_argument("--init-seed", type=int, default=None,
-                   help="seed of initialisation and shuffling; the split (and test set) "
-                        "stays that of seed 0 (default: 0)")
-    p.add_argument("--compile", action="store_true",
-                   help="run AtomCloudNet's training step through torch.compile (dynamic "
-                        "shapes; compiling takes the first minute or two of the budget)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue runs from RUNS/<model>_n<size>/last.pt (same flags)")
-    p.add_argument("--subset", default=None,
-                   help="QM9 subset file (benchmarks/qm9_subset.py) instead of ROOT")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per run; 0 keeps torch's default (default: 0)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="data-loader worker processes per run (default: 0)")
-    p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
+    # Every Config flag but those the sizes and models set; the split (and so
+    # the test set) stays seed 0's for every run.
+    add_config_arguments(p, Config(batch_size=32, val_size=1000, test_size=10000),
+                         skip=("target", "model", "train_size", "epochs", "time_budget",
+                               "seed", "out"))
     p.add_argument("--runs", default="runs/learning_curve",
                    help="folder for checkpoints (default: runs/learning_curve)")
     p.add_argument("--out", default=os.path.join(RESULTS, "learning_curve"),
@@ -88,19 +50,12 @@ def main(argv=None) -> int:
     results = {}
     for size, budget in zip(sizes, budgets):
         for model in args.models.split(","):
-            # AtomCloudNet's own options; the baselines keep Config's defaults.
-            acn_options = dict(compile=args.compile, hidden_irreps=args.hidden_irreps,
-                               product_channels=args.product_channels, cutoff=args.cutoff,
-                               radial_gain=args.radial_gain,
-                               many_body=args.many_body) if model == "acn" else {}
-            cfg = Config(target="U_atom", model=model, train_size=size, val_size=args.val_size,
-                         test_size=args.test_size, time_budget=budget, epochs=100000,
-                         batch_size=args.batch_size, device=args.device, threads=args.threads,
-                         root=args.root, subset=args.subset, resume=args.resume,
-                         workers=args.workers,
-                         lr=args.lr, weight_decay=args.weight_decay, init_seed=args.init_seed,
-                         ema=args.ema, warmup=args.warmup, **acn_options,
-                         out=os.path.join(args.runs, f"{model}_n{size}"), plot=False)
+            # The baselines keep their own settings: AtomCloudNet's options
+            # go back to Config's defaults for them.
+            reset = {} if model == "acn" else {f: getattr(Config, f) for f in ACN_FIELDS}
+            cfg = config_from_args(args, target="U_atom", model=model, train_size=size,
+                                   time_budget=budget, epochs=100000, plot=False,
+                                   out=os.path.join(args.runs, f"{model}_n{size}"), **reset)
             m = run(cfg)
             results[(model, size)] = m
             print(f"{model} N={size}: {m['test_mae_kcal_mol']:.3f} kcal/mol "

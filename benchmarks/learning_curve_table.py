@@ -10,7 +10,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learning_curve import PUBLISHED, TARGETS  # noqa: E402
 
 
-def variant(args: dict, model: str) -> str:
+def variant(args: dict, model: str, seed: bool = True) -> str:
+    """A run's recipe in words; options recorded only since their flag exists
+    are read with the value they had before it."""
     if model != "acn":
         return model
     parts = [f"acn {args.get('hidden_irreps') or '64x0e'}"]
@@ -18,19 +20,57 @@ def variant(args: dict, model: str) -> str:
         parts.append(f"wd {args['weight_decay']}")
     if args.get("many_body"):
         parts.append("many-body")
-    if args.get("ema", 0.99) != 0.99:  # recorded since the flag exists; 0.99 before
+    if args.get("cutoff", 5.0) != 5.0:
+        parts.append(f"cutoff {args['cutoff']}")
+    if args.get("product_channels", 0):
+        parts.append(f"products {args['product_channels']}")
+    if args.get("radial_gain", 1.0) != 1.0:
+        parts.append(f"radial gain {args['radial_gain']:g}")
+    if args.get("warmup", 0.0):
+        parts.append(f"warm-up {args['warmup']}")
+    if args.get("ema", 0.99) != 0.99:
         parts.append(f"EMA {args['ema']}")
-    if args.get("init_seed") is not None:
+    if seed and args.get("init_seed") is not None:
         parts.append(f"seed {args['init_seed']}")
     if args.get("compile"):
         parts.append("torch.compile")
     return ", ".join(parts)
 
 
+def budget(args: dict, size: int) -> float:
+    """The training minutes a run was given (``--budgets``, one per size)."""
+    sizes = [int(s) for s in str(args["sizes"]).split(",")]
+    return float(str(args["budgets"]).split(",")[sizes.index(size)])
+
+
+def recipe_table(rows: list) -> list:
+    """Markdown lines: the spread over seeds of every recipe (same training
+    size, batch size, budget and options; the init seed varies)."""
+    groups = {}
+    for r in rows:
+        key = (r["train_size"], r["recipe"], r["batch_size"], r["budget_min"])
+        groups.setdefault(key, []).append(r)
+    lines = ["| N train | recipe | batch | minutes | runs | mean | lowest | highest | "
+             "under target | epochs |", "| --- " * 10 + "|"]
+    for (n, recipe, batch, minutes), runs in sorted(groups.items()):
+        maes = [r["test_mae_kcal_mol"] for r in runs]
+        target = TARGETS.get(n)
+        under = sum(m < target for m in maes) if target is not None else 0
+        epochs = sorted(r["epochs"] for r in runs)
+        lines.append(f"| {n:,} | {recipe} | {batch} | {minutes:g} | {len(maes)} | "
+                     f"{sum(maes) / len(maes):.2f} | {min(maes):.2f} | {max(maes):.2f} | "
+                     f"{under} of {len(maes)} (< {target}) | "
+                     f"{epochs[0]}{'' if epochs[0] == epochs[-1] else f'-{epochs[-1]}'} |")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("files", nargs="+", help="learning_curve.py JSON files")
     p.add_argument("--out", required=True, help="output stem (.md and .json)")
+    p.add_argument("--by-recipe", action="store_true",
+                   help="also one line per recipe, training size and batch size over its seeds: "
+                        "runs, mean, lowest, highest, runs under the target")
     args = p.parse_args(argv)
     rows = []
     for path in args.files:
@@ -40,7 +80,9 @@ def main(argv=None) -> int:
             for model, run in row["runs"].items():
                 rows.append({"file": os.path.basename(path), "train_size": row["train_size"],
                              "variant": variant(result["args"], model), "model": model,
+                             "recipe": variant(result["args"], model, seed=False),
                              "batch_size": result["args"]["batch_size"],
+                             "budget_min": budget(result["args"], row["train_size"]),
                              "resumed": result["args"].get("resume", False),
                              "machine": result["machine"], **run})
     rows.sort(key=lambda r: (r["train_size"], r["test_mae_kcal_mol"]))
@@ -58,6 +100,8 @@ def main(argv=None) -> int:
                      f"{r['parameters']:,} | {r['machine'].get('cuda') or r['device']} | "
                      f"{r['file']} |")
     text = "QM9 U_atom, 10,000 held-out test molecules\n\n" + "\n".join(lines) + "\n"
+    if args.by_recipe:
+        text += "\n" + "\n".join(recipe_table(rows)) + "\n"
     print(text)
     with open(args.out + ".md", "w") as f:
         f.write(text)

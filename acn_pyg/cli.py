@@ -1,0 +1,122 @@
+"""Command-line flags of :class:`acn_pyg.training.Config`, shared by
+``examples/qm9.py`` and the benchmarks: one flag per field, with the same
+name (``--hidden-irreps`` for ``hidden_irreps``), help text and default."""
+import argparse
+import dataclasses
+from typing import Iterable, Optional
+
+from acn_pyg.datasets.qm9 import TARGETS
+from acn_pyg.training import MODELS, Config
+
+#: The fields that configure AtomCloudNet only; the baselines keep their own
+#: published settings and ignore them.
+ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
+              "product_channels", "radial_gain", "many_body", "compile")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
+                         skip: Iterable[str] = ()) -> None:
+    """Adds a flag for every field of :class:`~acn_pyg.training.Config` but
+    those in :obj:`skip` (and :obj:`plot`, which a caller offers as
+    ``--no-plot`` if it plots), defaulting to :obj:`defaults`."""
+    d = defaults if defaults is not None else Config()
+    skip = set(skip) | {"plot"}
+    unknown = skip - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise ValueError(f"'skip' names no Config field: {sorted(unknown)}")
+
+    def add(field: str, flag: Optional[str] = None, **kwargs) -> None:
+        if field not in skip:
+            parser.add_argument(flag or "--" + field.replace("_", "-"), dest=field, **kwargs)
+
+    add("target", default=d.target,
+        help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)} (default: {d.target})")
+    add("model", default=d.model, choices=MODELS,
+        help="acn (AtomCloudNet), or a PyG baseline with its published QM9 settings "
+             f"(default: {d.model})")
+    add("train_size", type=int, default=d.train_size,
+        help=f"training molecules (default: {d.train_size})")
+    add("val_size", type=int, default=d.val_size,
+        help=f"validation molecules, for checkpoint selection (default: {d.val_size})")
+    add("test_size", type=int, default=d.test_size,
+        help=f"held-out test molecules (default: {d.test_size})")
+    add("epochs", type=int, default=d.epochs,
+        help=f"maximum number of epochs (default: {d.epochs})")
+    add("time_budget", type=float, default=d.time_budget,
+        help=f"training wall-clock budget in minutes; the learning rate decays over it "
+             f"(default: {d.time_budget})")
+    add("batch_size", type=int, default=d.batch_size,
+        help=f"molecules per batch (default: {d.batch_size})")
+    add("lr", type=float, default=d.lr,
+        help="peak learning rate of Adam, cosine-decayed (default: 3e-3 for acn, 1e-3 for the "
+             "baselines)" if d.lr is None else f"peak learning rate (default: {d.lr})")
+    add("weight_decay", type=float, default=d.weight_decay,
+        help=f"decoupled weight decay (AdamW) when > 0; 0 is plain Adam "
+             f"(default: {d.weight_decay})")
+    add("warmup", type=float, default=d.warmup,
+        help=f"linear learning-rate warm-up over this fraction of the schedule "
+             f"(default: {d.warmup}; 0: none)")
+    add("ema", type=float, default=d.ema,
+        help=f"decay per step of the weight average used for validation, test and "
+             f"checkpoints; 0 disables it (default: {d.ema})")
+    add("device", default=d.device, choices=("auto", "cpu", "cuda"),
+        help=f"where to train; auto takes CUDA when available (default: {d.device})")
+    add("seed", type=int, default=d.seed,
+        help=f"seed of the split and the initialisation (default: {d.seed})")
+    add("init_seed", type=int, default=d.init_seed,
+        help="seed of the initialisation and shuffling only, to vary them on the same split "
+             "(default: the split's seed)")
+    add("hidden_channels", type=int, default=d.hidden_channels,
+        help=f"AtomCloudNet scalar channels (default: {d.hidden_channels})")
+    add("hidden_irreps", default=d.hidden_irreps,
+        help="AtomCloudNet irreps between layers, e.g. '64x0e+16x1o+16x2e' "
+             f"(default: {d.hidden_irreps or 'scalars only'})")
+    add("num_layers", type=int, default=d.num_layers,
+        help=f"AtomCloudConv layers (default: {d.num_layers})")
+    add("cutoff", type=float, default=d.cutoff,
+        help=f"AtomCloudNet cutoff in Angstrom (default: {d.cutoff})")
+    add("lmax", type=int, default=d.lmax,
+        help=f"largest spherical-harmonic degree (default: {d.lmax})")
+    add("product_channels", type=int, default=d.product_channels,
+        help="channels per irrep of each layer's product of its cloud with itself (body "
+             f"order three, as in MACE; 0: off) (default: {d.product_channels})")
+    add("radial_gain", type=float, default=d.radial_gain,
+        help=f"initialisation factor of the radial MLPs' output layers "
+             f"(default: {d.radial_gain:g})")
+    add("many_body", action="store_true",
+        help="concatenate the Coulomb/London/ATM many-body atom features")
+    add("root", default=d.root, help=f"dataset folder (default: {d.root})")
+    add("data_source", default=d.data_source,
+        help="folder of qm9pack-format CSVs (default: the installed qm9pack)")
+    add("subset", default=d.subset,
+        help="a QM9 subset file (acn_pyg.datasets.save_qm9_subset, benchmarks/qm9_subset.py) "
+             "to use instead of ROOT, where qm9pack is missing; the split must lie in it "
+             "(default: none)")
+    add("out", default=d.out, help=f"output folder (default: {d.out})")
+    add("resume", action="store_true",
+        help="continue from the output folder's last.pt (same flags as the interrupted run)")
+    add("threads", type=int, default=d.threads,
+        help=f"CPU threads for torch; 0 keeps torch's default (default: {d.threads})")
+    add("workers", type=int, default=d.workers,
+        help="data-loader worker processes that collate batches while the model steps, for a "
+             f"GPU, whose steps wait on the host; 0 collates in this process "
+             f"(default: {d.workers})")
+    add("reuse_memory", "--no-reuse-memory", action="store_false",
+        help="on CPU, keep glibc's default of giving large freed "
+             "blocks back to the system (by default they are kept for reuse: faster steps, "
+             "see acn_pyg.utils.reuse_freed_memory)")
+    add("compile", action="store_true",
+        help="run the training step through torch.compile (dynamic shapes; the first steps "
+             "compile for a minute or so)")
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> Config:
+    """The :class:`~acn_pyg.training.Config` of parsed flags: every field with
+    a flag of its name, :obj:`plot` from ``--no-plot`` if there is one, then
+    :obj:`overrides`; the rest keep their defaults."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+              if hasattr(args, f.name)}
+    if hasattr(args, "no_plot"):
+        values["plot"] = not args.no_plot
+    values.update(overrides)
+    return Config(**values)

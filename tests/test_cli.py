@@ -1,0 +1,77 @@
+import argparse
+import dataclasses
+
+import pytest
+
+from acn_pyg.cli import ACN_FIELDS, add_config_arguments, config_from_args
+from acn_pyg.training import Config
+
+
+def parser(**kwargs) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    add_config_arguments(p, **kwargs)
+    return p
+
+
+def test_every_config_field_has_a_flag_and_no_flags_give_the_defaults():
+    args = parser().parse_args([])
+    fields = {f.name for f in dataclasses.fields(Config)}
+    assert fields - set(vars(args)) == {"plot"}
+    assert config_from_args(args) == Config()
+
+
+def test_flags_reach_the_config():
+    args = parser().parse_args(["--hidden-irreps", "8x0e+2x1o", "--product-channels", "4",
+                                "--radial-gain", "10", "--no-reuse-memory", "--many-body",
+                                "--init-seed", "3", "--target", "gap"])
+    cfg = config_from_args(args, train_size=50)
+    assert (cfg.hidden_irreps, cfg.product_channels, cfg.radial_gain) == ("8x0e+2x1o", 4, 10.0)
+    assert (cfg.reuse_memory, cfg.many_body, cfg.init_seed) == (False, True, 3)
+    assert (cfg.target, cfg.train_size, cfg.plot) == ("gap", 50, True)
+
+
+def test_defaults_and_skipped_fields():
+    p = parser(defaults=Config(batch_size=8), skip=("seed", "out"))
+    args = p.parse_args([])
+    assert args.batch_size == 8 and not hasattr(args, "seed") and not hasattr(args, "out")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--seed", "1"])
+    with pytest.raises(ValueError, match="no Config field"):
+        parser(skip=("sed",))
+
+
+def test_acn_fields_are_config_fields():
+    assert set(ACN_FIELDS) <= {f.name for f in dataclasses.fields(Config)}
+
+
+def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(monkeypatch):
+    import pathlib
+    import sys
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    sys.modules.pop("learning_curve", None)
+    import learning_curve
+
+    configs = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(cfg):
+        configs.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(learning_curve, "run", fake_run)
+    flags = ["--sizes", "1000", "--budgets", "48", "--batch-size", "8", "--hidden-irreps",
+             "64x0e+16x1o+16x2e", "--product-channels", "16", "--weight-decay", "0.05",
+             "--init-seed", "3", "--runs", "runs/x"]
+    for model in ("acn", "schnet"):
+        with pytest.raises(Stop):
+            learning_curve.main(flags + ["--models", model])
+    acn, schnet = configs
+    assert (acn.model, acn.target, acn.train_size, acn.time_budget) == ("acn", "U_atom", 1000, 48)
+    assert (acn.hidden_irreps, acn.product_channels, acn.batch_size) == ("64x0e+16x1o+16x2e",
+                                                                         16, 8)
+    assert (acn.seed, acn.init_seed, acn.test_size, acn.out) == (0, 3, 10000, "runs/x/acn_n1000")
+    assert schnet.model == "schnet" and schnet.weight_decay == 0.05
+    assert all(getattr(schnet, f) == getattr(Config(), f) for f in ACN_FIELDS)

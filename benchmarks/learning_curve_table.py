@@ -58,7 +58,7 @@ def recipe_table(rows: list) -> list:
         under = sum(m < target for m in maes) if target is not None else 0
         epochs = sorted(r["epochs"] for r in runs)
         lines.append(f"| {n:,} | {recipe} | {batch} | {minutes:g} | {len(maes)} | "
-                     f"{sum(maes) / len(maes):.2f} | {min(maes):.2f} | {max(maes):.2f} | "
+                     f"{sum(maes) / len(maes):.3f} | {min(maes):.3f} | {max(maes):.3f} | "
                      f"{under} of {len(maes)} (< {target}) | "
                      f"{epochs[0]}{'' if epochs[0] == epochs[-1] else f'-{epochs[-1]}'} |")
     return lines

@@ -69,8 +69,8 @@ def main(argv=None) -> int:
     p.add_argument("files", nargs="+", help="learning_curve.py JSON files")
     p.add_argument("--out", required=True, help="output stem (.md and .json)")
     p.add_argument("--by-recipe", action="store_true",
-                   help="also one line per recipe, training size and batch size over its seeds: "
-                        "runs, mean, lowest, highest, runs under the target")
+                   help="also one line per recipe, training size, batch size and budget over its "
+                        "seeds: runs, mean, lowest, highest, runs under the target")
     args = p.parse_args(argv)
     rows = []
     for path in args.files:

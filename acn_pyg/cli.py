@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 from typing import Iterable, Optional
 
-from acn_pyg.datasets.qm9 import TARGETS
+from acn_pyg.datasets.qm9 import DESCRIPTIONS, TARGETS, UNITS, target_index
 from acn_pyg.training import MODELS, Config
 
 #: The fields that configure AtomCloudNet only; the baselines keep their own
@@ -29,8 +29,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
         if field not in skip:
             parser.add_argument(flag or "--" + field.replace("_", "-"), dest=field, **kwargs)
 
+    t = target_index(d.target)
     add("target", default=d.target,
-        help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)} (default: {d.target})")
+        help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)} "
+             f"(default: {d.target}, {DESCRIPTIONS[t]} in {UNITS[t]})")
     add("model", default=d.model, choices=MODELS,
         help="acn (AtomCloudNet), or a PyG baseline with its published QM9 settings "
              f"(default: {d.model})")

@@ -40,6 +40,13 @@ def test_defaults_and_skipped_fields():
         parser(skip=("sed",))
 
 
+def test_target_help_names_the_default_with_its_meaning_and_unit():
+    for target, gloss in (("U0", "internal energy at 0 K in eV"),
+                          ("gap", "HOMO-LUMO gap in eV"), ("13", "298.15 K in eV")):
+        text = " ".join(parser(defaults=Config(target=target)).format_help().split())
+        assert f"(default: {target}, " in text and gloss in text
+
+
 def test_acn_fields_are_config_fields():
     assert set(ACN_FIELDS) <= {f.name for f in dataclasses.fields(Config)}
 

@@ -17,6 +17,14 @@ TARGETS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "
            "U0_atom", "U_atom", "H_atom", "G_atom", "A", "B", "C")
 UNITS = ("D", "a0^3", "eV", "eV", "eV", "a0^2", "eV", "eV", "eV", "eV", "eV", "cal/mol K",
          "eV", "eV", "eV", "eV", "GHz", "GHz", "GHz")
+#: What each target is (PyG's QM9 documentation), for help texts.
+DESCRIPTIONS = ("dipole moment", "isotropic polarizability", "HOMO energy", "LUMO energy",
+                "HOMO-LUMO gap", "electronic spatial extent", "zero-point vibrational energy",
+                "internal energy at 0 K", "internal energy at 298.15 K", "enthalpy at 298.15 K",
+                "free energy at 298.15 K", "heat capacity at 298.15 K",
+                "atomization energy at 0 K", "atomization energy at 298.15 K",
+                "atomization enthalpy at 298.15 K", "atomization free energy at 298.15 K",
+                "rotational constant A", "rotational constant B", "rotational constant C")
 ENERGY_TARGETS = frozenset(TARGETS[i] for i in (2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15))
 
 #: The qm9pack columns behind each target, and the factor to PyG's unit.

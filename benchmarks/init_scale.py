@@ -35,18 +35,14 @@ def layer_scales(model: AtomCloudNet, batch) -> dict:
     layers = []
 
     def hook(conv):
-        n_cloud, n_spec = len(conv._cloud_dims), len(conv._spectrum_blocks)
-
         def record(module, inputs, output):
-            parts = inputs[0]
-            cloud = torch.cat(parts[:n_cloud], dim=-1)
-            spectrum = parts[n_cloud:n_cloud + n_spec]
-            products = parts[n_cloud + n_spec:-1]
+            parts = conv.linear_input_parts(inputs[0])
             layers.append({
-                "cloud": rms(cloud),
-                "spectrum": rms(torch.cat(spectrum, dim=-1)) if spectrum else None,
-                "products": rms(products[0]) if products else None,
-                "input": rms(parts[-1]), "output": rms(output)})
+                "cloud": rms(torch.cat(parts["cloud"], dim=-1)),
+                "spectrum": (rms(torch.cat(parts["spectrum"], dim=-1))
+                             if parts["spectrum"] else None),
+                "products": rms(parts["products"][0]) if parts["products"] else None,
+                "input": rms(parts["input"][0]), "output": rms(output)})
         return record
 
     handles = [conv.linear.register_forward_hook(hook(conv)) for conv in model.convs]

@@ -176,3 +176,28 @@ def test_radial_gain_scales_the_initial_cloud():
     assert gained.radial.lin2.weight.abs().max() > 5.0 * plain.radial.lin2.weight.abs().max()
     with pytest.raises(ValueError, match="gain"):
         make_conv(6, 6, radial_gain=0.0)
+
+
+@pytest.mark.parametrize("kwargs, n_products", [({}, 0), ({"product_channels": 3}, 1)])
+def test_linear_input_parts_name_what_the_output_linear_gets(kwargs, n_products):
+    conv = make_conv("6x0e+4x1o", "5x0e+3x1o", **kwargs)
+    _, pos = random_molecule(7, seed=4)
+    x = torch.randn(7, conv.in_irreps.dim, dtype=DT)
+    seen = []
+    handle = conv.linear.register_forward_hook(
+        lambda module, inputs, output: seen.append(conv.linear_input_parts(inputs[0])))
+    conv(x, pos)
+    handle.remove()
+    parts = seen[0]
+    assert torch.equal(parts["input"][0], x) and len(parts["products"]) == n_products
+    cloud = torch.cat(parts["cloud"], dim=1)
+    assert cloud.shape == (7, conv.tensor_product.irreps_out.dim)
+    # The spectra: mean squares over m of the cloud's non-scalar blocks, in order.
+    irreps = conv.tensor_product.irreps_out.simplify()
+    expected = [c.reshape(7, mul, ir.dim).pow(2).mean(dim=-1)
+                for (mul, ir), c in zip(irreps, parts["cloud"]) if ir != o3.Irrep("0e")]
+    assert len(parts["cloud"]) == len(irreps) and len(expected) == len(parts["spectrum"]) > 0
+    for got, want in zip(parts["spectrum"], expected):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="pieces"):
+        conv.linear_input_parts(list(parts["cloud"]))

@@ -1,5 +1,5 @@
 import warnings
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from e3nn import o3
 from torch import Tensor
@@ -258,6 +258,22 @@ class AtomCloudConv(MessagePassing):
         products = [self.product(cloud)] if self.product is not None else []
         # In pieces: the linear joins just the blocks each output needs.
         return self.linear(blocks + spectrum + products + [x])
+
+    def linear_input_parts(self, parts: Sequence[Tensor]) -> Dict[str, List[Tensor]]:
+        r"""Names the pieces of the list that :meth:`convolve` gives the output
+        :obj:`linear` (a forward hook on :obj:`linear` sees it as its input):
+        :obj:`"cloud"` (one block per irrep of the cloud), :obj:`"spectrum"`
+        (the power spectra), :obj:`"products"` (empty without products) and
+        :obj:`"input"` (the layer's input :math:`\mathbf{x}`)."""
+        n_cloud, n_spec = len(self._cloud_dims), len(self._spectrum_blocks)
+        n_prod = 1 if self.product is not None else 0
+        if len(parts) != n_cloud + n_spec + n_prod + 1:
+            raise ValueError(f"this layer's linear takes {n_cloud + n_spec + n_prod + 1} "
+                             f"pieces (got {len(parts)})")
+        parts = list(parts)
+        return {"cloud": parts[:n_cloud], "spectrum": parts[n_cloud:n_cloud + n_spec],
+                "products": parts[n_cloud + n_spec:n_cloud + n_spec + n_prod],
+                "input": parts[-1:]}
 
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
         return self.tensor_product.message(x_j, weight)

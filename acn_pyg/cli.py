@@ -97,6 +97,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
     add("out", default=d.out, help=f"output folder (default: {d.out})")
     add("resume", action="store_true",
         help="continue from the output folder's last.pt (same flags as the interrupted run)")
+    add("init_from", default=d.init_from,
+        help="warm start: the weights of an earlier run's best.pt or last.pt (same model "
+             "flags), then a fresh optimizer and learning-rate schedule; --resume of this "
+             "run takes precedence once it has a last.pt (default: none)")
     add("threads", type=int, default=d.threads,
         help=f"CPU threads for torch; 0 keeps torch's default (default: {d.threads})")
     add("workers", type=int, default=d.workers,

@@ -63,6 +63,7 @@ class Config:
     subset: Optional[str] = None
     out: str = "runs/qm9"
     resume: bool = False
+    init_from: Optional[str] = None
     threads: int = 0
     workers: int = 0
     compile: bool = False
@@ -138,6 +139,25 @@ def build_model(cfg: Config, extensive: bool, mean: float, std: float,
     from acn_pyg.baselines import build_baseline
     return build_baseline(cfg.model, extensive, mean=mean, std=std,
                           atomref=None if atomref is None else atomref.float())
+
+
+def load_weights(path: str, device=None) -> Dict[str, Tensor]:
+    """The model weights in a checkpoint of :func:`run`, for a warm start
+    (:obj:`Config.init_from`): a ``best.pt`` is the state dict of the
+    evaluated model (the weight average when there is one); of a ``last.pt``
+    the weight average is taken if it has one, else the trained weights."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--init-from: no checkpoint at {path!r}")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if isinstance(ckpt, dict) and "model" in ckpt and "optimizer" in ckpt:  # a last.pt
+        ema = ckpt.get("ema") or {}
+        prefix = "module."
+        averaged = {k[len(prefix):]: v for k, v in ema.items() if k.startswith(prefix)}
+        return averaged if averaged else ckpt["model"]
+    if not isinstance(ckpt, dict) or not all(isinstance(v, Tensor) for v in ckpt.values()):
+        raise ValueError(f"--init-from: {path!r} is neither a best.pt (a state dict) nor a "
+                         "last.pt of acn_pyg.training.run")
+    return ckpt
 
 
 def pick_device(name: str) -> torch.device:
@@ -288,7 +308,20 @@ def run(cfg: Config) -> Dict[str, object]:
 
     last_path, best_path = os.path.join(cfg.out, "last.pt"), os.path.join(cfg.out, "best.pt")
     state = {"epoch": 0, "elapsed": 0.0, "best_val": math.inf, "history": []}
-    if cfg.resume and os.path.exists(last_path):
+    resuming = cfg.resume and os.path.exists(last_path)
+    if cfg.init_from is not None and not resuming:
+        # A warm start: the weights of an earlier run, then a fresh optimizer
+        # and schedule (a resumed run already holds them in its last.pt).
+        weights = load_weights(cfg.init_from, device)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise ValueError(f"--init-from {cfg.init_from!r} holds weights of another model "
+                             f"(its flags must match this run's): {e}") from None
+        if ema is not None:
+            ema.module.load_state_dict(weights)
+        print(f"initialised from {cfg.init_from}")
+    if resuming:
         ckpt = torch.load(last_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         if ema is not None:

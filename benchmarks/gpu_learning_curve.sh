@@ -13,6 +13,8 @@
 #   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-pair  # eager and compiled
 #   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-fast  # compiled, b128, workers
 #   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-b128  # eager, b128, workers
+#   INIT=runs/gpu14/b128/acn_n10000/best.pt BUDGET=12 \
+#       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-warm  # warm restarts of b128
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
 # calls and sessions: each call runs with TIMEOUT under the call's limit and
@@ -26,8 +28,8 @@
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
 # CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128 [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128 [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
@@ -43,7 +45,22 @@ run() {  # name, then learning_curve.py flags
         > "$OUT/$name.log" 2>&1 &
 }
 
-if [ "$SIZE" = 10000-b128 ]; then
+if [ "$SIZE" = 10000-warm ]; then
+    # Stop 15: stop 14's batch-128 run (its best.pt, INIT=path) trained on
+    # for another BUDGET minutes with a fresh optimizer and a new cosine
+    # schedule (a warm restart), two peak learning rates at once (the step is
+    # host-bound, GPU 30% busy alone, so runs share the GPU at little cost).
+    INIT=${INIT:?set INIT to the best.pt or last.pt to start from}
+    run acn_eq_wd_n10000_b128_warm_lr1e-3 $BEST10K --batch-size 128 --workers 2 \
+        --init-from "$INIT" --lr 1e-3 --warmup 0.02
+    run acn_eq_wd_n10000_b128_warm_lr3e-4 $BEST10K --batch-size 128 --workers 2 \
+        --init-from "$INIT" --lr 3e-4 --warmup 0.02
+    # Beside them, from scratch: products 16 + radial gain 10 (the best
+    # recipe at 1,000 molecules), not yet run at 10,000; its last.pt can be
+    # carried to a later session and resumed.
+    run acn_eq_wd_prod16_gain10_n10000_b128 $BEST10K --batch-size 128 --workers 2 \
+        --product-channels 16 --radial-gain 10
+elif [ "$SIZE" = 10000-b128 ]; then
     # Stop 14's run (results/gpu_h100_n10000_b128): the best recipe alone on
     # the GPU, eager, batch 128, two collating workers. At 12 minutes it ended
     # where batch 64 did (0.97 kcal/mol): the step is host-bound (GPU 30%
@@ -94,4 +111,4 @@ else
 fi
 wait
 ls "$OUT"/*/lc.json >/dev/null 2>&1 && \
-    python benchmarks/learning_curve_table.py "$OUT"/*/lc.json --out "$OUT/table"
+    "${PYTHON:-python}" benchmarks/learning_curve_table.py "$OUT"/*/lc.json --out "$OUT/table"

@@ -26,6 +26,10 @@ def variant(args: dict, model: str, seed: bool = True) -> str:
         parts.append(f"products {args['product_channels']}")
     if args.get("radial_gain", 1.0) != 1.0:
         parts.append(f"radial gain {args['radial_gain']:g}")
+    if args.get("lr") is not None:
+        parts.append(f"lr {args['lr']:g}")
+    if args.get("init_from"):
+        parts.append(f"warm start from {args['init_from']}")
     if args.get("warmup", 0.0):
         parts.append(f"warm-up {args['warmup']}")
     if args.get("ema", 0.99) != 0.99:

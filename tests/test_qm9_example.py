@@ -236,6 +236,56 @@ def test_product_channels_reach_the_model_and_resume(source_dir, tmp_path):
     assert resumed["epochs"] == 3 and resumed["history"][:2] == first["history"]
 
 
+def test_init_from_starts_from_an_earlier_runs_weights(source_dir, tmp_path, capsys):
+    from acn_pyg.training import load_weights
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # With a learning rate of ~0 the warm start keeps the loaded weights: its
+    # validation and test errors are those of the first run's best.pt.
+    warm = ["--no-plot", "--init-from", str(tmp_path / "run" / "best.pt"), "--lr", "1e-30",
+            "--out", str(tmp_path / "warm"), "--epochs", "1"]
+    example.main(tiny_args(source_dir, tmp_path, *warm))
+    assert "initialised from" in capsys.readouterr().out
+    again = json.loads((tmp_path / "warm" / "metrics.json").read_text())
+    assert again["config"]["init_from"].endswith("best.pt")
+    assert again["history"][0]["val_mae"] == pytest.approx(first["best_val_mae"], rel=1e-5)
+    assert again["test_mae"] == pytest.approx(first["test_mae"], rel=1e-5)
+    # A fresh start with the same flags does not (another initialisation).
+    fresh = ["--no-plot", "--lr", "1e-30", "--out", str(tmp_path / "fresh"), "--epochs", "1",
+             "--init-seed", "3"]
+    example.main(tiny_args(source_dir, tmp_path, *fresh))
+    other = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
+    assert other["test_mae"] != pytest.approx(first["test_mae"], rel=1e-3)
+    # Of a last.pt the weight average is taken.
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    weights = load_weights(str(tmp_path / "run" / "last.pt"))
+    assert weights.keys() == {k[len("module."):] for k in last["ema"] if k != "n_averaged"}
+    for k, v in weights.items():
+        assert torch.equal(v, last["ema"]["module." + k])
+    # A resumed warm start continues its own last.pt, not the weights again.
+    args = tiny_args(source_dir, tmp_path, *warm, "--resume")
+    args[args.index("--epochs", args.index("--out")) + 1] = "2"
+    example.main(args)
+    assert "initialised from" not in capsys.readouterr().out
+    resumed = json.loads((tmp_path / "warm" / "metrics.json").read_text())
+    assert resumed["epochs"] == 2 and resumed["history"][:1] == again["history"]
+
+
+def test_init_from_refuses_another_models_weights_and_missing_files(source_dir, tmp_path):
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    best = str(tmp_path / "run" / "best.pt")
+    with pytest.raises(ValueError, match="init-from.*another model"):
+        example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--init-from", best,
+                               "--hidden-channels", "16", "--out", str(tmp_path / "other")))
+    with pytest.raises(FileNotFoundError, match="init-from"):
+        example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--init-from",
+                               str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "other")))
+    torch.save({"a": 1}, tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="neither a best.pt"):
+        example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--init-from",
+                               str(tmp_path / "junk.pt"), "--out", str(tmp_path / "other")))
+
+
 def test_ensemble_averages_finished_runs(source_dir, tmp_path):
     from acn_pyg.training import ensemble_test
 

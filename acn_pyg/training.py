@@ -403,13 +403,19 @@ def run(cfg: Config) -> Dict[str, object]:
         evaluated.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
     pred, true = predict(evaluated, loaders["test"], t_index, device)
     test_mae = float((pred - true).abs().mean())
+    # The same model on its own training molecules (in order; the shuffling
+    # generator is left alone): next to the validation error, it says whether
+    # the model underfits (both high) or overfits (a large gap).
+    fit_pred, fit_true = predict(evaluated, DataLoader(dataset[split["train"]],
+                                                       batch_size=cfg.batch_size), t_index, device)
+    train_mae = float((fit_pred - fit_true).abs().mean())
     z, batch, y_test = molecule_arrays(dataset, split["test"], t_index)
     base_pred = baseline.predict(element_counts(z, batch, split["test"].numel()))
     baseline_mae = float((base_pred - y_test.double()).abs().mean())
 
     metrics = {
         "target": name, "unit": unit, "model": cfg.model,
-        "test_mae": test_mae, "baseline_test_mae": baseline_mae,
+        "test_mae": test_mae, "baseline_test_mae": baseline_mae, "train_mae": train_mae,
         "best_val_mae": state["best_val"], "epochs": state["epoch"], "wall_time_s": wall,
         "sizes": {k: int(v.numel()) for k, v in split.items()},
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -420,6 +426,7 @@ def run(cfg: Config) -> Dict[str, object]:
         metrics["test_mae_kcal_mol"] = test_mae * EV_TO_KCALMOL
         metrics["test_mae_meV"] = test_mae * EV_TO_MEV
         metrics["baseline_test_mae_kcal_mol"] = baseline_mae * EV_TO_KCALMOL
+        metrics["train_mae_kcal_mol"] = train_mae * EV_TO_KCALMOL
     with open(os.path.join(cfg.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     if cfg.plot:
@@ -534,6 +541,9 @@ def summary(metrics: Dict[str, object]) -> List[str]:
     if "test_mae_kcal_mol" in metrics:
         lines.append(f"          = {metrics['test_mae_kcal_mol']:.4g} kcal/mol "
                      f"= {metrics['test_mae_meV']:.4g} meV")
+    if "train_mae" in metrics:  # absent from metrics before version 0.2.4
+        lines.append(f"same model on its training molecules: {metrics['train_mae']:.5g} {unit}, "
+                     f"best validation {metrics['best_val_mae']:.5g} {unit}")
     ratio = metrics["baseline_test_mae"] / max(metrics["test_mae"], 1e-12)
     lines.append(f"per-element linear baseline: {metrics['baseline_test_mae']:.5g} {unit} "
                  f"(the model is {ratio:.1f}x better)")

@@ -78,6 +78,7 @@ def main(argv=None) -> int:
                      "target": TARGETS.get(size), "target_met": met,
                      "runs": {m: {k: results[(m, size)][k] for k in (
                          "test_mae_kcal_mol", "test_mae", "baseline_test_mae_kcal_mol", "epochs",
+                         "best_val_mae", "train_mae",
                          "wall_time_s", "device", "parameters")} for m in models}})
     table = "\n".join(lines)
     compute = ", ".join(f"{m} N={s}: {results[(m, s)]['epochs']} epochs in "

@@ -31,6 +31,18 @@ def test_end_to_end_writes_metrics_plot_and_checkpoints(source_dir, tmp_path, ca
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["unit"] == "eV" and metrics["sizes"]["train"] == 16
     assert metrics["test_mae"] > 0 and "test_mae_meV" in metrics
+    assert "on its training molecules" in out
+    # The training-set error is that of the best checkpoint on the training split.
+    from acn_pyg.training import build_model, predict, prepare, run_config
+    from torch_geometric.loader import DataLoader
+    cfg = run_config(metrics)
+    prep = prepare(cfg)
+    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
+    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True))
+    pred, true = predict(model, DataLoader(prep.dataset[prep.split["train"]], batch_size=5),
+                         prep.t_index, "cpu")
+    assert metrics["train_mae"] == pytest.approx(float((pred - true).abs().mean()), rel=1e-5)
+    assert metrics["train_mae"] != pytest.approx(metrics["test_mae"], rel=1e-3)
     for name in ("parity.png", "best.pt", "last.pt"):
         assert (tmp_path / "run" / name).stat().st_size > 0
 

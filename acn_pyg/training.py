@@ -545,8 +545,10 @@ def summary(metrics: Dict[str, object]) -> List[str]:
         lines.append(f"same model on its training molecules: {metrics['train_mae']:.5g} {unit}, "
                      f"best validation {metrics['best_val_mae']:.5g} {unit}")
     ratio = metrics["baseline_test_mae"] / max(metrics["test_mae"], 1e-12)
+    compared = (f"the model is {ratio:.1f}x better" if ratio >= 1.0
+                else f"the model is {1.0 / ratio:.1f}x worse: train longer")
     lines.append(f"per-element linear baseline: {metrics['baseline_test_mae']:.5g} {unit} "
-                 f"(the model is {ratio:.1f}x better)")
+                 f"({compared})")
     lines.append(f"{metrics['epochs']} epochs in {metrics['wall_time_s'] / 60:.1f} min on "
                  f"{metrics['device']} ({metrics['sizes']['train']} training molecules)")
     return lines

@@ -338,3 +338,14 @@ def test_ensemble_refuses_a_checkpoint_that_no_longer_gives_its_result(source_di
     torch.save(state, best)
     with pytest.raises(ValueError, match="does not match this code"):
         ensemble_test([str(tmp_path / "run")], device="cpu")
+
+
+def test_summary_says_better_or_worse_than_the_baseline():
+    from acn_pyg.training import summary
+    metrics = {"unit": "eV", "model": "acn", "target": "U0", "test_mae": 0.1,
+               "baseline_test_mae": 0.5, "epochs": 3, "wall_time_s": 60.0, "device": "cpu",
+               "sizes": {"train": 10}, "train_mae": 0.05, "best_val_mae": 0.09}
+    text = "\n".join(summary(metrics))
+    assert "5.0x better" in text and "training molecules: 0.05 eV" in text
+    text = "\n".join(summary({**metrics, "test_mae": 1.0}))
+    assert "2.0x worse" in text and "better" not in text

@@ -17,7 +17,7 @@ from acn_pyg.datasets.qm9 import ENERGY_TARGETS, QM9, TARGETS, UNITS, target_ind
 from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.models import AtomCloudNet
 from acn_pyg.units import EV_TO_KCALMOL, EV_TO_MEV
-from acn_pyg.utils.ema import ExponentialMovingAverage
+from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
 from acn_pyg.utils.memory import reuse_freed_memory
 
 #: Targets that grow with the molecule: summed over atoms, with an element baseline.
@@ -150,9 +150,7 @@ def load_weights(path: str, device=None) -> Dict[str, Tensor]:
         raise FileNotFoundError(f"--init-from: no checkpoint at {path!r}")
     ckpt = torch.load(path, map_location=device, weights_only=True)
     if isinstance(ckpt, dict) and "model" in ckpt and "optimizer" in ckpt:  # a last.pt
-        ema = ckpt.get("ema") or {}
-        prefix = "module."
-        averaged = {k[len(prefix):]: v for k, v in ema.items() if k.startswith(prefix)}
+        averaged = averaged_module_state(ckpt.get("ema") or {})
         return averaged if averaged else ckpt["model"]
     if not isinstance(ckpt, dict) or not all(isinstance(v, Tensor) for v in ckpt.values()):
         raise ValueError(f"--init-from: {path!r} is neither a best.pt (a state dict) nor a "
@@ -454,6 +452,18 @@ def run_config(metrics: Dict[str, object]) -> Config:
     return Config(**{k: v for k, v in metrics["config"].items() if k in known})
 
 
+def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.nn.Module:
+    """The model of a finished run (:obj:`cfg`, from :func:`run_config`, on
+    the data :obj:`prep` of :func:`prepare`) with the weights of its
+    ``best.pt``, on :obj:`device`."""
+    best = os.path.join(run_dir, "best.pt")
+    if not os.path.exists(best):
+        raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
+    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
+    model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    return model
+
+
 def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 128,
                   root: Optional[str] = None, subset: Optional[str] = None) -> Dict[str, object]:
     r"""Test MAE of the mean prediction of several finished runs (each one's
@@ -486,20 +496,16 @@ def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 1
     loader = DataLoader(prep.dataset[prep.split["test"]], batch_size=batch_size)
     preds, members, true = [], [], None
     for run_dir, cfg, metrics in zip(run_dirs, configs, runs):
-        best = os.path.join(run_dir, "best.pt")
-        if not os.path.exists(best):
-            raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
-        model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(dev)
-        model.load_state_dict(torch.load(best, map_location=dev, weights_only=True))
+        model = load_best_model(run_dir, cfg, prep, dev)
         pred, true = predict(model, loader, prep.t_index, dev)
         # The checkpoint must still give what its run measured: a state dict
         # saved by other code can load into the same shapes and mean nothing.
         mae, reported = float((pred - true).abs().mean()), metrics.get("test_mae")
         if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
             raise ValueError(
-                f"{best} gives test MAE {mae:.6g} {prep.unit}, but its run reported "
-                f"{reported:.6g}: the checkpoint does not match this code (saved by another "
-                f"acn_pyg version?) or the data differ")
+                f"{os.path.join(run_dir, 'best.pt')} gives test MAE {mae:.6g} {prep.unit}, "
+                f"but its run reported {reported:.6g}: the checkpoint does not match this code "
+                f"(saved by another acn_pyg version?) or the data differ")
         preds.append(pred)
         members.append(mae)
     mean_pred = torch.stack(preds).mean(dim=0)

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
-from acn_pyg.training import build_model, load_run, predict, prepare, run_config  # noqa: E402
+from acn_pyg.training import load_best_model, load_run, predict, prepare, run_config  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 
@@ -31,9 +31,7 @@ def diagnose(run_dir: str, device: str = "cpu", batch_size: int = 256) -> dict:
     cfg = run_config(metrics)
     cfg.device = device
     prep = prepare(cfg)
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
-    model.load_state_dict(torch.load(os.path.join(run_dir, "best.pt"), map_location=device,
-                                     weights_only=True))
+    model = load_best_model(run_dir, cfg, prep, device)
     from torch_geometric.loader import DataLoader
     out = {"run": run_dir, "unit": prep.unit, "train_size": int(prep.split["train"].numel()),
            "epochs": metrics["epochs"], "test_mae": metrics["test_mae"]}

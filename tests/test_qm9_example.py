@@ -33,12 +33,11 @@ def test_end_to_end_writes_metrics_plot_and_checkpoints(source_dir, tmp_path, ca
     assert metrics["test_mae"] > 0 and "test_mae_meV" in metrics
     assert "on its training molecules" in out
     # The training-set error is that of the best checkpoint on the training split.
-    from acn_pyg.training import build_model, predict, prepare, run_config
+    from acn_pyg.training import load_best_model, predict, prepare, run_config
     from torch_geometric.loader import DataLoader
     cfg = run_config(metrics)
     prep = prepare(cfg)
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
-    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True))
+    model = load_best_model(str(tmp_path / "run"), cfg, prep, "cpu")
     pred, true = predict(model, DataLoader(prep.dataset[prep.split["train"]], batch_size=5),
                          prep.t_index, "cpu")
     assert metrics["train_mae"] == pytest.approx(float((pred - true).abs().mean()), rel=1e-5)

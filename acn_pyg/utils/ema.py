@@ -5,6 +5,18 @@ import torch
 from torch import Tensor
 
 
+#: Where the averaged module's entries stand in the average's state dict
+#: (:class:`torch.optim.swa_utils.AveragedModel`'s layout).
+PREFIX = "module."
+
+
+def averaged_module_state(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """The averaged module's own state dict, out of the state dict of an
+    :class:`ExponentialMovingAverage` (or an ``AveragedModel``): its
+    ``module.``-prefixed entries without the prefix."""
+    return {k[len(PREFIX):]: v for k, v in state_dict.items() if k.startswith(PREFIX)}
+
+
 class ExponentialMovingAverage(torch.nn.Module):
     r"""An exponential moving average of a model's parameters,
 
@@ -66,7 +78,7 @@ class ExponentialMovingAverage(torch.nn.Module):
     def state_dict(self, *args, **kwargs) -> Dict[str, Tensor]:
         # AveragedModel's layout: the module's entries under "module." and the
         # number of updates as "n_averaged".
-        state = {f"module.{k}": v for k, v in self.module.state_dict().items()}
+        state = {f"{PREFIX}{k}": v for k, v in self.module.state_dict().items()}
         state["n_averaged"] = torch.tensor(self.num_updates, dtype=torch.long)
         return state
 
@@ -75,10 +87,8 @@ class ExponentialMovingAverage(torch.nn.Module):
         if "n_averaged" not in state:
             raise KeyError("not an average's state dict: 'n_averaged' is missing")
         self.num_updates = int(state.pop("n_averaged"))
-        prefix = "module."
-        if strict and any(not k.startswith(prefix) for k in state):
+        if strict and any(not k.startswith(PREFIX) for k in state):
             raise KeyError("unexpected keys: "
-                           + ", ".join(k for k in state if not k.startswith(prefix)))
-        return self.module.load_state_dict(
-            {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
-            strict=strict, assign=assign)
+                           + ", ".join(k for k in state if not k.startswith(PREFIX)))
+        return self.module.load_state_dict(averaged_module_state(state), strict=strict,
+                                           assign=assign)

@@ -53,9 +53,9 @@ def main(argv=None) -> int:
         shutil.copyfile(os.path.join(args.run, name), os.path.join(dest, name))
     scale = EV_TO_KCALMOL if result["unit"] == "eV" else 1.0
     unit = "kcal/mol" if result["unit"] == "eV" else result["unit"]
+    maes = [result[k] * scale for k in ("train_mae_recomputed", "val_mae_recomputed", "test_mae")]
     print(f"| `{args.name}` | {result['train_size']} | {result['epochs']} | "
-          f"{result['train_mae_recomputed'] * scale:.3f} | {result['val_mae_recomputed'] * scale:.3f}"
-          f" | {result['test_mae'] * scale:.3f} | {unit} |")
+          + " | ".join(f"{v:.3f}" for v in maes) + f" | {unit} |")
     return 0
 
 

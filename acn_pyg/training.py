@@ -194,8 +194,23 @@ def predict(model, loader, target: int, device) -> (Tensor, Tensor):
     return torch.cat(preds).cpu(), torch.cat(trues).cpu()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; else what
+    :func:`platform.processor` says): runs on the same kind of machine can
+    still land on different CPUs, and their speeds differ."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> Dict[str, object]:
     return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpu": cpu_model(),
             "python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

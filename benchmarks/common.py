@@ -11,6 +11,8 @@ from typing import Callable, Dict, List
 
 import torch
 
+from acn_pyg.training import cpu_model
+
 
 def machine() -> Dict[str, object]:
     import e3nn
@@ -20,6 +22,7 @@ def machine() -> Dict[str, object]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

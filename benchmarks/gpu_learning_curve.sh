@@ -23,6 +23,12 @@
 # last.pt (about 2 MB: weights, EMA, optimizer, RNG states) into $OUT, and in
 # the next session put it back under OUT_DIR and carry it to the device.
 #
+# runs/ does not outlive the session (stop 15's best checkpoint, 0.918
+# kcal/mol, was lost that way): copy every finished run folder (metrics.json,
+# best.pt) into $OUT, and keep the ones worth starting from in the repository
+# with benchmarks/keep_checkpoint.py (it checks the test MAE first); they
+# serve as INIT= here and as --init-from on CPU (benchmarks/checkpoints/).
+#
 # A third argument is passed to every run, e.g. --resume to continue runs cut
 # off by a time limit (same flags otherwise). TIMEOUT (seconds) stops runs
 # that outlast a machine's time limit; their last.pt stays for --resume.

@@ -44,6 +44,24 @@ def test_end_to_end_writes_metrics_plot_and_checkpoints(source_dir, tmp_path, ca
     assert metrics["train_mae"] != pytest.approx(metrics["test_mae"], rel=1e-3)
     for name in ("parity.png", "best.pt", "last.pt"):
         assert (tmp_path / "run" / name).stat().st_size > 0
+    # The CPU model is recorded: machines of one kind differ, and so do their speeds.
+    assert isinstance(metrics["machine"]["cpu"], str) and metrics["machine"]["cpu"]
+
+
+def test_cpu_model_reads_proc_cpuinfo_or_falls_back(monkeypatch):
+    import builtins
+    import platform
+
+    from acn_pyg.training import cpu_model
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/cpuinfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(platform, "processor", lambda: "SomeCPU")
+    assert cpu_model() == "SomeCPU"
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

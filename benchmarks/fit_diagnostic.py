@@ -46,6 +46,11 @@ def diagnose(run_dir: str, device: str = "cpu", batch_size: int = 256) -> dict:
     return out
 
 
+def display_unit(unit: str):
+    """(factor, unit) in which tables show errors: energies in kcal/mol."""
+    return (EV_TO_KCALMOL, "kcal/mol") if unit == "eV" else (1.0, unit)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,8 +65,7 @@ def main(argv=None) -> int:
     lines = ["| run | N train | epochs | train MAE | val MAE | test MAE | val / train | unit |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        scale = EV_TO_KCALMOL if r["unit"] == "eV" else 1.0
-        unit = "kcal/mol" if r["unit"] == "eV" else r["unit"]
+        scale, unit = display_unit(r["unit"])
         lines.append(f"| {r['run']} | {r['train_size']:,} | {r['epochs']} | "
                      f"{r['train_mae_recomputed'] * scale:.3f} | "
                      f"{r['val_mae_recomputed'] * scale:.3f} | "

@@ -18,9 +18,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fit_diagnostic import diagnose  # noqa: E402
-
-from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
+from fit_diagnostic import diagnose, display_unit  # noqa: E402
 
 CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 #: Larger files do not belong in git.
@@ -51,8 +49,7 @@ def main(argv=None) -> int:
     os.makedirs(dest, exist_ok=True)
     for name in ("metrics.json", "best.pt"):
         shutil.copyfile(os.path.join(args.run, name), os.path.join(dest, name))
-    scale = EV_TO_KCALMOL if result["unit"] == "eV" else 1.0
-    unit = "kcal/mol" if result["unit"] == "eV" else result["unit"]
+    scale, unit = display_unit(result["unit"])
     maes = [result[k] * scale for k in ("train_mae_recomputed", "val_mae_recomputed", "test_mae")]
     print(f"| `{args.name}` | {result['train_size']} | {result['epochs']} | "
           + " | ".join(f"{v:.3f}" for v in maes) + f" | {unit} |")

@@ -15,7 +15,8 @@
 #   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-b128  # eager, b128, workers
 #   INIT=runs/gpu14/b128/acn_n10000/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-warm  # warm restarts of b128
-#   BUDGET=12 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-capacity  # wider; less decay
+#   [INIT=benchmarks/checkpoints/NAME/best.pt] BUDGET=12 \
+#       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-capacity  # wider; no decay
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
 # calls and sessions: each call runs with TIMEOUT under the call's limit and
@@ -53,19 +54,26 @@ run() {  # name, then learning_curve.py flags
 }
 
 if [ "$SIZE" = 10000-capacity ]; then
-    # The next attempt (not yet run): stop 14's model underfits at 10,000
-    # molecules (0.64 kcal/mol on its training molecules, 0.90 validation;
-    # results/fit_diagnostic.md), and trained on without weight decay it fit
-    # and tested better than with (results/cpu_warm_n10000_wd/: 0.923 against
-    # 0.950). So, from scratch: twice the channels with weight decay 0.01, and
-    # the base model without weight decay. The wide model has
-    # 574,401 parameters (3.2x) and took 2.5x the base's CPU step at batch 64;
-    # alone, the base step kept an H100 only 30% busy.
-    run acn_eq_wide_wd0.01_n10000_b128 --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-        --batch-size 128 --workers 2 --weight-decay 0.01 \
+    # Stop 14's model underfits at 10,000 molecules (0.64 kcal/mol on its
+    # training molecules, 0.90 validation; results/fit_diagnostic.md), and
+    # weight decay hurt there both warm (results/cpu_warm_n10000_wd/: 0.923
+    # without, 0.950 with 0.05) and from scratch (results/cpu_n10000_scratch/:
+    # 1.349 against 1.571). So, from scratch and without weight decay: twice the
+    # channels beside the base model (only the width differs). The wide model
+    # has 574,401 parameters (3.2x) and took 2.5x the base's CPU step at batch
+    # 64; alone, the base step kept an H100 only 30% busy, three runs 99%.
+    # With INIT= (a kept checkpoint of the base model), a third run restarts
+    # from it, also without weight decay, at a third of the scratch peak lr.
+    run acn_eq_wide_n10000_b128 --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
+        --batch-size 128 --workers 2 --weight-decay 0 \
         --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e
     run acn_eq_n10000_b128 --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-        --hidden-irreps $EQ --batch-size 128 --workers 2
+        --hidden-irreps $EQ --batch-size 128 --workers 2 --weight-decay 0
+    if [ -n "${INIT:-}" ]; then
+        run acn_eq_n10000_b128_warm --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
+            --hidden-irreps $EQ --batch-size 128 --workers 2 --weight-decay 0 \
+            --init-from "$INIT" --lr 1e-3 --warmup 0.02
+    fi
 elif [ "$SIZE" = 10000-warm ]; then
     # Stop 15: stop 14's batch-128 run (its best.pt, INIT=path) trained on
     # for another BUDGET minutes with a fresh optimizer and a new cosine

@@ -77,12 +77,16 @@ def main(argv=None) -> int:
                         "seeds: runs, mean, lowest, highest, runs under the target")
     args = p.parse_args(argv)
     rows = []
+    # Files named by their path below the folder all of them share (just the
+    # name when they sit side by side; run/lc.json for gpu_learning_curve.sh).
+    common = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in args.files])
     for path in args.files:
         with open(path) as f:
             result = json.load(f)
         for row in result["rows"]:
             for model, run in row["runs"].items():
-                rows.append({"file": os.path.basename(path), "train_size": row["train_size"],
+                rows.append({"file": os.path.relpath(os.path.abspath(path), common),
+                             "train_size": row["train_size"],
                              "variant": variant(result["args"], model), "model": model,
                              "recipe": variant(result["args"], model, seed=False),
                              "batch_size": result["args"]["batch_size"],

@@ -82,3 +82,27 @@ def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(mo
     assert (acn.seed, acn.init_seed, acn.test_size, acn.out) == (0, 3, 10000, "runs/x/acn_n1000")
     assert schnet.model == "schnet" and schnet.weight_decay == 0.05
     assert all(getattr(schnet, f) == getattr(Config(), f) for f in ACN_FIELDS)
+
+
+def test_learning_curve_table_names_each_file_below_the_shared_folder(monkeypatch, tmp_path):
+    import json
+    import pathlib
+    import shutil
+    import sys
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    sys.modules.pop("learning_curve_table", None)
+    import learning_curve_table
+
+    source = benchmarks / "results" / "gpu_h100_n10000_capacity" / "acn_eq_n10000_b128" / "lc.json"
+    for run in ("a", "b"):  # gpu_learning_curve.sh's layout: OUT/RUN/lc.json
+        (tmp_path / run).mkdir()
+        shutil.copy(source, tmp_path / run / "lc.json")
+    shutil.copy(source, tmp_path / "lc_c.json")
+    learning_curve_table.main([str(tmp_path / "a" / "lc.json"), str(tmp_path / "b" / "lc.json"),
+                               "--out", str(tmp_path / "t")])
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert sorted(r["file"] for r in rows) == ["a/lc.json", "b/lc.json"]
+    learning_curve_table.main([str(tmp_path / "lc_c.json"), "--out", str(tmp_path / "u")])
+    assert [r["file"] for r in json.loads((tmp_path / "u.json").read_text())["rows"]] == \
+        ["lc_c.json"]

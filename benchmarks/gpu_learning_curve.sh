@@ -17,7 +17,7 @@
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-warm  # warm restarts of b128
 #   [INIT=benchmarks/checkpoints/NAME/best.pt] BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-capacity  # wider; no decay
-#   INIT=benchmarks/checkpoints/h100_n10000_wide_wd0/best.pt BUDGET=12 \
+#   INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-wide  # the wide model on
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
@@ -87,7 +87,7 @@ elif [ "$SIZE" = 10000-wide ]; then
     # the channels tested 9% below the base model in the same 7.4 GPU minutes
     # (0.997 against 1.095), fits its training molecules to 0.35 against 0.98
     # on validation, and was still improving when its schedule ended. So: the
-    # kept wide checkpoint (INIT=benchmarks/checkpoints/h100_n10000_wide_wd0/
+    # kept wide checkpoint (INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/
     # best.pt, or a later one) trained on at two peak learning rates, and
     # beside them the wide model from scratch with weight decay 0.01, against
     # stop 17's run without (does the wide model's gap want regularising?).

@@ -141,7 +141,7 @@ def build_model(cfg: Config, extensive: bool, mean: float, std: float,
                           atomref=None if atomref is None else atomref.float())
 
 
-def load_weights(path: str, device="cpu") -> Dict[str, Tensor]:
+def load_weights(path: str, device=None) -> Dict[str, Tensor]:
     """The model weights in a checkpoint of :func:`run`, for a warm start
     (:obj:`Config.init_from`): a ``best.pt`` is the state dict of the
     evaluated model (the weight average when there is one); of a ``last.pt``
@@ -150,8 +150,7 @@ def load_weights(path: str, device="cpu") -> Dict[str, Tensor]:
     the run saved them from: a GPU run's checkpoint loads on a CPU machine."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--init-from: no checkpoint at {path!r}")
-    ckpt = torch.load(path, map_location=device if device is not None else "cpu",
-                      weights_only=True)
+    ckpt = torch.load(path, map_location="cpu" if device is None else device, weights_only=True)
     if isinstance(ckpt, dict) and "model" in ckpt and "optimizer" in ckpt:  # a last.pt
         averaged = averaged_module_state(ckpt.get("ema") or {})
         return averaged if averaged else ckpt["model"]

@@ -450,10 +450,6 @@ def run(cfg: Config) -> Dict[str, object]:
     return metrics
 
 
-#: Config fields that runs must share to be averaged: the same target, split and data.
-ENSEMBLE_SHARED = ("target", "seed", "train_size", "val_size", "test_size")
-
-
 def load_run(run_dir: str) -> Dict[str, object]:
     """The ``metrics.json`` of a finished run (its results and config)."""
     path = os.path.join(run_dir, "metrics.json")
@@ -479,65 +475,6 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
     model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
     return model
-
-
-def ensemble_test(run_dirs: List[str], device: str = "auto", batch_size: int = 128,
-                  root: Optional[str] = None, subset: Optional[str] = None) -> Dict[str, object]:
-    r"""Test MAE of the mean prediction of several finished runs (each one's
-    ``best.pt``), :math:`\hat{y} = \frac{1}{K} \sum_k \hat{y}_k`, and of each
-    member alone. The runs must share :data:`ENSEMBLE_SHARED` (so they were
-    trained and selected on the same molecules and tested on the same ones);
-    they may differ in model, initialisation and hyperparameters. Each
-    member must reproduce the test MAE its run reported (else a
-    :obj:`ValueError`: the checkpoint does not fit this code or the data).
-    :obj:`root` / :obj:`subset` override where the runs found their data."""
-    from torch_geometric.loader import DataLoader
-
-    if len(run_dirs) < 1:
-        raise ValueError("ensemble_test needs at least one run folder")
-    runs = [load_run(d) for d in run_dirs]
-    configs = [run_config(m) for m in runs]
-    for key in ENSEMBLE_SHARED:
-        values = {d: getattr(c, key) for d, c in zip(run_dirs, configs)}
-        if len(set(values.values())) > 1:
-            raise ValueError(f"runs differ in {key!r} ({values}); an ensemble needs the same "
-                             f"{', '.join(ENSEMBLE_SHARED)}")
-    data_cfg = configs[0]
-    if root is not None or subset is not None:
-        data_cfg = Config(**{**asdict(data_cfg), "root": root or data_cfg.root,
-                             "subset": subset})
-    prep = prepare(data_cfg)
-    dev = pick_device(device)
-    if dev.type == "cpu":
-        reuse_freed_memory()  # as in run(): no page faults for each batch's tensors
-    loader = DataLoader(prep.dataset[prep.split["test"]], batch_size=batch_size)
-    preds, members, true = [], [], None
-    for run_dir, cfg, metrics in zip(run_dirs, configs, runs):
-        model = load_best_model(run_dir, cfg, prep, dev)
-        pred, true = predict(model, loader, prep.t_index, dev)
-        # The checkpoint must still give what its run measured: a state dict
-        # saved by other code can load into the same shapes and mean nothing.
-        mae, reported = float((pred - true).abs().mean()), metrics.get("test_mae")
-        if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
-            raise ValueError(
-                f"{os.path.join(run_dir, 'best.pt')} gives test MAE {mae:.6g} {prep.unit}, "
-                f"but its run reported {reported:.6g}: the checkpoint does not match this code "
-                f"(saved by another acn_pyg version?) or the data differ")
-        preds.append(pred)
-        members.append(mae)
-    mean_pred = torch.stack(preds).mean(dim=0)
-    # What each member cost, as its run recorded it.
-    compute = [{"run": d, "epochs": m["epochs"], "wall_time_s": m["wall_time_s"],
-                "device": m["device"], "batch_size": c.batch_size, "init_seed": c.init_seed}
-               for d, m, c in zip(run_dirs, runs, configs)]
-    result = {"target": prep.name, "unit": prep.unit, "runs": list(run_dirs),
-              "test_size": int(true.numel()), "member_test_mae": members,
-              "test_mae": float((mean_pred - true).abs().mean()), "device": str(dev),
-              "compute": compute}
-    if prep.name in ENERGY_TARGETS:
-        result["member_test_mae_kcal_mol"] = [m * EV_TO_KCALMOL for m in members]
-        result["test_mae_kcal_mol"] = result["test_mae"] * EV_TO_KCALMOL
-    return result
 
 
 def parity_plot(pred: Tensor, true: Tensor, title: str, unit: str, path: str) -> None:

@@ -19,6 +19,7 @@
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-capacity  # wider; no decay
 #   INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-wide  # the wide model on
+#   PREV=runs/gpu BUDGET=4.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-wide-again
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
 # calls and sessions: each call runs with TIMEOUT under the call's limit and
@@ -44,12 +45,15 @@
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
 # CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
 BEST10K="--sizes 10000 --budgets ${BUDGET:-12} --models acn --hidden-irreps $EQ --weight-decay 0.05"
+# Twice the channels (574,401 parameters), batch 128, two collating workers (stop 17 on).
+WIDE="--sizes 10000 --budgets ${BUDGET:-12} --models acn --batch-size 128 --workers 2"
+WIDE="$WIDE --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e"
 mkdir -p "$OUT"
 
 run() {  # name, then learning_curve.py flags
@@ -88,17 +92,28 @@ elif [ "$SIZE" = 10000-wide ]; then
     # (0.997 against 1.095), fits its training molecules to 0.35 against 0.98
     # on validation, and was still improving when its schedule ended. So: the
     # kept wide checkpoint (INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/
-    # best.pt, or a later one) trained on at two peak learning rates, and
-    # beside them the wide model from scratch with weight decay 0.01, against
-    # stop 17's run without (does the wide model's gap want regularising?).
+    # best.pt, or a later one) trained on at the gentle peak learning rate
+    # (3e-4: stop 15's warm restart at 1e-3 lost, at 3e-4 gained), and beside
+    # it the wide model from scratch twice: with weight decay 0.01 on stop
+    # 17's seed and data order (does the wide model's gap want regularising?),
+    # and without decay on another seed (the seed-to-seed spread, and a
+    # differently started member for an ensemble: stop 17's mean of two
+    # differently started models beat both by 12%).
     INIT=${INIT:?set INIT to a best.pt of the wide model}
-    WIDE="--sizes 10000 --budgets ${BUDGET:-12} --models acn --batch-size 128 --workers 2"
-    WIDE="$WIDE --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e"
-    run acn_eq_wide_n10000_b128_warm_lr1e-3 $WIDE --weight-decay 0 --init-from "$INIT" \
-        --lr 1e-3 --warmup 0.02
     run acn_eq_wide_n10000_b128_warm_lr3e-4 $WIDE --weight-decay 0 --init-from "$INIT" \
         --lr 3e-4 --warmup 0.02
     run acn_eq_wide_wd0.01_n10000_b128 $WIDE --weight-decay 0.01
+    run acn_eq_wide_n10000_b128_seed2 $WIDE --weight-decay 0 --init-seed 2
+elif [ "$SIZE" = 10000-wide-again ]; then
+    # Every wide run of an earlier call (PREV=its OUT_DIR, still on the warm
+    # machine, or carried) trained on once more from its best.pt at peak lr
+    # 3e-4 (stop 18's second call, after 10000-wide, BUDGET=4.3).
+    PREV=${PREV:?set PREV to the OUT_DIR of the runs to continue}
+    for best in "$PREV"/*/acn_n10000/best.pt; do
+        name=$(basename "$(dirname "$(dirname "$best")")")
+        run "${name}_warm_lr3e-4" $WIDE --weight-decay 0 --init-from "$best" --lr 3e-4 \
+            --warmup 0.02
+    done
 elif [ "$SIZE" = 10000-warm ]; then
     # Stop 15: stop 14's batch-128 run (its best.pt, INIT=path) trained on
     # for another BUDGET minutes with a fresh optimizer and a new cosine

@@ -316,7 +316,7 @@ def test_init_from_refuses_another_models_weights_and_missing_files(source_dir, 
 
 
 def test_ensemble_averages_finished_runs(source_dir, tmp_path):
-    from acn_pyg.training import ensemble_test
+    from acn_pyg.ensemble import ensemble_test, lineage
 
     runs = []
     for seed in ("0", "7"):
@@ -335,6 +335,33 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path):
     assert result["test_size"] == 8 and result["target"] == "U0"
     assert result["test_mae_kcal_mol"] == pytest.approx(result["test_mae"] * 23.0605, rel=1e-4)
 
+    # Validation predictions too; greedy selection on them, all members' mean kept beside.
+    assert result["val_size"] == 8 and len(result["member_val_mae"]) == 2
+    assert result["select"] == "all" and result["selected"] == runs
+    assert result["test_mae_all"] == result["test_mae"]
+    greedy = ensemble_test(runs, device="cpu", select="greedy")
+    assert greedy["selected"] == greedy["greedy_order"]
+    assert greedy["member_test_mae"] == pytest.approx(result["member_test_mae"])
+    best = min(range(2), key=lambda k: greedy["member_val_mae"][k])
+    assert greedy["selected"][0] == runs[best]
+    assert greedy["val_mae"] <= greedy["member_val_mae"][best]
+    assert greedy["test_mae_all"] == pytest.approx(result["test_mae"])
+    own = [json.loads((pathlib.Path(r) / "metrics.json").read_text()) for r in runs]
+    assert result["total_epochs"] == sum(m["epochs"] for m in own)
+    with pytest.raises(ValueError, match="select must be one of"):
+        ensemble_test(runs, device="cpu", select="best")
+
+    # A warm start from run0: its compute counts run0's once, however often it appears.
+    warm = tiny_args(source_dir, tmp_path, "--no-plot", "--init-from",
+                     str(tmp_path / "run0" / "best.pt"))
+    warm[warm.index("--out") + 1] = str(tmp_path / "warm")
+    example.main(warm)
+    assert lineage(str(tmp_path / "warm")) == [str(tmp_path / "warm"), str(tmp_path / "run0")]
+    both = ensemble_test([str(tmp_path / "warm"), runs[0]], device="cpu")
+    warm_epochs = json.loads((tmp_path / "warm" / "metrics.json").read_text())["epochs"]
+    assert both["compute"][0]["ancestors"][0]["run"] == str(tmp_path / "run0")
+    assert both["total_epochs"] == warm_epochs + own[0]["epochs"]
+
     other = tiny_args(source_dir, tmp_path, "--no-plot", "--train-size", "12")
     other[other.index("--out") + 1] = str(tmp_path / "other")
     example.main(other)
@@ -345,7 +372,7 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path):
 
 
 def test_ensemble_refuses_a_checkpoint_that_no_longer_gives_its_result(source_dir, tmp_path):
-    from acn_pyg.training import ensemble_test
+    from acn_pyg.ensemble import ensemble_test
 
     example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
     best = tmp_path / "run" / "best.pt"

@@ -1,0 +1,192 @@
+r"""Ensembles of finished QM9 runs: the mean prediction of several models
+trained on the same molecules, all members or a subset chosen on the
+validation molecules only (greedy forward selection, as in Caruana et al.,
+*Ensemble Selection from Libraries of Models*, ICML 2004), tested on the
+held-out test molecules; with what the members cost to train, their
+warm-start ancestors included."""
+import hashlib
+import math
+import os
+from dataclasses import asdict
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from acn_pyg.datasets.qm9 import ENERGY_TARGETS
+from acn_pyg.training import (Config, load_best_model, load_run, pick_device, predict, prepare,
+                              run_config)
+from acn_pyg.units import EV_TO_KCALMOL
+from acn_pyg.utils.memory import reuse_freed_memory
+
+#: Config fields that runs must share to be averaged: the same target, split and data.
+ENSEMBLE_SHARED = ("target", "seed", "train_size", "val_size", "test_size")
+#: How members are chosen: all of them, or greedily on the validation molecules.
+SELECTIONS = ("all", "greedy")
+
+
+def greedy_selection(preds: Tensor, true: Tensor) -> List[int]:
+    r"""Greedy forward selection of ensemble members on held-out molecules:
+    start from the member with the lowest MAE, then keep adding the member
+    (each at most once) whose addition lowers the MAE of the mean prediction
+    :math:`\frac{1}{|S|} \sum_{k \in S} \hat{y}_k` the most, until no addition
+    lowers it.
+
+    Args:
+        preds (Tensor): member predictions, shape :math:`[K, N]`.
+        true (Tensor): reference values, shape :math:`[N]`.
+
+    Returns:
+        The chosen members' indices in the order they were added (at least one).
+    """
+    if preds.dim() != 2 or preds.size(0) < 1 or preds.size(1) != true.numel():
+        raise ValueError(f"greedy_selection needs predictions of shape [K >= 1, N] and N "
+                         f"reference values, got {tuple(preds.shape)} and {true.numel()}")
+    chosen: List[int] = []
+    total = torch.zeros_like(true, dtype=preds.dtype)
+    best = math.inf
+    while len(chosen) < preds.size(0):
+        candidates = [k for k in range(preds.size(0)) if k not in chosen]
+        maes = [float(((total + preds[k]) / (len(chosen) + 1) - true).abs().mean())
+                for k in candidates]
+        i = min(range(len(candidates)), key=maes.__getitem__)
+        if maes[i] >= best:
+            break
+        best = maes[i]
+        chosen.append(candidates[i])
+        total = total + preds[candidates[i]]
+    return chosen
+
+
+def lineage(run_dir: str) -> List[str]:
+    """The run folder :obj:`run_dir` followed by the runs it was warm-started
+    from (``init_from``, oldest last), as far as their folders exist here."""
+    chain, seen = [run_dir], {os.path.realpath(run_dir)}
+    init = load_run(run_dir)["config"].get("init_from")
+    while init:
+        parent = init if os.path.isdir(init) else os.path.dirname(init)
+        if (not os.path.exists(os.path.join(parent, "metrics.json"))
+                or os.path.realpath(parent) in seen):
+            break
+        chain.append(parent)
+        seen.add(os.path.realpath(parent))
+        init = load_run(parent)["config"].get("init_from")
+    return chain
+
+
+def _identity(run_dir: str) -> str:
+    """What makes two run folders the same run: their ``best.pt``'s bytes (a
+    kept checkpoint is a copy of a run folder), else the folder itself."""
+    best = os.path.join(run_dir, "best.pt")
+    if os.path.exists(best):
+        with open(best, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    return os.path.realpath(run_dir)
+
+
+def _compute(run_dir: str) -> Dict[str, object]:
+    metrics = load_run(run_dir)
+    cfg = metrics["config"]
+    return {"run": run_dir, "epochs": metrics["epochs"], "wall_time_s": metrics["wall_time_s"],
+            "device": metrics["device"], "batch_size": cfg.get("batch_size"),
+            "init_seed": cfg.get("init_seed"), "init_from": cfg.get("init_from")}
+
+
+def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int = 128,
+                  root: Optional[str] = None, subset: Optional[str] = None,
+                  select: str = "all") -> Dict[str, object]:
+    r"""Test MAE of the mean prediction of several finished runs (each one's
+    ``best.pt``), :math:`\hat{y} = \frac{1}{|S|} \sum_{k \in S} \hat{y}_k`,
+    and of each member alone, on validation and test molecules.
+
+    The runs must share :data:`ENSEMBLE_SHARED` (so they were trained and
+    selected on the same molecules and tested on the same ones); they may
+    differ in model, initialisation and hyperparameters. Each member must
+    reproduce the test MAE its run reported (else a :obj:`ValueError`: the
+    checkpoint does not fit this code or the data).
+
+    Args:
+        run_dirs: run folders (``metrics.json`` and ``best.pt``).
+        select (str): ``"all"`` (default) averages every member; ``"greedy"``
+            averages the members :func:`greedy_selection` picks on the
+            validation molecules (the test molecules play no part in it).
+            Both are reported either way (``*_all`` and ``selected``).
+        root, subset: where the runs' data are, if not where they found them.
+
+    The result's ``compute`` lists each member's own training; ``ancestors``
+    the runs it was warm-started from (:func:`lineage`), counted once each
+    in ``total_epochs`` / ``total_wall_time_s`` of the chosen members.
+    """
+    from torch_geometric.loader import DataLoader
+
+    if select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
+    if len(run_dirs) < 1:
+        raise ValueError("ensemble_test needs at least one run folder")
+    run_dirs = list(run_dirs)
+    runs = [load_run(d) for d in run_dirs]
+    configs = [run_config(m) for m in runs]
+    for key in ENSEMBLE_SHARED:
+        values = {d: getattr(c, key) for d, c in zip(run_dirs, configs)}
+        if len(set(values.values())) > 1:
+            raise ValueError(f"runs differ in {key!r} ({values}); an ensemble needs the same "
+                             f"{', '.join(ENSEMBLE_SHARED)}")
+    data_cfg = configs[0]
+    if root is not None or subset is not None:
+        data_cfg = Config(**{**asdict(data_cfg), "root": root or data_cfg.root,
+                             "subset": subset})
+    prep = prepare(data_cfg)
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        reuse_freed_memory()  # as in run(): no page faults for each batch's tensors
+    loaders = {s: DataLoader(prep.dataset[prep.split[s]], batch_size=batch_size)
+               for s in ("val", "test")}
+    preds: Dict[str, List[Tensor]] = {"val": [], "test": []}
+    true: Dict[str, Tensor] = {}
+    for run_dir, cfg, metrics in zip(run_dirs, configs, runs):
+        model = load_best_model(run_dir, cfg, prep, dev)
+        for s, loader in loaders.items():
+            pred, true[s] = predict(model, loader, prep.t_index, dev)
+            preds[s].append(pred)
+        # The checkpoint must still give what its run measured: a state dict
+        # saved by other code can load into the same shapes and mean nothing.
+        mae = float((preds["test"][-1] - true["test"]).abs().mean())
+        reported = metrics.get("test_mae")
+        if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
+            raise ValueError(
+                f"{os.path.join(run_dir, 'best.pt')} gives test MAE {mae:.6g} {prep.unit}, "
+                f"but its run reported {reported:.6g}: the checkpoint does not match this code "
+                f"(saved by another acn_pyg version?) or the data differ")
+    stacked = {s: torch.stack(p) for s, p in preds.items()}
+
+    def mean_mae(s: str, members: List[int]) -> float:
+        return float((stacked[s][members].mean(dim=0) - true[s]).abs().mean())
+
+    everyone = list(range(len(run_dirs)))
+    greedy = greedy_selection(stacked["val"], true["val"])
+    chosen = greedy if select == "greedy" else everyone
+    compute = [_compute(d) for d in run_dirs]
+    for c in compute:
+        c["ancestors"] = [_compute(a) for a in lineage(c["run"])[1:]]
+    counted = {}  # one entry per trained run, however many chains or copies hold it
+    for k in chosen:
+        for c in [compute[k]] + compute[k]["ancestors"]:
+            counted.setdefault(_identity(c["run"]), c)
+    result = {
+        "target": prep.name, "unit": prep.unit, "runs": run_dirs, "select": select,
+        "selected": [run_dirs[k] for k in chosen], "greedy_order": [run_dirs[k] for k in greedy],
+        "val_size": int(true["val"].numel()), "test_size": int(true["test"].numel()),
+        "member_val_mae": [float((p - true["val"]).abs().mean()) for p in preds["val"]],
+        "member_test_mae": [float((p - true["test"]).abs().mean()) for p in preds["test"]],
+        "val_mae": mean_mae("val", chosen), "test_mae": mean_mae("test", chosen),
+        "val_mae_all": mean_mae("val", everyone), "test_mae_all": mean_mae("test", everyone),
+        "device": str(dev), "compute": compute,
+        "total_epochs": sum(c["epochs"] for c in counted.values()),
+        "total_wall_time_s": sum(c["wall_time_s"] for c in counted.values()),
+    }
+    if prep.name in ENERGY_TARGETS:
+        for key in ("member_val_mae", "member_test_mae"):
+            result[key + "_kcal_mol"] = [m * EV_TO_KCALMOL for m in result[key]]
+        for key in ("val_mae", "test_mae", "val_mae_all", "test_mae_all"):
+            result[key + "_kcal_mol"] = result[key] * EV_TO_KCALMOL
+    return result

@@ -115,7 +115,9 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
 
     The result's ``compute`` lists each member's own training; ``ancestors``
     the runs it was warm-started from (:func:`lineage`), counted once each
-    in ``total_epochs`` / ``total_wall_time_s`` of the chosen members.
+    in ``total_epochs`` / ``total_wall_time_s`` (and per device,
+    ``total_wall_time_s_by_device``) of the chosen members. Runs that shared
+    a device at once each count their own wall time.
     """
     from torch_geometric.loader import DataLoader
 
@@ -183,6 +185,9 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         "device": str(dev), "compute": compute,
         "total_epochs": sum(c["epochs"] for c in counted.values()),
         "total_wall_time_s": sum(c["wall_time_s"] for c in counted.values()),
+        "total_wall_time_s_by_device": {
+            dev_: sum(c["wall_time_s"] for c in counted.values() if c["device"] == dev_)
+            for dev_ in sorted({c["device"] for c in counted.values()})},
     }
     if prep.name in ENERGY_TARGETS:
         for key in ("member_val_mae", "member_test_mae"):

@@ -66,6 +66,10 @@ def main(argv=None) -> int:
         every = (result["val_mae_all" + suffix], result["test_mae_all" + suffix])
         lines.append(f"| mean prediction of all {len(args.runs)} | | | | | | | | "
                      f"{every[0]:.3f} | {every[1]:.3f} |")
+    by_device = ", ".join(f"{dev} {t / 60:.1f}" for dev, t in
+                          result["total_wall_time_s_by_device"].items())
+    lines.append(f"\nMinutes of the chosen members' runs, ancestors included, by device: "
+                 f"{by_device} (runs that shared a device each count their own time).")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -315,7 +315,7 @@ def test_init_from_refuses_another_models_weights_and_missing_files(source_dir, 
                                str(tmp_path / "junk.pt"), "--out", str(tmp_path / "other")))
 
 
-def test_ensemble_averages_finished_runs(source_dir, tmp_path):
+def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch):
     from acn_pyg.ensemble import ensemble_test, lineage
 
     runs = []
@@ -361,6 +361,21 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path):
     warm_epochs = json.loads((tmp_path / "warm" / "metrics.json").read_text())["epochs"]
     assert both["compute"][0]["ancestors"][0]["run"] == str(tmp_path / "run0")
     assert both["total_epochs"] == warm_epochs + own[0]["epochs"]
+    assert sum(both["total_wall_time_s_by_device"].values()) == pytest.approx(
+        both["total_wall_time_s"])
+    assert set(both["total_wall_time_s_by_device"]) == {"cpu"}
+
+    # The script: its table marks the chosen members and writes JSON beside it.
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    import ensemble as script
+    stem = tmp_path / "ens" / "greedy"
+    assert script.main([*runs, "--device", "cpu", "--select", "greedy", "--out", str(stem)]) == 0
+    text = (tmp_path / "ens" / "greedy.md").read_text()
+    assert f"mean prediction of the {len(greedy['selected'])} chosen" in text
+    assert "mean prediction of all 2" in text and "by device: cpu" in text
+    saved = json.loads((tmp_path / "ens" / "greedy.json").read_text())
+    assert saved["result"]["test_mae"] == pytest.approx(greedy["test_mae"])
+    assert "machine" in saved
 
     other = tiny_args(source_dir, tmp_path, "--no-plot", "--train-size", "12")
     other[other.index("--out") + 1] = str(tmp_path / "other")

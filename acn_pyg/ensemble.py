@@ -117,7 +117,8 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     the runs it was warm-started from (:func:`lineage`), counted once each
     in ``total_epochs`` / ``total_wall_time_s`` (and per device,
     ``total_wall_time_s_by_device``) of the chosen members. Runs that shared
-    a device at once each count their own wall time.
+    a device at once each count their own wall time. Starts whose run folder
+    is not found (so not counted) are listed in ``ancestors_not_found``.
     """
     from torch_geometric.loader import DataLoader
 
@@ -169,7 +170,11 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     chosen = greedy if select == "greedy" else everyone
     compute = [_compute(d) for d in run_dirs]
     for c in compute:
-        c["ancestors"] = [_compute(a) for a in lineage(c["run"])[1:]]
+        chain = lineage(c["run"])
+        c["ancestors"] = [_compute(a) for a in chain[1:]]
+        # A start whose run folder is not here (runs/ of an earlier machine)
+        # cannot be counted: said, not dropped silently.
+        c["ancestor_not_found"] = load_run(chain[-1])["config"].get("init_from")
     counted = {}  # one entry per trained run, however many chains or copies hold it
     for k in chosen:
         for c in [compute[k]] + compute[k]["ancestors"]:
@@ -185,6 +190,8 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         "device": str(dev), "compute": compute,
         "total_epochs": sum(c["epochs"] for c in counted.values()),
         "total_wall_time_s": sum(c["wall_time_s"] for c in counted.values()),
+        "ancestors_not_found": sorted({compute[k]["ancestor_not_found"] for k in chosen
+                                       if compute[k]["ancestor_not_found"]}),
         "total_wall_time_s_by_device": {
             dev_: sum(c["wall_time_s"] for c in counted.values() if c["device"] == dev_)
             for dev_ in sorted({c["device"] for c in counted.values()})},

@@ -70,6 +70,9 @@ def main(argv=None) -> int:
                           result["total_wall_time_s_by_device"].items())
     lines.append(f"\nMinutes of the chosen members' runs, ancestors included, by device: "
                  f"{by_device} (runs that shared a device each count their own time).")
+    if result["ancestors_not_found"]:
+        lines.append("Not counted (warm-start sources whose run folders are not here): "
+                     + ", ".join(result["ancestors_not_found"]) + ".")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

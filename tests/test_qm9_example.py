@@ -1,5 +1,6 @@
 import json
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -364,6 +365,17 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch):
     assert sum(both["total_wall_time_s_by_device"].values()) == pytest.approx(
         both["total_wall_time_s"])
     assert set(both["total_wall_time_s_by_device"]) == {"cpu"}
+    assert both["ancestors_not_found"] == []
+    # A start whose folder is gone is named as not counted, not dropped.
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "warm", moved)
+    metrics = json.loads((moved / "metrics.json").read_text())
+    metrics["config"]["init_from"] = str(tmp_path / "gone" / "best.pt")
+    (moved / "metrics.json").write_text(json.dumps(metrics))
+    assert lineage(str(moved)) == [str(moved)]
+    alone = ensemble_test([str(moved)], device="cpu")
+    assert alone["ancestors_not_found"] == [str(tmp_path / "gone" / "best.pt")]
+    assert alone["total_epochs"] == warm_epochs
 
     # The script: its table marks the chosen members and writes JSON beside it.
     monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))

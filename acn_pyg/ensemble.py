@@ -61,16 +61,21 @@ def greedy_selection(preds: Tensor, true: Tensor) -> List[int]:
 def lineage(run_dir: str) -> List[str]:
     """The run folder :obj:`run_dir` followed by the runs it was warm-started
     from (``init_from``, oldest last), as far as their folders exist here."""
-    chain, seen = [run_dir], {os.path.realpath(run_dir)}
-    init = load_run(run_dir)["config"].get("init_from")
-    while init:
+    return [c["run"] for c in _chain(run_dir, load_run(run_dir))]
+
+
+def _chain(run_dir: str, metrics: Dict[str, object]) -> List[Dict[str, object]]:
+    """:func:`_compute` of :obj:`run_dir` (whose ``metrics.json`` is
+    :obj:`metrics`) and of each run of its :func:`lineage`, each read once."""
+    chain, seen = [_compute(run_dir, metrics)], {os.path.realpath(run_dir)}
+    while chain[-1]["init_from"]:
+        init = chain[-1]["init_from"]
         parent = init if os.path.isdir(init) else os.path.dirname(init)
         if (not os.path.exists(os.path.join(parent, "metrics.json"))
                 or os.path.realpath(parent) in seen):
             break
-        chain.append(parent)
+        chain.append(_compute(parent, load_run(parent)))
         seen.add(os.path.realpath(parent))
-        init = load_run(parent)["config"].get("init_from")
     return chain
 
 
@@ -84,8 +89,7 @@ def _identity(run_dir: str) -> str:
     return os.path.realpath(run_dir)
 
 
-def _compute(run_dir: str) -> Dict[str, object]:
-    metrics = load_run(run_dir)
+def _compute(run_dir: str, metrics: Dict[str, object]) -> Dict[str, object]:
     cfg = metrics["config"]
     return {"run": run_dir, "epochs": metrics["epochs"], "wall_time_s": metrics["wall_time_s"],
             "device": metrics["device"], "batch_size": cfg.get("batch_size"),
@@ -145,15 +149,17 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     loaders = {s: DataLoader(prep.dataset[prep.split[s]], batch_size=batch_size)
                for s in ("val", "test")}
     preds: Dict[str, List[Tensor]] = {"val": [], "test": []}
+    maes: Dict[str, List[float]] = {"val": [], "test": []}
     true: Dict[str, Tensor] = {}
     for run_dir, cfg, metrics in zip(run_dirs, configs, runs):
         model = load_best_model(run_dir, cfg, prep, dev)
         for s, loader in loaders.items():
             pred, true[s] = predict(model, loader, prep.t_index, dev)
             preds[s].append(pred)
+            maes[s].append(float((pred - true[s]).abs().mean()))
         # The checkpoint must still give what its run measured: a state dict
         # saved by other code can load into the same shapes and mean nothing.
-        mae = float((preds["test"][-1] - true["test"]).abs().mean())
+        mae = maes["test"][-1]
         reported = metrics.get("test_mae")
         if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
             raise ValueError(
@@ -168,13 +174,13 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     everyone = list(range(len(run_dirs)))
     greedy = greedy_selection(stacked["val"], true["val"])
     chosen = greedy if select == "greedy" else everyone
-    compute = [_compute(d) for d in run_dirs]
-    for c in compute:
-        chain = lineage(c["run"])
-        c["ancestors"] = [_compute(a) for a in chain[1:]]
+    compute = []
+    for run_dir, metrics in zip(run_dirs, runs):
+        chain = _chain(run_dir, metrics)
         # A start whose run folder is not here (runs/ of an earlier machine)
         # cannot be counted: said, not dropped silently.
-        c["ancestor_not_found"] = load_run(chain[-1])["config"].get("init_from")
+        compute.append({**chain[0], "ancestors": chain[1:],
+                        "ancestor_not_found": chain[-1]["init_from"]})
     counted = {}  # one entry per trained run, however many chains or copies hold it
     for k in chosen:
         for c in [compute[k]] + compute[k]["ancestors"]:
@@ -183,8 +189,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         "target": prep.name, "unit": prep.unit, "runs": run_dirs, "select": select,
         "selected": [run_dirs[k] for k in chosen], "greedy_order": [run_dirs[k] for k in greedy],
         "val_size": int(true["val"].numel()), "test_size": int(true["test"].numel()),
-        "member_val_mae": [float((p - true["val"]).abs().mean()) for p in preds["val"]],
-        "member_test_mae": [float((p - true["test"]).abs().mean()) for p in preds["test"]],
+        "member_val_mae": maes["val"], "member_test_mae": maes["test"],
         "val_mae": mean_mae("val", chosen), "test_mae": mean_mae("test", chosen),
         "val_mae_all": mean_mae("val", everyone), "test_mae_all": mean_mae("test", everyone),
         "device": str(dev), "compute": compute,

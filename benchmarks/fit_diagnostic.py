@@ -35,7 +35,8 @@ def diagnose(run_dir: str, device: str = "cpu", batch_size: int = 256,
     model = load_best_model(run_dir, cfg, prep, device)
     from torch_geometric.loader import DataLoader
     out = {"run": run_dir, "unit": prep.unit, "train_size": int(prep.split["train"].numel()),
-           "epochs": metrics["epochs"], "test_mae": metrics["test_mae"]}
+           "epochs": metrics["epochs"], "test_mae": metrics["test_mae"],
+           "train_mae": metrics.get("train_mae"), "best_val_mae": metrics.get("best_val_mae")}
     for key in splits:
         pred, true = predict(model, DataLoader(prep.dataset[prep.split[key]],
                                                batch_size=batch_size), prep.t_index, device)

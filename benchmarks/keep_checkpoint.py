@@ -18,7 +18,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fit_diagnostic import diagnose, display_unit, load_run  # noqa: E402
+from fit_diagnostic import diagnose, display_unit  # noqa: E402
 
 CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 #: Larger files do not belong in git.
@@ -52,8 +52,7 @@ def main(argv=None) -> int:
     for name in ("metrics.json", "best.pt"):
         shutil.copyfile(os.path.join(args.run, name), os.path.join(dest, name))
     scale, unit = display_unit(result["unit"])
-    metrics = load_run(args.run)
-    maes = [metrics.get(k) for k in ("train_mae", "best_val_mae", "test_mae")]
+    maes = [result[k] for k in ("train_mae", "best_val_mae", "test_mae")]
     print(f"| `{args.name}` | {result['train_size']} | {result['epochs']} | "
           + " | ".join("-" if v is None else f"{v * scale:.3f}" for v in maes) + f" | {unit} |")
     return 0

@@ -4,7 +4,6 @@ validation molecules only (greedy forward selection, as in Caruana et al.,
 *Ensemble Selection from Libraries of Models*, ICML 2004), tested on the
 held-out test molecules; with what the members cost to train, their
 warm-start ancestors included."""
-import hashlib
 import math
 import os
 from dataclasses import asdict
@@ -18,6 +17,7 @@ from acn_pyg.training import (Config, load_best_model, load_run, pick_device, pr
                               run_config)
 from acn_pyg.units import EV_TO_KCALMOL
 from acn_pyg.utils.memory import reuse_freed_memory
+from acn_pyg.utils.prediction_cache import PredictionCache, file_digest
 
 #: Config fields that runs must share to be averaged: the same target, split and data.
 ENSEMBLE_SHARED = ("target", "seed", "train_size", "val_size", "test_size")
@@ -83,10 +83,7 @@ def _identity(run_dir: str) -> str:
     """What makes two run folders the same run: their ``best.pt``'s bytes (a
     kept checkpoint is a copy of a run folder), else the folder itself."""
     best = os.path.join(run_dir, "best.pt")
-    if os.path.exists(best):
-        with open(best, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    return os.path.realpath(run_dir)
+    return file_digest(best) if os.path.exists(best) else os.path.realpath(run_dir)
 
 
 def _compute(run_dir: str, metrics: Dict[str, object]) -> Dict[str, object]:
@@ -98,7 +95,7 @@ def _compute(run_dir: str, metrics: Dict[str, object]) -> Dict[str, object]:
 
 def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int = 128,
                   root: Optional[str] = None, subset: Optional[str] = None,
-                  select: str = "all") -> Dict[str, object]:
+                  select: str = "all", cache_dir: Optional[str] = None) -> Dict[str, object]:
     r"""Test MAE of the mean prediction of several finished runs (each one's
     ``best.pt``), :math:`\hat{y} = \frac{1}{|S|} \sum_{k \in S} \hat{y}_k`,
     and of each member alone, on validation and test molecules.
@@ -116,6 +113,12 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
             validation molecules (the test molecules play no part in it).
             Both are reported either way (``*_all`` and ``selected``).
         root, subset: where the runs' data are, if not where they found them.
+        cache_dir (str, optional): a :class:`~acn_pyg.utils.prediction_cache.
+            PredictionCache` folder: each member's validation and test
+            predictions are taken from it when an entry for the same
+            checkpoint, molecules and code is there (``cached`` in the result
+            says which), else computed and stored (after the check above).
+            Default: no cache.
 
     The result's ``compute`` lists each member's own training; ``ancestors``
     the runs it was warm-started from (:func:`lineage`), counted once each
@@ -148,24 +151,40 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         reuse_freed_memory()  # as in run(): no page faults for each batch's tensors
     loaders = {s: DataLoader(prep.dataset[prep.split[s]], batch_size=batch_size)
                for s in ("val", "test")}
+    # The reference values, read without any model: they also identify the
+    # molecules (and target) for the prediction cache.
+    true = {s: torch.cat([b.y[:, prep.t_index].double() for b in loader])
+            for s, loader in loaders.items()}
+    cache = PredictionCache(cache_dir) if cache_dir else None
     preds: Dict[str, List[Tensor]] = {"val": [], "test": []}
     maes: Dict[str, List[float]] = {"val": [], "test": []}
-    true: Dict[str, Tensor] = {}
+    cached: List[bool] = []
     for run_dir, cfg, metrics in zip(run_dirs, configs, runs):
-        model = load_best_model(run_dir, cfg, prep, dev)
-        for s, loader in loaders.items():
-            pred, true[s] = predict(model, loader, prep.t_index, dev)
-            preds[s].append(pred)
-            maes[s].append(float((pred - true[s]).abs().mean()))
+        best = os.path.join(run_dir, "best.pt")
+        pred = cache.load(best, true) if cache is not None and os.path.exists(best) else None
+        cached.append(pred is not None)
+        if pred is None:
+            model = load_best_model(run_dir, cfg, prep, dev)
+            pred = {}
+            for s, loader in loaders.items():
+                pred[s], seen = predict(model, loader, prep.t_index, dev)
+                if not torch.equal(seen, true[s]):
+                    raise RuntimeError(f"the {s} molecules came in another order")
+            del model
+        for s in loaders:
+            preds[s].append(pred[s])
+            maes[s].append(float((pred[s] - true[s]).abs().mean()))
         # The checkpoint must still give what its run measured: a state dict
         # saved by other code can load into the same shapes and mean nothing.
         mae = maes["test"][-1]
         reported = metrics.get("test_mae")
         if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
             raise ValueError(
-                f"{os.path.join(run_dir, 'best.pt')} gives test MAE {mae:.6g} {prep.unit}, "
+                f"{best} gives test MAE {mae:.6g} {prep.unit}, "
                 f"but its run reported {reported:.6g}: the checkpoint does not match this code "
                 f"(saved by another acn_pyg version?) or the data differ")
+        if cache is not None and not cached[-1]:
+            cache.save(best, true, pred)
     stacked = {s: torch.stack(p) for s, p in preds.items()}
 
     def mean_mae(s: str, members: List[int]) -> float:
@@ -192,7 +211,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         "member_val_mae": maes["val"], "member_test_mae": maes["test"],
         "val_mae": mean_mae("val", chosen), "test_mae": mean_mae("test", chosen),
         "val_mae_all": mean_mae("val", everyone), "test_mae_all": mean_mae("test", everyone),
-        "device": str(dev), "compute": compute,
+        "device": str(dev), "compute": compute, "cached": cached,
         "total_epochs": sum(c["epochs"] for c in counted.values()),
         "total_wall_time_s": sum(c["wall_time_s"] for c in counted.values()),
         "ancestors_not_found": sorted({compute[k]["ancestor_not_found"] for k in chosen

@@ -8,9 +8,11 @@ and ``best.pt``) that share target, split and sizes, beside each member's own.
 With ``--select greedy`` the members are chosen among the runs given on the
 validation molecules alone (greedy forward selection: add the run that most
 lowers the validation MAE of the mean, until none does); the test MAE of all
-runs' mean is reported beside it. The ensemble costs the chosen members'
-training compute together, their warm-start ancestors included (each run
-once); the JSON lists it.
+runs' mean is reported beside it. Each member's validation and test
+predictions are kept in ``--cache`` (for the same checkpoint bytes, molecules
+and code only), so choosing again among many runs costs only the new ones.
+The ensemble costs the chosen members' training compute together, their
+warm-start ancestors included (each run once); the JSON lists it.
 """
 import argparse
 import json
@@ -32,11 +34,17 @@ def main(argv=None) -> int:
     p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
     p.add_argument("--select", default="all", choices=SELECTIONS,
                    help="members: all runs, or greedy selection on validation (default: all)")
+    p.add_argument("--cache", default=os.path.join("runs", "prediction_cache"),
+                   help="folder of cached member predictions, reused for the same checkpoint, "
+                        "molecules and code (default: runs/prediction_cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute every member's predictions, store none")
     p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
     args = p.parse_args(argv)
 
     result = ensemble_test(args.runs, device=args.device, root=args.root, subset=args.subset,
-                           select=args.select)
+                           select=args.select,
+                           cache_dir=None if args.no_cache else args.cache)
     kcal = "test_mae_kcal_mol" in result
     unit = "kcal/mol" if kcal else result["unit"]
     suffix = "_kcal_mol" if kcal else ""
@@ -73,6 +81,9 @@ def main(argv=None) -> int:
     if result["ancestors_not_found"]:
         lines.append("Not counted (warm-start sources whose run folders are not here): "
                      + ", ".join(result["ancestors_not_found"]) + ".")
+    if any(result["cached"]):
+        lines.append(f"Predictions of {sum(result['cached'])} of the {len(args.runs)} runs taken "
+                     f"from the cache ({args.cache}).")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

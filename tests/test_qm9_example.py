@@ -1,4 +1,5 @@
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -316,7 +317,7 @@ def test_init_from_refuses_another_models_weights_and_missing_files(source_dir, 
                                str(tmp_path / "junk.pt"), "--out", str(tmp_path / "other")))
 
 
-def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch):
+def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch, capsys):
     from acn_pyg.ensemble import ensemble_test, lineage
 
     runs = []
@@ -389,6 +390,28 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch):
     assert saved["result"]["test_mae"] == pytest.approx(greedy["test_mae"])
     assert "machine" in saved
 
+    # With a prediction cache: the first call fills it, the second runs no model
+    # and gives the same numbers; the script's default cache is used likewise.
+    cache = str(tmp_path / "cache")
+    first = ensemble_test(runs, device="cpu", select="greedy", cache_dir=cache)
+    assert first["cached"] == [False, False] and len(os.listdir(cache)) == 2
+    import acn_pyg.ensemble
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a cached member's model was run")
+
+    original = acn_pyg.ensemble.load_best_model
+    monkeypatch.setattr(acn_pyg.ensemble, "load_best_model", no_model)
+    again = ensemble_test(runs, device="cpu", select="greedy", cache_dir=cache)
+    assert again["cached"] == [True, True]
+    for key in ("member_val_mae", "member_test_mae", "val_mae", "test_mae", "selected"):
+        assert again[key] == first[key] == greedy[key]
+    assert script.main([*runs, "--device", "cpu", "--cache", cache]) == 0
+    assert "Predictions of 2 of the 2 runs taken from the cache" in capsys.readouterr().out
+    monkeypatch.setattr(acn_pyg.ensemble, "load_best_model", original)
+    assert script.main([*runs, "--device", "cpu", "--no-cache"]) == 0
+    assert "from the cache" not in capsys.readouterr().out
+
     other = tiny_args(source_dir, tmp_path, "--no-plot", "--train-size", "12")
     other[other.index("--out") + 1] = str(tmp_path / "other")
     example.main(other)
@@ -406,9 +429,15 @@ def test_ensemble_refuses_a_checkpoint_that_no_longer_gives_its_result(source_di
     state = torch.load(best, weights_only=True)
     key = next(k for k, v in state.items() if k.startswith("convs.0.linear") and v.numel() > 1)
     state[key] = state[key].flip(0)  # same shape, other order: loads, means something else
+    cache = str(tmp_path / "cache")
+    ensemble_test([str(tmp_path / "run")], device="cpu", cache_dir=cache)  # cached as it was
     torch.save(state, best)
     with pytest.raises(ValueError, match="does not match this code"):
         ensemble_test([str(tmp_path / "run")], device="cpu")
+    # The cache holds the old weights' predictions; the new bytes are not found there.
+    with pytest.raises(ValueError, match="does not match this code"):
+        ensemble_test([str(tmp_path / "run")], device="cpu", cache_dir=cache)
+    assert len(os.listdir(cache)) == 1  # and a checkpoint that fails the check is not stored
 
 
 def test_summary_says_better_or_worse_than_the_baseline():

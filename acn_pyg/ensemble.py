@@ -14,7 +14,7 @@ from torch import Tensor
 
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS
 from acn_pyg.training import (Config, load_best_model, load_run, pick_device, predict, prepare,
-                              run_config)
+                              reproduces, run_config)
 from acn_pyg.units import EV_TO_KCALMOL
 from acn_pyg.utils.memory import reuse_freed_memory
 from acn_pyg.utils.prediction_cache import PredictionCache, file_digest
@@ -178,7 +178,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         # saved by other code can load into the same shapes and mean nothing.
         mae = maes["test"][-1]
         reported = metrics.get("test_mae")
-        if reported is not None and not math.isclose(mae, reported, rel_tol=1e-3, abs_tol=1e-9):
+        if reported is not None and not reproduces(mae, reported):
             raise ValueError(
                 f"{best} gives test MAE {mae:.6g} {prep.unit}, "
                 f"but its run reported {reported:.6g}: the checkpoint does not match this code "

@@ -465,6 +465,20 @@ def run_config(metrics: Dict[str, object]) -> Config:
     return Config(**{k: v for k, v in metrics["config"].items() if k in known})
 
 
+#: Relative tolerance within which a finished run's checkpoint, evaluated
+#: again, must give the test MAE the run reported (:func:`reproduces`). The
+#: kept checkpoints, saved on GPUs and CPUs and evaluated on a CPU with other
+#: batch sizes, differ by at most 2.3e-6; a checkpoint that no longer fits
+#: the code differs by orders of magnitude more.
+REPRODUCE_RTOL = 1e-4
+
+
+def reproduces(mae: float, reported: float) -> bool:
+    """Whether a test MAE computed again from a run's checkpoint is the one
+    the run reported, within :data:`REPRODUCE_RTOL`."""
+    return math.isclose(mae, reported, rel_tol=REPRODUCE_RTOL, abs_tol=1e-9)
+
+
 def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.nn.Module:
     """The model of a finished run (:obj:`cfg`, from :func:`run_config`, on
     the data :obj:`prep` of :func:`prepare`) with the weights of its

@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
-from acn_pyg.training import load_best_model, load_run, predict, prepare, run_config  # noqa: E402
+from acn_pyg.training import (load_best_model, load_run, predict, prepare,  # noqa: E402
+                              reproduces, run_config)
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 
@@ -43,8 +44,7 @@ def diagnose(run_dir: str, device: str = "cpu", batch_size: int = 256,
         out[f"{key}_mae_recomputed"] = float((pred - true).abs().mean())
     # The recomputed test error must be the run's own: same data, same weights.
     if "test" in splits:
-        out["test_matches_run"] = abs(out["test_mae_recomputed"] - metrics["test_mae"]) \
-            <= 1e-4 * abs(metrics["test_mae"])
+        out["test_matches_run"] = reproduces(out["test_mae_recomputed"], metrics["test_mae"])
     if "train" in splits and "val" in splits:
         out["val_over_train"] = out["val_mae_recomputed"] / out["train_mae_recomputed"]
     return out

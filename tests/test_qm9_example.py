@@ -449,3 +449,10 @@ def test_summary_says_better_or_worse_than_the_baseline():
     assert "5.0x better" in text and "training molecules: 0.05 eV" in text
     text = "\n".join(summary({**metrics, "test_mae": 1.0}))
     assert "2.0x worse" in text and "better" not in text
+
+
+def test_one_tolerance_decides_whether_a_checkpoint_reproduces_its_run():
+    from acn_pyg.training import REPRODUCE_RTOL, reproduces
+    assert reproduces(0.04, 0.04 * (1 + 0.5 * REPRODUCE_RTOL))
+    assert not reproduces(0.04, 0.04 * (1 + 2 * REPRODUCE_RTOL))
+    assert not reproduces(0.04 * (1 + 2 * REPRODUCE_RTOL), 0.04)

@@ -322,7 +322,9 @@ def run(cfg: Config) -> Dict[str, object]:
                for key, idx in split.items()}
 
     last_path, best_path = os.path.join(cfg.out, "last.pt"), os.path.join(cfg.out, "best.pt")
-    state = {"epoch": 0, "elapsed": 0.0, "best_val": math.inf, "history": []}
+    # "epoch" counts the epochs begun (the last may be cut short by the time
+    # budget), "steps" the optimizer steps taken.
+    state = {"epoch": 0, "steps": 0, "elapsed": 0.0, "best_val": math.inf, "history": []}
     resuming = cfg.resume and os.path.exists(last_path)
     if cfg.init_from is not None and not resuming:
         # A warm start: the weights of an earlier run, then a fresh optimizer
@@ -344,7 +346,9 @@ def run(cfg: Config) -> Dict[str, object]:
         optimizer.load_state_dict(ckpt["optimizer"])
         for group in optimizer.param_groups:  # the device's choice, not the saved one
             group["fused"], group["foreach"] = fused, None
-        state = {k: ckpt[k] for k in state}
+        state = {k: ckpt[k] for k in state if k != "steps"}
+        # Checkpoints before version 0.2.8 hold no step count: full epochs assumed.
+        state["steps"] = int(ckpt.get("steps", state["epoch"] * len(loaders["train"])))
         state["history"] = json.loads(state["history"])
         torch.set_rng_state(ckpt["rng"].cpu())  # map_location moved it
         if "shuffle_rng" in ckpt:  # absent from checkpoints before version 0.2.2
@@ -389,6 +393,7 @@ def run(cfg: Config) -> Dict[str, object]:
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
+            state["steps"] += 1
             running += loss.detach() * data.num_graphs
             seen += data.num_graphs
         if seen == 0:
@@ -400,7 +405,7 @@ def run(cfg: Config) -> Dict[str, object]:
         state["elapsed"] = time.perf_counter() - start
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "ema": ema.state_dict() if ema is not None else {},
-                    "epoch": state["epoch"], "elapsed": state["elapsed"],
+                    "epoch": state["epoch"], "steps": state["steps"], "elapsed": state["elapsed"],
                     "best_val": state["best_val"], "history": json.dumps(state["history"]),
                     "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state()},
                    last_path)
@@ -431,7 +436,8 @@ def run(cfg: Config) -> Dict[str, object]:
     metrics = {
         "target": name, "unit": unit, "model": cfg.model,
         "test_mae": test_mae, "baseline_test_mae": baseline_mae, "train_mae": train_mae,
-        "best_val_mae": state["best_val"], "epochs": state["epoch"], "wall_time_s": wall,
+        "best_val_mae": state["best_val"], "epochs": state["epoch"], "steps": state["steps"],
+        "epochs_trained": state["steps"] / max(len(loaders["train"]), 1), "wall_time_s": wall,
         "sizes": {k: int(v.numel()) for k, v in split.items()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device), "machine": machine(), "config": asdict(cfg),
@@ -508,6 +514,17 @@ def parity_plot(pred: Tensor, true: Tensor, title: str, unit: str, path: str) ->
     plt.close(fig)
 
 
+def epochs_text(metrics: Dict[str, object]) -> str:
+    """How long a finished run trained, in epochs: ``"17 epochs"``, or
+    ``"16.31 epochs (the last cut short by the time budget)"`` when the
+    budget ran out during an epoch (``epochs_trained``: optimizer steps over
+    steps per epoch; ``epochs`` counts the epochs begun)."""
+    trained = metrics.get("epochs_trained")  # absent from metrics before version 0.2.8
+    if trained is not None and trained < metrics["epochs"] - 1e-9:
+        return f"{trained:.2f} epochs (the last cut short by the time budget)"
+    return f"{metrics['epochs']} epochs"
+
+
 def summary(metrics: Dict[str, object]) -> List[str]:
     unit = metrics["unit"]
     lines = [f"test MAE ({metrics['model']}, {metrics['target']}): "
@@ -523,6 +540,6 @@ def summary(metrics: Dict[str, object]) -> List[str]:
                 else f"the model is {1.0 / ratio:.1f}x worse: train longer")
     lines.append(f"per-element linear baseline: {metrics['baseline_test_mae']:.5g} {unit} "
                  f"({compared})")
-    lines.append(f"{metrics['epochs']} epochs in {metrics['wall_time_s'] / 60:.1f} min on "
+    lines.append(f"{epochs_text(metrics)} in {metrics['wall_time_s'] / 60:.1f} min on "
                  f"{metrics['device']} ({metrics['sizes']['train']} training molecules)")
     return lines

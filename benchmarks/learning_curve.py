@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
 from acn_pyg.cli import ACN_FIELDS, add_config_arguments, config_from_args  # noqa: E402
-from acn_pyg.training import Config, run  # noqa: E402
+from acn_pyg.training import Config, epochs_text, run  # noqa: E402
 
 #: The published learning curve (kcal/mol): CM and SLATM kernel ridge
 #: regression, and the original AtomCloudNet (3 A cutoff).
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
             m = run(cfg)
             results[(model, size)] = m
             print(f"{model} N={size}: {m['test_mae_kcal_mol']:.3f} kcal/mol "
-                  f"({m['epochs']} epochs, {m['wall_time_s'] / 60:.1f} min, {m['device']})")
+                  f"({epochs_text(m)}, {m['wall_time_s'] / 60:.1f} min, {m['device']})")
 
     models = args.models.split(",")
     lines = ["| N train | CM kernel | SLATM kernel | original ACN (3 A) | "
@@ -78,10 +78,10 @@ def main(argv=None) -> int:
                      "target": TARGETS.get(size), "target_met": met,
                      "runs": {m: {k: results[(m, size)][k] for k in (
                          "test_mae_kcal_mol", "test_mae", "baseline_test_mae_kcal_mol", "epochs",
-                         "best_val_mae", "train_mae",
+                         "epochs_trained", "best_val_mae", "train_mae",
                          "wall_time_s", "device", "parameters")} for m in models}})
     table = "\n".join(lines)
-    compute = ", ".join(f"{m} N={s}: {results[(m, s)]['epochs']} epochs in "
+    compute = ", ".join(f"{m} N={s}: {epochs_text(results[(m, s)])} in "
                         f"{results[(m, s)]['wall_time_s'] / 60:.1f} min on "
                         f"{results[(m, s)]['device']}" for s in sizes for m in models)
     text = (f"QM9 U_atom test MAE (kcal/mol) on {args.test_size:,} held-out molecules\n\n"

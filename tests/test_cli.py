@@ -2,6 +2,7 @@ import argparse
 import dataclasses
 
 import pytest
+import torch
 
 from acn_pyg.cli import ACN_FIELDS, add_config_arguments, config_from_args
 from acn_pyg.training import Config
@@ -106,3 +107,31 @@ def test_learning_curve_table_names_each_file_below_the_shared_folder(monkeypatc
     learning_curve_table.main([str(tmp_path / "lc_c.json"), "--out", str(tmp_path / "u")])
     assert [r["file"] for r in json.loads((tmp_path / "u.json").read_text())["rows"]] == \
         ["lc_c.json"]
+
+
+def test_learning_curve_script_end_to_end_writes_its_table_and_compute(source_dir, tmp_path,
+                                                                       monkeypatch, capsys):
+    import json
+    import pathlib
+    import sys
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    sys.modules.pop("learning_curve", None)
+    import learning_curve
+
+    torch.set_default_dtype(torch.float32)  # as the training program runs
+    out = tmp_path / "lc"
+    assert learning_curve.main([
+        "--sizes", "16", "--budgets", "0.05", "--models", "acn", "--val-size", "8",
+        "--test-size", "8", "--batch-size", "8", "--hidden-channels", "8", "--num-layers", "1",
+        "--root", str(tmp_path / "qm9"), "--data-source", source_dir,
+        "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    saved = json.loads(out.with_suffix(".json").read_text())
+    (row,) = saved["rows"]
+    run = row["runs"]["acn"]
+    metrics = json.loads((tmp_path / "runs" / "acn_n16" / "metrics.json").read_text())
+    assert row["train_size"] == 16 and run["test_mae"] == metrics["test_mae"]
+    assert run["epochs_trained"] == metrics["steps"] / 2 and run["epochs"] == metrics["epochs"]
+    text = out.with_suffix(".md").read_text()
+    assert "| 16 |" in text and "acn N=16:" in text and "epochs" in text
+    assert "acn N=16:" in capsys.readouterr().out

@@ -456,3 +456,23 @@ def test_one_tolerance_decides_whether_a_checkpoint_reproduces_its_run():
     assert reproduces(0.04, 0.04 * (1 + 0.5 * REPRODUCE_RTOL))
     assert not reproduces(0.04, 0.04 * (1 + 2 * REPRODUCE_RTOL))
     assert not reproduces(0.04 * (1 + 2 * REPRODUCE_RTOL), 0.04)
+
+
+def test_an_epoch_cut_short_by_the_time_budget_is_counted_as_part(source_dir, tmp_path,
+                                                                  monkeypatch, capsys):
+    import acn_pyg.training as training
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    full = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert full["epochs"] == 2 and full["steps"] == 4 and full["epochs_trained"] == 2.0
+    assert "2 epochs in" in capsys.readouterr().out
+    # A clock that advances one second each time it is read: the budget of
+    # 0.1 min runs out during an epoch (two steps each), after its first step.
+    clock = iter(range(10 ** 6))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--time-budget", "0.1")
+    args[args.index("--epochs") + 1] = "50"
+    example.main(args)
+    cut = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert cut["steps"] % 2 == 1 and cut["epochs"] == (cut["steps"] + 1) // 2
+    assert cut["epochs_trained"] == cut["steps"] / 2
+    assert f"{cut['epochs_trained']:.2f} epochs (the last cut short" in capsys.readouterr().out

@@ -95,7 +95,8 @@ def _compute(run_dir: str, metrics: Dict[str, object]) -> Dict[str, object]:
 
 def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int = 128,
                   root: Optional[str] = None, subset: Optional[str] = None,
-                  select: str = "all", cache_dir: Optional[str] = None) -> Dict[str, object]:
+                  select: str = "all", cache_dir: Optional[str] = None,
+                  keep_predictions: bool = False) -> Dict[str, object]:
     r"""Test MAE of the mean prediction of several finished runs (each one's
     ``best.pt``), :math:`\hat{y} = \frac{1}{|S|} \sum_{k \in S} \hat{y}_k`,
     and of each member alone, on validation and test molecules.
@@ -119,6 +120,10 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
             checkpoint, molecules and code is there (``cached`` in the result
             says which), else computed and stored (after the check above).
             Default: no cache.
+        keep_predictions (bool): also return the members' predictions
+            (``predictions``: split name -> :math:`[K, N]`, in the order of
+            :obj:`run_dirs`) and the reference values (``true``: split name
+            -> :math:`[N]`), in the target's unit. Default: :obj:`False`.
 
     The result's ``compute`` lists each member's own training; ``ancestors``
     the runs it was warm-started from (:func:`lineage`), counted once each
@@ -220,6 +225,8 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
             dev_: sum(c["wall_time_s"] for c in counted.values() if c["device"] == dev_)
             for dev_ in sorted({c["device"] for c in counted.values()})},
     }
+    if keep_predictions:
+        result["predictions"], result["true"] = stacked, true
     if prep.name in ENERGY_TARGETS:
         for key in ("member_val_mae", "member_test_mae"):
             result[key + "_kcal_mol"] = [m * EV_TO_KCALMOL for m in result[key]]

@@ -476,3 +476,47 @@ def test_an_epoch_cut_short_by_the_time_budget_is_counted_as_part(source_dir, tm
     assert cut["steps"] % 2 == 1 and cut["epochs"] == (cut["steps"] + 1) // 2
     assert cut["epochs_trained"] == cut["steps"] / 2
     assert f"{cut['epochs_trained']:.2f} epochs (the last cut short" in capsys.readouterr().out
+
+
+def test_error_statistics_on_a_worked_example(monkeypatch):
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    from error_analysis import error_statistics, group_mae
+    err = torch.tensor([-1.0, 2.0, 0.0, 3.0] + [1.0] * 96)  # 100 molecules, summed error 102
+    s = error_statistics(err)
+    assert s["n"] == 100 and s["mae"] == pytest.approx(1.02) and s["max"] == 3.0
+    assert s["rmse"] == pytest.approx(((1 + 4 + 9 + 96) / 100) ** 0.5)
+    assert s["share_worst_1pct"] == pytest.approx(3 / 102)  # one molecule: the 3.0
+    assert s["share_worst_5pct"] == pytest.approx((3 + 2 + 1 + 1 + 1) / 102)
+    assert s["mae_without_worst_1pct"] == pytest.approx(99 / 99)
+    assert s["q0.5"] == 1.0 and s["q0.999"] <= 3.0
+    groups = group_mae(torch.tensor([1.0, -3.0, 2.0]), ["a", "b", "a"])
+    assert groups == {"a": {"n": 2, "mae": 1.5}, "b": {"n": 1, "mae": 3.0}}
+
+
+def test_error_analysis_script_end_to_end(source_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    import error_analysis
+    runs = []
+    for seed in ("0", "7"):
+        args = tiny_args(source_dir, tmp_path, "--no-plot", "--init-seed", seed)
+        args[args.index("--out") + 1] = str(tmp_path / f"run{seed}")
+        example.main(args)
+        runs.append(str(tmp_path / f"run{seed}"))
+    stem = tmp_path / "ea" / "out"
+    assert error_analysis.main([*runs, "--device", "cpu", "--cache", str(tmp_path / "cache"),
+                                "--worst", "3", "--out", str(stem)]) == 0
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert list(saved["analysis"]) == runs + ["mean of the 2"]
+    for run in runs:  # the analysis is of the run's own test error
+        own = json.loads((pathlib.Path(run) / "metrics.json").read_text())
+        assert saved["analysis"][run]["statistics"]["mae"] == pytest.approx(
+            own["test_mae_kcal_mol"], rel=1e-4)
+        by_size = saved["analysis"][run]["by_heavy_atoms"]
+        assert sum(g["n"] for g in by_size.values()) == 8 == saved["test_size"]
+        assert sum(g["n"] * g["mae"] for g in by_size.values()) / 8 == pytest.approx(
+            saved["analysis"][run]["statistics"]["mae"])
+        worst = saved["analysis"][run]["worst"]
+        assert len(worst) == 3 and abs(worst[0]["error"]) >= abs(worst[-1]["error"])
+        assert abs(worst[0]["error"]) == pytest.approx(saved["analysis"][run]["statistics"]["max"])
+    text = stem.with_suffix(".md").read_text()
+    assert "by heavy atoms" in text and "Worst 3 molecules of mean of the 2" in text

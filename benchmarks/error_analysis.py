@@ -1,0 +1,150 @@
+"""Where a model's test error comes from: the distribution of the absolute
+errors of finished runs on their test molecules (quantiles, how much of the
+MAE the worst 1% / 5% of molecules carry) and the MAE by molecule size and
+composition, with the worst molecules named by their QM9 index; with several
+runs, the same for their mean prediction.
+
+    python benchmarks/error_analysis.py benchmarks/checkpoints/h100x2_cpu_n10000_wide_wd0 \\
+        --subset data/qm9_subset.pt --out benchmarks/results/error_analysis_n10000
+
+Predictions come from ``acn_pyg.ensemble.ensemble_test`` (each checkpoint
+checked to reproduce its run's test MAE) and share its prediction cache.
+"""
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Dict, List
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine  # noqa: E402
+
+from acn_pyg.ensemble import ensemble_test  # noqa: E402
+from acn_pyg.training import Config, load_run, prepare, run_config  # noqa: E402
+from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
+
+#: Elements whose presence splits the molecules into groups (QM9: H C N O F).
+ELEMENTS = {6: "C", 7: "N", 8: "O", 9: "F"}
+QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+def error_statistics(err: Tensor) -> Dict[str, float]:
+    """Statistics of absolute errors :obj:`err` (shape :math:`[N]`): MAE,
+    RMSE, quantiles, maximum, the share of the summed error carried by the
+    worst 1% and 5% of molecules, and the MAE without the worst 1%."""
+    err = err.double().abs()
+    ordered = err.sort(descending=True).values
+    n = err.numel()
+    top = {f: max(1, round(f * n)) for f in (0.01, 0.05)}
+    out = {"n": n, "mae": float(err.mean()), "rmse": float(err.pow(2).mean().sqrt()),
+           "max": float(ordered[0])}
+    out.update({f"q{q:g}": float(torch.quantile(err, q)) for q in QUANTILES})
+    out.update({f"share_worst_{round(100 * f)}pct": float(ordered[:k].sum() / err.sum())
+                for f, k in top.items()})
+    out["mae_without_worst_1pct"] = float(ordered[top[0.01]:].mean()) if n > top[0.01] else 0.0
+    return out
+
+
+def group_mae(err: Tensor, groups: List[str]) -> Dict[str, Dict[str, float]]:
+    """MAE and count of :obj:`err` per group label (one per molecule)."""
+    out: Dict[str, Dict[str, float]] = {}
+    for label in sorted(set(groups), key=lambda g: (len(g), g)):
+        mask = torch.tensor([g == label for g in groups])
+        out[label] = {"n": int(mask.sum()), "mae": float(err.abs()[mask].mean())}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="finished run folders (metrics.json and best.pt)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--root", default=None, help="QM9 folder, if not the runs' own")
+    p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--worst", type=int, default=10, help="worst molecules listed (default 10)")
+    p.add_argument("--cache", default=os.path.join("runs", "prediction_cache"),
+                   help="prediction cache folder (default: runs/prediction_cache)")
+    p.add_argument("--no-cache", action="store_true", help="use and store no cached predictions")
+    p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    result = ensemble_test(args.runs, device=args.device, root=args.root, subset=args.subset,
+                           cache_dir=None if args.no_cache else args.cache,
+                           keep_predictions=True)
+    cfg = run_config(load_run(args.runs[0]))
+    if args.root is not None or args.subset is not None:
+        cfg = Config(**{**asdict(cfg), "root": args.root or cfg.root, "subset": args.subset})
+    prep = prepare(cfg)
+    test = prep.dataset[prep.split["test"]]
+    molecules = [test[i] for i in range(len(test))]
+    heavy = [f"{int((m.z > 1).sum())}" for m in molecules]
+    present = [set(m.z.tolist()) for m in molecules]
+    composition = ["".join(ELEMENTS[e] for e in sorted(ELEMENTS) if e in z) or "H only"
+                   for z in present]
+    qm9_index = [int(m.idx) for m in molecules]
+    true = result["true"]["test"]
+    if true.numel() != len(molecules):
+        raise RuntimeError("the test molecules and the predictions differ in number")
+
+    scale, unit = (EV_TO_KCALMOL, "kcal/mol") if result["unit"] == "eV" else (1.0, result["unit"])
+    preds = result["predictions"]["test"]
+    models = {run: preds[k] for k, run in enumerate(args.runs)}
+    if len(args.runs) > 1:
+        models[f"mean of the {len(args.runs)}"] = preds.mean(dim=0)
+    analysis = {}
+    for name, pred in models.items():
+        err = (pred - true) * scale
+        worst = err.abs().sort(descending=True).indices[:args.worst]
+        analysis[name] = {
+            "statistics": error_statistics(err),
+            "by_heavy_atoms": group_mae(err, heavy),
+            "by_composition": group_mae(err, composition),
+            "worst": [{"qm9_index": qm9_index[i], "heavy_atoms": int(heavy[i]),
+                       "composition": composition[i], "error": float(err[i]),
+                       "true": float(true[i] * scale)} for i in worst.tolist()],
+        }
+
+    names = list(analysis)
+    stats = ["mae", "rmse", "q0.5", "q0.9", "q0.99", "q0.999", "max", "share_worst_1pct",
+             "share_worst_5pct", "mae_without_worst_1pct"]
+    lines = [f"QM9 {result['target']} on {true.numel():,} test molecules: absolute errors "
+             f"({unit}; shares are of the summed error)", "",
+             "| model | " + " | ".join(stats) + " |", "| --- " * (len(stats) + 1) + "|"]
+    for name in names:
+        s = analysis[name]["statistics"]
+        lines.append(f"| {name} | " + " | ".join(f"{s[k]:.3f}" for k in stats) + " |")
+    for key, title in (("by_heavy_atoms", "heavy atoms"), ("by_composition", "heavy elements")):
+        groups = list(analysis[names[0]][key])
+        lines += ["", f"MAE ({unit}) by {title}:", "",
+                  f"| {title} | molecules | " + " | ".join(names) + " |",
+                  "| --- " * (len(names) + 2) + "|"]
+        for g in groups:
+            lines.append(f"| {g} | {analysis[names[0]][key][g]['n']} | "
+                         + " | ".join(f"{analysis[n][key][g]['mae']:.3f}" for n in names) + " |")
+    for name in names:
+        lines += ["", f"Worst {args.worst} molecules of {name}:", "",
+                  "| QM9 index | heavy atoms | elements | error | true value |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {w['qm9_index']} | {w['heavy_atoms']} | {w['composition']} | "
+                  f"{w['error']:+.2f} | {w['true']:.1f} |" for w in analysis[name]["worst"]]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out + ".json", "w") as f:
+            json.dump({"machine": machine(), "args": vars(args), "unit": unit,
+                       "test_size": true.numel(), "analysis": analysis}, f, indent=2)
+        with open(args.out + ".md", "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

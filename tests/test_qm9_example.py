@@ -382,7 +382,8 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch, caps
     monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
     import ensemble as script
     stem = tmp_path / "ens" / "greedy"
-    assert script.main([*runs, "--device", "cpu", "--select", "greedy", "--out", str(stem)]) == 0
+    assert script.main([*runs, "--device", "cpu", "--select", "greedy", "--out", str(stem),
+                        "--cache", str(tmp_path / "script_cache")]) == 0
     text = (tmp_path / "ens" / "greedy.md").read_text()
     assert f"mean prediction of the {len(greedy['selected'])} chosen" in text
     assert "mean prediction of all 2" in text and "by device: cpu" in text

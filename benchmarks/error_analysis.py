@@ -1,8 +1,9 @@
 """Where a model's test error comes from: the distribution of the absolute
 errors of finished runs on their test molecules (quantiles, how much of the
 MAE the worst 1% / 5% of molecules carry) and the MAE by molecule size and
-composition, with the worst molecules named by their QM9 index; with several
-runs, the same for their mean prediction.
+composition (and, with the full data set's SMILES, whether the molecule is
+charge-separated), with the worst molecules named by their QM9 index; with
+several runs, the same for their mean prediction.
 
     python benchmarks/error_analysis.py benchmarks/checkpoints/h100x2_cpu_n10000_wide_wd0 \\
         --subset data/qm9_subset.pt --out benchmarks/results/error_analysis_n10000
@@ -13,6 +14,7 @@ checked to reproduce its run's test MAE) and share its prediction cache.
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 from typing import Dict, List
@@ -30,6 +32,14 @@ from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 #: Elements whose presence splits the molecules into groups (QM9: H C N O F).
 ELEMENTS = {6: "C", 7: "N", 8: "O", 9: "F"}
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+#: A bracket atom with a formal charge in a SMILES string ("[NH+]", "[O-]").
+CHARGED_ATOM = re.compile(r"\[[^\]]*[+-][^\]]*\]")
+
+
+def charge_separated(smiles: str) -> bool:
+    """Whether a SMILES string has atoms with formal charges (in QM9, which
+    is neutral, a zwitterion: e.g. ``NC=[NH+]CCCC([O-])=O``)."""
+    return bool(CHARGED_ATOM.search(smiles))
 
 
 def error_statistics(err: Tensor) -> Dict[str, float]:
@@ -89,6 +99,14 @@ def main(argv=None) -> int:
     composition = ["".join(ELEMENTS[e] for e in sorted(ELEMENTS) if e in z) or "H only"
                    for z in present]
     qm9_index = [int(m.idx) for m in molecules]
+    # SMILES come with the full data set (acn_pyg.datasets.QM9), not with a
+    # subset file: pass --root without --subset to have them.
+    smiles = [getattr(m, "smiles", None) for m in molecules]
+    charged = None
+    if all(isinstance(sm, str) for sm in smiles):
+        charged = ["charge-separated" if charge_separated(sm) else "neutral" for sm in smiles]
+        train = prep.dataset[prep.split["train"]]
+        charged_in_training = sum(charge_separated(train[i].smiles) for i in range(len(train)))
     true = result["true"]["test"]
     if true.numel() != len(molecules):
         raise RuntimeError("the test molecules and the predictions differ in number")
@@ -107,9 +125,12 @@ def main(argv=None) -> int:
             "by_heavy_atoms": group_mae(err, heavy),
             "by_composition": group_mae(err, composition),
             "worst": [{"qm9_index": qm9_index[i], "heavy_atoms": int(heavy[i]),
-                       "composition": composition[i], "error": float(err[i]),
-                       "true": float(true[i] * scale)} for i in worst.tolist()],
+                       "composition": composition[i], "smiles": smiles[i],
+                       "error": float(err[i]), "true": float(true[i] * scale)}
+                      for i in worst.tolist()],
         }
+        if charged is not None:
+            analysis[name]["by_charge_separation"] = group_mae(err, charged)
 
     names = list(analysis)
     stats = ["mae", "rmse", "q0.5", "q0.9", "q0.99", "q0.999", "max", "share_worst_1pct",
@@ -120,7 +141,10 @@ def main(argv=None) -> int:
     for name in names:
         s = analysis[name]["statistics"]
         lines.append(f"| {name} | " + " | ".join(f"{s[k]:.3f}" for k in stats) + " |")
-    for key, title in (("by_heavy_atoms", "heavy atoms"), ("by_composition", "heavy elements")):
+    for key, title in (("by_heavy_atoms", "heavy atoms"), ("by_composition", "heavy elements"),
+                       ("by_charge_separation", "formal charges in the SMILES")):
+        if key not in analysis[names[0]]:
+            continue
         groups = list(analysis[names[0]][key])
         lines += ["", f"MAE ({unit}) by {title}:", "",
                   f"| {title} | molecules | " + " | ".join(names) + " |",
@@ -130,17 +154,25 @@ def main(argv=None) -> int:
                          + " | ".join(f"{analysis[n][key][g]['mae']:.3f}" for n in names) + " |")
     for name in names:
         lines += ["", f"Worst {args.worst} molecules of {name}:", "",
-                  "| QM9 index | heavy atoms | elements | error | true value |",
-                  "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {w['qm9_index']} | {w['heavy_atoms']} | {w['composition']} | "
-                  f"{w['error']:+.2f} | {w['true']:.1f} |" for w in analysis[name]["worst"]]
+                  "| QM9 index | SMILES | heavy atoms | elements | error | true value |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {w['qm9_index']} | {w['smiles'] or ''} | {w['heavy_atoms']} | "
+                  f"{w['composition']} | {w['error']:+.2f} | {w['true']:.1f} |"
+                  for w in analysis[name]["worst"]]
+    if charged is not None:
+        lines += ["", f"Charge-separated molecules (formal charges in the SMILES): "
+                  f"{charged.count('charge-separated')} of the {len(charged):,} test molecules, "
+                  f"{charged_in_training} of the {len(prep.split['train']):,} training molecules."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out + ".json", "w") as f:
             json.dump({"machine": machine(), "args": vars(args), "unit": unit,
-                       "test_size": true.numel(), "analysis": analysis}, f, indent=2)
+                       "test_size": true.numel(),
+                       "charge_separated_in_training": (charged_in_training
+                                                        if charged is not None else None),
+                       "analysis": analysis}, f, indent=2)
         with open(args.out + ".md", "w") as f:
             f.write(text)
     return 0

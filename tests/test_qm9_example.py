@@ -519,5 +519,15 @@ def test_error_analysis_script_end_to_end(source_dir, tmp_path, monkeypatch, cap
         worst = saved["analysis"][run]["worst"]
         assert len(worst) == 3 and abs(worst[0]["error"]) >= abs(worst[-1]["error"])
         assert abs(worst[0]["error"]) == pytest.approx(saved["analysis"][run]["statistics"]["max"])
+        # The full data set has SMILES: each molecule is charge-separated or neutral.
+        by_charge = saved["analysis"][run]["by_charge_separation"]
+        assert sum(g["n"] for g in by_charge.values()) == 8
+        assert all(isinstance(w["smiles"], str) for w in worst)
+    assert isinstance(saved["charge_separated_in_training"], int)
     text = stem.with_suffix(".md").read_text()
     assert "by heavy atoms" in text and "Worst 3 molecules of mean of the 2" in text
+    assert "Charge-separated molecules" in text
+    assert error_analysis.charge_separated("NC=[NH+]CCCC([O-])=O")
+    assert error_analysis.charge_separated("O=C1[CH-][NH+]2CCC2=C1")
+    assert not error_analysis.charge_separated("C[C@H](N)C(=O)O")
+    assert not error_analysis.charge_separated("C-C=[N]")

@@ -3,7 +3,8 @@ trained on the same molecules, all members or a subset chosen on the
 validation molecules only (greedy forward selection, as in Caruana et al.,
 *Ensemble Selection from Libraries of Models*, ICML 2004), tested on the
 held-out test molecules; with what the members cost to train, their
-warm-start ancestors included."""
+warm-start ancestors included. And the average of the weights of one
+lineage's checkpoints (:func:`average_state_dicts`): one model, not several."""
 import math
 import os
 from dataclasses import asdict
@@ -56,6 +57,51 @@ def greedy_selection(preds: Tensor, true: Tensor) -> List[int]:
         chosen.append(candidates[i])
         total = total + preds[candidates[i]]
     return chosen
+
+
+def average_state_dicts(states: Sequence[Dict[str, Tensor]],
+                        weights: Optional[Sequence[float]] = None) -> Dict[str, Tensor]:
+    r"""The weighted average of model state dicts,
+    :math:`\bar{\theta} = \sum_k w_k \theta_k` with :math:`\sum_k w_k = 1`
+    (default: uniform), entry by entry: one model whose weights lie between
+    those of several (a "model soup", Wortsman et al., ICML 2022). It means
+    something only for models of one training lineage (a run and its warm
+    restarts), which share a basin of the loss; independently started models
+    are not comparable weight by weight.
+
+    Args:
+        states: state dicts with the same keys and shapes; entries that are not
+            floating point (counters, index buffers) must be equal in all.
+        weights: one non-negative weight per state dict, summing to 1.
+
+    Returns:
+        The averaged state dict (floating entries in their own dtype).
+    """
+    if len(states) < 1:
+        raise ValueError("average_state_dicts needs at least one state dict")
+    weights = [1.0 / len(states)] * len(states) if weights is None else list(weights)
+    if len(weights) != len(states) or any(w < 0 for w in weights) \
+            or not math.isclose(sum(weights), 1.0, rel_tol=1e-9):
+        raise ValueError(f"weights must be {len(states)} non-negative numbers summing to 1, "
+                         f"got {weights}")
+    keys = list(states[0])
+    out: Dict[str, Tensor] = {}
+    for k, state in enumerate(states[1:], start=1):
+        if list(state) != keys:
+            raise ValueError(f"state dict {k} has other entries than state dict 0: "
+                             f"{sorted(set(state) ^ set(keys))}")
+    for key in keys:
+        values = [state[key] for state in states]
+        if any(v.shape != values[0].shape for v in values):
+            raise ValueError(f"entry {key!r} differs in shape: {[tuple(v.shape) for v in values]}")
+        if values[0].is_floating_point():
+            out[key] = sum(w * v.double() for w, v in zip(weights, values)).to(values[0].dtype)
+        elif all(torch.equal(v, values[0]) for v in values):
+            out[key] = values[0].clone()
+        else:
+            raise ValueError(f"entry {key!r} is not floating point and differs between the "
+                             "state dicts: it cannot be averaged")
+    return out
 
 
 def lineage(run_dir: str) -> List[str]:

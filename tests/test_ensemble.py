@@ -35,3 +35,24 @@ def test_greedy_selection_checks_shapes():
         greedy_selection(torch.zeros(3), torch.zeros(3))
     with pytest.raises(ValueError, match="reference values"):
         greedy_selection(torch.zeros(2, 4), torch.zeros(3))
+
+
+def test_average_state_dicts_is_the_weighted_mean_of_floating_entries():
+    from acn_pyg.ensemble import average_state_dicts
+    gen = torch.Generator().manual_seed(0)
+    a = {"w": torch.randn(3, 2, generator=gen), "n": torch.tensor(4)}
+    b = {"w": torch.randn(3, 2, generator=gen), "n": torch.tensor(4)}
+    mean = average_state_dicts([a, b])
+    assert torch.allclose(mean["w"], (a["w"] + b["w"]) / 2) and mean["n"] == 4
+    assert mean["w"].dtype == a["w"].dtype
+    assert torch.allclose(average_state_dicts([a, b], [0.25, 0.75])["w"],
+                          0.25 * a["w"] + 0.75 * b["w"])
+    assert torch.equal(average_state_dicts([a])["w"], a["w"])
+    with pytest.raises(ValueError, match="summing to 1"):
+        average_state_dicts([a, b], [0.5, 0.6])
+    with pytest.raises(ValueError, match="not floating point"):
+        average_state_dicts([a, {**b, "n": torch.tensor(5)}])
+    with pytest.raises(ValueError, match="shape"):
+        average_state_dicts([a, {**b, "w": torch.zeros(2, 3)}])
+    with pytest.raises(ValueError, match="other entries"):
+        average_state_dicts([a, {"w": b["w"]}])

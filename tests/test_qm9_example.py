@@ -531,3 +531,33 @@ def test_error_analysis_script_end_to_end(source_dir, tmp_path, monkeypatch, cap
     assert error_analysis.charge_separated("O=C1[CH-][NH+]2CCC2=C1")
     assert not error_analysis.charge_separated("C[C@H](N)C(=O)O")
     assert not error_analysis.charge_separated("C-C=[N]")
+
+
+def test_weight_average_script_on_a_lineage(source_dir, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    import weight_average
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
+    warm = tiny_args(source_dir, tmp_path, "--no-plot", "--lr", "3e-4", "--init-from",
+                     str(tmp_path / "run" / "best.pt"))
+    warm[warm.index("--out") + 1] = str(tmp_path / "warm")
+    example.main(warm)
+    runs = [str(tmp_path / "run"), str(tmp_path / "warm")]
+    stem = tmp_path / "wa" / "out"
+    assert weight_average.main([*runs, "--device", "cpu", "--out", str(stem)]) == 0
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    own = {r: json.loads((pathlib.Path(r) / "metrics.json").read_text()) for r in runs}
+    for r in runs:  # each checkpoint alone gives its run's best validation error
+        assert saved["member_val_mae"][r] == pytest.approx(own[r]["best_val_mae"], rel=1e-4)
+    best = min(runs, key=saved["member_val_mae"].get)
+    assert saved["chosen"][0] == best and saved["chosen_val_mae"] <= saved["member_val_mae"][best]
+    (tried,) = saved["tried"]
+    assert tried["kept"] == (len(saved["chosen"]) == 2)
+    if len(saved["chosen"]) == 1:  # one checkpoint: its own run's test error
+        assert saved["chosen_test_mae"] == pytest.approx(own[best]["test_mae"], rel=1e-4)
+    assert "chosen on validation" in stem.with_suffix(".md").read_text()
+    # Runs of different models cannot be averaged.
+    other = tiny_args(source_dir, tmp_path, "--no-plot", "--hidden-channels", "16")
+    other[other.index("--out") + 1] = str(tmp_path / "other")
+    example.main(other)
+    with pytest.raises(SystemExit, match="hidden_channels"):
+        weight_average.main([runs[0], str(tmp_path / "other"), "--device", "cpu"])

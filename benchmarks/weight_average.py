@@ -1,0 +1,115 @@
+"""One model from several checkpoints of one training lineage (a run and its
+warm restarts): the average of their weights, chosen on the validation
+molecules alone (a greedy "model soup", Wortsman et al., ICML 2022: members
+in order of validation error, each kept if the average with it has a lower
+validation error), beside the uniform average of all and each checkpoint.
+Only the chosen average is tested.
+
+    python benchmarks/weight_average.py benchmarks/checkpoints/h100_n10000_wide_wd0 \\
+        benchmarks/checkpoints/h100_cpu_n10000_wide_wd0 \\
+        benchmarks/checkpoints/h100x2_n10000_wide_wd0 \\
+        benchmarks/checkpoints/h100x2_cpu_n10000_wide_wd0 \\
+        --subset data/qm9_subset.pt --out benchmarks/results/weight_average_n10000/wide
+"""
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine  # noqa: E402
+
+from acn_pyg.cli import ACN_FIELDS  # noqa: E402
+from acn_pyg.ensemble import ENSEMBLE_SHARED, average_state_dicts  # noqa: E402
+from acn_pyg.training import (Config, load_best_model, load_run, pick_device,  # noqa: E402
+                              predict, prepare, reproduces, run_config)
+from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="finished run folders of one model (best.pt)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--root", default=None, help="QM9 folder, if not the runs' own")
+    p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    from torch_geometric.loader import DataLoader
+
+    metrics = [load_run(r) for r in args.runs]
+    configs = [run_config(m) for m in metrics]
+    # The model must be the same (torch.compile only changes how it runs).
+    for key in ENSEMBLE_SHARED + tuple(f for f in ACN_FIELDS if f != "compile") + ("model",):
+        values = {r: getattr(c, key) for r, c in zip(args.runs, configs)}
+        if len(set(map(str, values.values()))) > 1:
+            raise SystemExit(f"the runs differ in {key!r} ({values}): their weights cannot be "
+                             "averaged")
+    cfg = configs[0]
+    if args.root is not None or args.subset is not None:
+        cfg = Config(**{**asdict(cfg), "root": args.root or cfg.root, "subset": args.subset})
+    prep = prepare(cfg)
+    dev = pick_device(args.device)
+    loaders = {s: DataLoader(prep.dataset[prep.split[s]], batch_size=128) for s in ("val", "test")}
+    model = load_best_model(args.runs[0], cfg, prep, dev)
+    states = [torch.load(os.path.join(r, "best.pt"), map_location=dev, weights_only=True)
+              for r in args.runs]
+    scale, unit = (EV_TO_KCALMOL, "kcal/mol") if prep.unit == "eV" else (1.0, prep.unit)
+
+    def mae(state, split: str) -> float:
+        model.load_state_dict(state)
+        pred, true = predict(model, loaders[split], prep.t_index, dev)
+        return float((pred - true).abs().mean())
+
+    val = [mae(s, "val") for s in states]
+    order = sorted(range(len(states)), key=val.__getitem__)
+    soup, soup_val, tried = [order[0]], val[order[0]], []
+    for k in order[1:]:
+        candidate = mae(average_state_dicts([states[i] for i in soup + [k]]), "val")
+        tried.append({"members": [args.runs[i] for i in soup + [k]], "val_mae": candidate,
+                      "kept": candidate < soup_val})
+        if candidate < soup_val:
+            soup, soup_val = soup + [k], candidate
+    uniform_val = mae(average_state_dicts(states), "val") if len(states) > 1 else val[0]
+    soup_test = mae(average_state_dicts([states[i] for i in soup]), "test")
+    if len(soup) == 1:  # the soup is one checkpoint: it must give its run's test MAE
+        reported = metrics[soup[0]]["test_mae"]
+        if not reproduces(soup_test, reported):
+            raise SystemExit(f"{args.runs[soup[0]]} gives test MAE {soup_test:.6g}, its run "
+                             f"reported {reported:.6g}: the checkpoint does not fit this code")
+
+    lines = [f"QM9 {prep.name} MAE ({unit}), {prep.split['val'].numel():,} validation and "
+             f"{prep.split['test'].numel():,} test molecules: weight averages of one lineage", "",
+             "| weights | validation | test | |", "| --- | --- | --- | --- |"]
+    for r, m, v in zip(args.runs, metrics, val):
+        lines.append(f"| {r} | {v * scale:.3f} | {m['test_mae'] * scale:.3f} | its run's test |")
+    for t in tried:
+        lines.append(f"| average of {len(t['members'])}: {', '.join(t['members'])} | "
+                     f"{t['val_mae'] * scale:.3f} | | {'kept' if t['kept'] else 'not kept'} |")
+    lines.append(f"| uniform average of all {len(states)} | {uniform_val * scale:.3f} | | |")
+    lines.append(f"| **chosen on validation**: {', '.join(args.runs[i] for i in soup)} | "
+                 f"{soup_val * scale:.3f} | **{soup_test * scale:.3f}** | tested |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out + ".json", "w") as f:
+            json.dump({"machine": machine(), "args": vars(args), "unit": prep.unit,
+                       "scale_to_display": scale, "display_unit": unit,
+                       "member_val_mae": dict(zip(args.runs, val)), "tried": tried,
+                       "uniform_val_mae": uniform_val,
+                       "chosen": [args.runs[i] for i in soup], "chosen_val_mae": soup_val,
+                       "chosen_test_mae": soup_test}, f, indent=2)
+        with open(args.out + ".md", "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

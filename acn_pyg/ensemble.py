@@ -7,15 +7,14 @@ warm-start ancestors included. And the average of the weights of one
 lineage's checkpoints (:func:`average_state_dicts`): one model, not several."""
 import math
 import os
-from dataclasses import asdict
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS
-from acn_pyg.training import (Config, load_best_model, load_run, pick_device, predict, prepare,
-                              reproduces, run_config)
+from acn_pyg.training import (load_best_model, load_run, pick_device, predict, prepare,
+                              relocated, reproduces, run_config)
 from acn_pyg.units import EV_TO_KCALMOL
 from acn_pyg.utils.memory import reuse_freed_memory
 from acn_pyg.utils.prediction_cache import PredictionCache, file_digest
@@ -192,11 +191,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         if len(set(values.values())) > 1:
             raise ValueError(f"runs differ in {key!r} ({values}); an ensemble needs the same "
                              f"{', '.join(ENSEMBLE_SHARED)}")
-    data_cfg = configs[0]
-    if root is not None or subset is not None:
-        data_cfg = Config(**{**asdict(data_cfg), "root": root or data_cfg.root,
-                             "subset": subset})
-    prep = prepare(data_cfg)
+    prep = prepare(relocated(configs[0], root, subset))
     dev = pick_device(device)
     if dev.type == "cpu":
         reuse_freed_memory()  # as in run(): no page faults for each batch's tensors

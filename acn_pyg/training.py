@@ -465,6 +465,16 @@ def load_run(run_dir: str) -> Dict[str, object]:
         return json.load(f)
 
 
+def relocated(cfg: Config, root: Optional[str] = None, subset: Optional[str] = None) -> Config:
+    """:obj:`cfg` with its data looked for elsewhere (a finished run read on
+    another machine): the QM9 folder :obj:`root` (default: the run's own)
+    and the subset file :obj:`subset`, or, when neither is given, :obj:`cfg`
+    unchanged."""
+    if root is None and subset is None:
+        return cfg
+    return Config(**{**asdict(cfg), "root": root or cfg.root, "subset": subset})
+
+
 def run_config(metrics: Dict[str, object]) -> Config:
     """The :class:`Config` a run was trained with, from its metrics."""
     known = set(Config.__dataclass_fields__)

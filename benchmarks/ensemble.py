@@ -14,33 +14,20 @@ and code only), so choosing again among many runs costs only the new ones.
 The ensemble costs the chosen members' training compute together, their
 warm-start ancestors included (each run once); the JSON lists it.
 """
-import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 
 from acn_pyg.ensemble import SELECTIONS, ensemble_test  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="run folders (metrics.json and best.pt)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--root", default=None, help="QM9 folder, if not the runs' own")
-    p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
+    p = run_folder_parser(__doc__, "run folders (metrics.json and best.pt)", cache=True)
     p.add_argument("--select", default="all", choices=SELECTIONS,
                    help="members: all runs, or greedy selection on validation (default: all)")
-    p.add_argument("--cache", default=os.path.join("runs", "prediction_cache"),
-                   help="folder of cached member predictions, reused for the same checkpoint, "
-                        "molecules and code (default: runs/prediction_cache)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="compute every member's predictions, store none")
-    p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
-    args = p.parse_args(argv)
+    args = parse_run_folder_args(p, argv)
 
     result = ensemble_test(args.runs, device=args.device, root=args.root, subset=args.subset,
                            select=args.select,
@@ -84,14 +71,7 @@ def main(argv=None) -> int:
     if any(result["cached"]):
         lines.append(f"Predictions of {sum(result['cached'])} of the {len(args.runs)} runs taken "
                      f"from the cache ({args.cache}).")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".json", "w") as f:
-            json.dump({"machine": machine(), "result": result}, f, indent=2)
-        with open(args.out + ".md", "w") as f:
-            f.write(text)
+    write_results(args.out, "\n".join(lines) + "\n", {"result": result})
     return 0
 
 

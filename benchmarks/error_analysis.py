@@ -11,22 +11,19 @@ several runs, the same for their mean prediction.
 Predictions come from ``acn_pyg.ensemble.ensemble_test`` (each checkpoint
 checked to reproduce its run's test MAE) and share its prediction cache.
 """
-import argparse
-import json
 import os
 import re
 import sys
-from dataclasses import asdict
 from typing import Dict, List
 
 import torch
 from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 
 from acn_pyg.ensemble import ensemble_test  # noqa: E402
-from acn_pyg.training import Config, load_run, prepare, run_config  # noqa: E402
+from acn_pyg.training import load_run, prepare, relocated, run_config  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 #: Elements whose presence splits the molecules into groups (QM9: H C N O F).
@@ -69,29 +66,15 @@ def group_mae(err: Tensor, groups: List[str]) -> Dict[str, Dict[str, float]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="finished run folders (metrics.json and best.pt)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--root", default=None, help="QM9 folder, if not the runs' own")
-    p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p = run_folder_parser(__doc__, "finished run folders (metrics.json and best.pt)",
+                          cache=True)
     p.add_argument("--worst", type=int, default=10, help="worst molecules listed (default 10)")
-    p.add_argument("--cache", default=os.path.join("runs", "prediction_cache"),
-                   help="prediction cache folder (default: runs/prediction_cache)")
-    p.add_argument("--no-cache", action="store_true", help="use and store no cached predictions")
-    p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
-    args = p.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    args = parse_run_folder_args(p, argv)
 
     result = ensemble_test(args.runs, device=args.device, root=args.root, subset=args.subset,
                            cache_dir=None if args.no_cache else args.cache,
                            keep_predictions=True)
-    cfg = run_config(load_run(args.runs[0]))
-    if args.root is not None or args.subset is not None:
-        cfg = Config(**{**asdict(cfg), "root": args.root or cfg.root, "subset": args.subset})
-    prep = prepare(cfg)
+    prep = prepare(relocated(run_config(load_run(args.runs[0])), args.root, args.subset))
     test = prep.dataset[prep.split["test"]]
     molecules = [test[i] for i in range(len(test))]
     heavy = [f"{int((m.z > 1).sum())}" for m in molecules]
@@ -163,18 +146,10 @@ def main(argv=None) -> int:
         lines += ["", f"Charge-separated molecules (formal charges in the SMILES): "
                   f"{charged.count('charge-separated')} of the {len(charged):,} test molecules, "
                   f"{charged_in_training} of the {len(prep.split['train']):,} training molecules."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".json", "w") as f:
-            json.dump({"machine": machine(), "args": vars(args), "unit": unit,
-                       "test_size": true.numel(),
-                       "charge_separated_in_training": (charged_in_training
-                                                        if charged is not None else None),
-                       "analysis": analysis}, f, indent=2)
-        with open(args.out + ".md", "w") as f:
-            f.write(text)
+    write_results(args.out, "\n".join(lines) + "\n", {
+        "args": vars(args), "unit": unit, "test_size": true.numel(),
+        "charge_separated_in_training": charged_in_training if charged is not None else None,
+        "analysis": analysis})
     return 0
 
 

@@ -11,36 +11,24 @@ Only the chosen average is tested.
         benchmarks/checkpoints/h100x2_cpu_n10000_wide_wd0 \\
         --subset data/qm9_subset.pt --out benchmarks/results/weight_average_n10000/wide
 """
-import argparse
-import json
 import os
 import sys
-from dataclasses import asdict
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 
 from acn_pyg.cli import ACN_FIELDS  # noqa: E402
 from acn_pyg.ensemble import ENSEMBLE_SHARED, average_state_dicts  # noqa: E402
-from acn_pyg.training import (Config, load_best_model, load_run, pick_device,  # noqa: E402
-                              predict, prepare, reproduces, run_config)
+from acn_pyg.training import (load_best_model, load_run, pick_device, predict,  # noqa: E402
+                              prepare, relocated, reproduces, run_config)
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="finished run folders of one model (best.pt)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--root", default=None, help="QM9 folder, if not the runs' own")
-    p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
-    args = p.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    args = parse_run_folder_args(run_folder_parser(
+        __doc__, "finished run folders of one model (metrics.json and best.pt)"), argv)
     from torch_geometric.loader import DataLoader
 
     metrics = [load_run(r) for r in args.runs]
@@ -51,9 +39,7 @@ def main(argv=None) -> int:
         if len(set(map(str, values.values()))) > 1:
             raise SystemExit(f"the runs differ in {key!r} ({values}): their weights cannot be "
                              "averaged")
-    cfg = configs[0]
-    if args.root is not None or args.subset is not None:
-        cfg = Config(**{**asdict(cfg), "root": args.root or cfg.root, "subset": args.subset})
+    cfg = relocated(configs[0], args.root, args.subset)
     prep = prepare(cfg)
     dev = pick_device(args.device)
     loaders = {s: DataLoader(prep.dataset[prep.split[s]], batch_size=128) for s in ("val", "test")}
@@ -95,19 +81,11 @@ def main(argv=None) -> int:
     lines.append(f"| uniform average of all {len(states)} | {uniform_val * scale:.3f} | | |")
     lines.append(f"| **chosen on validation**: {', '.join(args.runs[i] for i in soup)} | "
                  f"{soup_val * scale:.3f} | **{soup_test * scale:.3f}** | tested |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".json", "w") as f:
-            json.dump({"machine": machine(), "args": vars(args), "unit": prep.unit,
-                       "scale_to_display": scale, "display_unit": unit,
-                       "member_val_mae": dict(zip(args.runs, val)), "tried": tried,
-                       "uniform_val_mae": uniform_val,
-                       "chosen": [args.runs[i] for i in soup], "chosen_val_mae": soup_val,
-                       "chosen_test_mae": soup_test}, f, indent=2)
-        with open(args.out + ".md", "w") as f:
-            f.write(text)
+    write_results(args.out, "\n".join(lines) + "\n", {
+        "args": vars(args), "unit": prep.unit, "scale_to_display": scale, "display_unit": unit,
+        "member_val_mae": dict(zip(args.runs, val)), "tried": tried,
+        "uniform_val_mae": uniform_val, "chosen": [args.runs[i] for i in soup],
+        "chosen_val_mae": soup_val, "chosen_test_mae": soup_test})
     return 0
 
 

@@ -26,6 +26,17 @@ def tiny_args(source_dir, tmp_path, *extra):
             "--out", str(tmp_path / "run"), *extra]
 
 
+def two_seeded_runs(source_dir, tmp_path):
+    """Two finished tiny runs on one split, init seeds 0 and 7: their folders."""
+    runs = []
+    for seed in ("0", "7"):
+        args = tiny_args(source_dir, tmp_path, "--no-plot", "--init-seed", seed)
+        args[args.index("--out") + 1] = str(tmp_path / f"run{seed}")
+        example.main(args)
+        runs.append(str(tmp_path / f"run{seed}"))
+    return runs
+
+
 def test_end_to_end_writes_metrics_plot_and_checkpoints(source_dir, tmp_path, capsys):
     assert example.main(tiny_args(source_dir, tmp_path, "--target", "gap")) == 0
     out = capsys.readouterr().out
@@ -320,12 +331,7 @@ def test_init_from_refuses_another_models_weights_and_missing_files(source_dir, 
 def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch, capsys):
     from acn_pyg.ensemble import ensemble_test, lineage
 
-    runs = []
-    for seed in ("0", "7"):
-        args = tiny_args(source_dir, tmp_path, "--no-plot", "--init-seed", seed)
-        args[args.index("--out") + 1] = str(tmp_path / f"run{seed}")
-        example.main(args)
-        runs.append(str(tmp_path / f"run{seed}"))
+    runs = two_seeded_runs(source_dir, tmp_path)
     result = ensemble_test(runs, device="cpu")
     # Each member reproduces its own run's test MAE from its best checkpoint.
     for run, mae in zip(runs, result["member_test_mae"]):
@@ -497,12 +503,7 @@ def test_error_statistics_on_a_worked_example(monkeypatch):
 def test_error_analysis_script_end_to_end(source_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
     import error_analysis
-    runs = []
-    for seed in ("0", "7"):
-        args = tiny_args(source_dir, tmp_path, "--no-plot", "--init-seed", seed)
-        args[args.index("--out") + 1] = str(tmp_path / f"run{seed}")
-        example.main(args)
-        runs.append(str(tmp_path / f"run{seed}"))
+    runs = two_seeded_runs(source_dir, tmp_path)
     stem = tmp_path / "ea" / "out"
     assert error_analysis.main([*runs, "--device", "cpu", "--cache", str(tmp_path / "cache"),
                                 "--worst", "3", "--out", str(stem)]) == 0

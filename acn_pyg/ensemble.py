@@ -58,6 +58,17 @@ def greedy_selection(preds: Tensor, true: Tensor) -> List[int]:
     return chosen
 
 
+def require_same(run_dirs: Sequence[str], configs: Sequence[object], keys: Sequence[str],
+                 why: str) -> None:
+    """Raises a :obj:`ValueError` naming the first of :obj:`keys` whose value
+    differs between the runs' configs (one per run folder), followed by
+    :obj:`why`."""
+    for key in keys:
+        values = {d: getattr(c, key) for d, c in zip(run_dirs, configs)}
+        if len(set(map(str, values.values()))) > 1:
+            raise ValueError(f"runs differ in {key!r} ({values}); {why}")
+
+
 def average_state_dicts(states: Sequence[Dict[str, Tensor]],
                         weights: Optional[Sequence[float]] = None) -> Dict[str, Tensor]:
     r"""The weighted average of model state dicts,
@@ -168,7 +179,9 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         keep_predictions (bool): also return the members' predictions
             (``predictions``: split name -> :math:`[K, N]`, in the order of
             :obj:`run_dirs`) and the reference values (``true``: split name
-            -> :math:`[N]`), in the target's unit. Default: :obj:`False`.
+            -> :math:`[N]`), in the target's unit, and the data they are of
+            (``prepared``: :func:`~acn_pyg.training.prepare`'s result, with
+            the split and the molecules). Default: :obj:`False`.
 
     The result's ``compute`` lists each member's own training; ``ancestors``
     the runs it was warm-started from (:func:`lineage`), counted once each
@@ -186,11 +199,8 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     run_dirs = list(run_dirs)
     runs = [load_run(d) for d in run_dirs]
     configs = [run_config(m) for m in runs]
-    for key in ENSEMBLE_SHARED:
-        values = {d: getattr(c, key) for d, c in zip(run_dirs, configs)}
-        if len(set(values.values())) > 1:
-            raise ValueError(f"runs differ in {key!r} ({values}); an ensemble needs the same "
-                             f"{', '.join(ENSEMBLE_SHARED)}")
+    require_same(run_dirs, configs, ENSEMBLE_SHARED,
+                 f"an ensemble needs the same {', '.join(ENSEMBLE_SHARED)}")
     prep = prepare(relocated(configs[0], root, subset))
     dev = pick_device(device)
     if dev.type == "cpu":
@@ -267,7 +277,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
             for dev_ in sorted({c["device"] for c in counted.values()})},
     }
     if keep_predictions:
-        result["predictions"], result["true"] = stacked, true
+        result["predictions"], result["true"], result["prepared"] = stacked, true, prep
     if prep.name in ENERGY_TARGETS:
         for key in ("member_val_mae", "member_test_mae"):
             result[key + "_kcal_mol"] = [m * EV_TO_KCALMOL for m in result[key]]

@@ -21,10 +21,9 @@ from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
+from fit_diagnostic import display_unit  # noqa: E402
 
 from acn_pyg.ensemble import ensemble_test  # noqa: E402
-from acn_pyg.training import load_run, prepare, relocated, run_config  # noqa: E402
-from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 #: Elements whose presence splits the molecules into groups (QM9: H C N O F).
 ELEMENTS = {6: "C", 7: "N", 8: "O", 9: "F"}
@@ -74,7 +73,7 @@ def main(argv=None) -> int:
     result = ensemble_test(args.runs, device=args.device, root=args.root, subset=args.subset,
                            cache_dir=None if args.no_cache else args.cache,
                            keep_predictions=True)
-    prep = prepare(relocated(run_config(load_run(args.runs[0])), args.root, args.subset))
+    prep = result["prepared"]
     test = prep.dataset[prep.split["test"]]
     molecules = [test[i] for i in range(len(test))]
     heavy = [f"{int((m.z > 1).sum())}" for m in molecules]
@@ -94,7 +93,7 @@ def main(argv=None) -> int:
     if true.numel() != len(molecules):
         raise RuntimeError("the test molecules and the predictions differ in number")
 
-    scale, unit = (EV_TO_KCALMOL, "kcal/mol") if result["unit"] == "eV" else (1.0, result["unit"])
+    scale, unit = display_unit(result["unit"])
     preds = result["predictions"]["test"]
     models = {run: preds[k] for k, run in enumerate(args.runs)}
     if len(args.runs) > 1:

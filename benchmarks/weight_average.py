@@ -18,12 +18,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
+from fit_diagnostic import display_unit  # noqa: E402
 
 from acn_pyg.cli import ACN_FIELDS  # noqa: E402
-from acn_pyg.ensemble import ENSEMBLE_SHARED, average_state_dicts  # noqa: E402
+from acn_pyg.ensemble import ENSEMBLE_SHARED, average_state_dicts, require_same  # noqa: E402
 from acn_pyg.training import (load_best_model, load_run, pick_device, predict,  # noqa: E402
                               prepare, relocated, reproduces, run_config)
-from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -34,11 +34,11 @@ def main(argv=None) -> int:
     metrics = [load_run(r) for r in args.runs]
     configs = [run_config(m) for m in metrics]
     # The model must be the same (torch.compile only changes how it runs).
-    for key in ENSEMBLE_SHARED + tuple(f for f in ACN_FIELDS if f != "compile") + ("model",):
-        values = {r: getattr(c, key) for r, c in zip(args.runs, configs)}
-        if len(set(map(str, values.values()))) > 1:
-            raise SystemExit(f"the runs differ in {key!r} ({values}): their weights cannot be "
-                             "averaged")
+    try:
+        require_same(args.runs, configs, ENSEMBLE_SHARED + ("model",) + tuple(
+            f for f in ACN_FIELDS if f != "compile"), "their weights cannot be averaged")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     cfg = relocated(configs[0], args.root, args.subset)
     prep = prepare(cfg)
     dev = pick_device(args.device)
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     model = load_best_model(args.runs[0], cfg, prep, dev)
     states = [torch.load(os.path.join(r, "best.pt"), map_location=dev, weights_only=True)
               for r in args.runs]
-    scale, unit = (EV_TO_KCALMOL, "kcal/mol") if prep.unit == "eV" else (1.0, prep.unit)
+    scale, unit = display_unit(prep.unit)
 
     def mae(state, split: str) -> float:
         model.load_state_dict(state)

@@ -15,7 +15,11 @@ def variant(args: dict, model: str, seed: bool = True) -> str:
     are read with the value they had before it."""
     if model != "acn":
         return model
-    parts = [f"acn {args.get('hidden_irreps') or '64x0e'}"]
+    parts = [f"acn {args.get('hidden_irreps') or str(args.get('hidden_channels', 64)) + 'x0e'}"]
+    if args.get("num_layers", 3) != 3:
+        parts.append(f"{args['num_layers']} layers")
+    if args.get("lmax", 2) != 2:
+        parts.append(f"lmax {args['lmax']}")
     if args.get("weight_decay"):
         parts.append(f"wd {args['weight_decay']}")
     if args.get("many_body"):

@@ -109,6 +109,24 @@ def test_learning_curve_table_names_each_file_below_the_shared_folder(monkeypatc
         ["lc_c.json"]
 
 
+def test_learning_curve_table_names_every_model_flag_that_differs(monkeypatch):
+    import pathlib
+    import sys
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    sys.modules.pop("learning_curve_table", None)
+    from learning_curve_table import variant
+
+    wide = {"hidden_channels": 128, "hidden_irreps": "128x0e+32x1o+32x2e", "num_layers": 3,
+            "lmax": 2}
+    assert variant(wide, "acn") == "acn 128x0e+32x1o+32x2e"
+    assert variant({**wide, "num_layers": 4}, "acn") == "acn 128x0e+32x1o+32x2e, 4 layers"
+    assert variant({**wide, "lmax": 3}, "acn") == "acn 128x0e+32x1o+32x2e, lmax 3"
+    assert variant({"hidden_channels": 128}, "acn") == "acn 128x0e"
+    assert variant({}, "acn") == "acn 64x0e"  # results written before these flags existed
+    assert variant({"num_layers": 4}, "schnet") == "schnet"
+
+
 def test_learning_curve_script_end_to_end_writes_its_table_and_compute(source_dir, tmp_path,
                                                                        monkeypatch, capsys):
     import json

@@ -20,7 +20,10 @@
 #   INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-wide  # the wide model on
 #   PREV=runs/gpu BUDGET=4.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-wide-again
-#   BUDGET=8.3 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
+#   BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
+#   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-arch-again
+#   INIT=benchmarks/checkpoints/h100x2_n10000_wide_l4/best.pt BUDGET=8 \
+#       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers on; 5 and 6 layers
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
 # calls and sessions: each call runs with TIMEOUT under the call's limit and
@@ -46,8 +49,8 @@
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
 # CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again|10000-arch [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again|10000-arch [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again|10000-arch|10000-arch-again|10000-deep [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again|10000-arch|10000-arch-again|10000-deep [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
@@ -119,6 +122,32 @@ elif [ "$SIZE" = 10000-arch ]; then
     run acn_eq_wide_prod32_gain10_n10000_b128 $WIDE --weight-decay 0 --product-channels 32 \
         --radial-gain 10
     run acn_eq_wide_l4_n10000_b128 $WIDE --weight-decay 0 --num-layers 4
+elif [ "$SIZE" = 10000-arch-again ]; then
+    # Stop 20's second call (BUDGET=3.3, PREV=the 10000-arch OUT_DIR): each of
+    # those runs trained on from its best.pt at peak lr 3e-4, with its own
+    # model flags (10000-wide-again passes the 3-layer wide flags only).
+    PREV=${PREV:?set PREV to the OUT_DIR of a 10000-arch call}
+    for name_flags in "acn_eq_wide_n10000_b128_control:" \
+            "acn_eq_wide_prod32_gain10_n10000_b128:--product-channels 32 --radial-gain 10" \
+            "acn_eq_wide_l4_n10000_b128:--num-layers 4"; do
+        name=${name_flags%%:*}
+        # shellcheck disable=SC2086
+        run "${name}_warm_lr3e-4" $WIDE --weight-decay 0 ${name_flags#*:} \
+            --init-from "$PREV/$name/acn_n10000/best.pt" --lr 3e-4 --warmup 0.02
+    done
+elif [ "$SIZE" = 10000-deep ]; then
+    # The next attempt after stop 20 (results/gpu_h100_n10000_arch/): a fourth
+    # layer tested 8% below the 3-layer wide model from scratch in the same
+    # wall time (0.979 against 1.063) and reached 0.959 after one warm restart.
+    # So: that checkpoint (INIT=benchmarks/checkpoints/h100x2_n10000_wide_l4/
+    # best.pt, or a later one) trained on at 3e-4, and beside it five and six
+    # layers from scratch on stop 17's seed and data order (does depth keep
+    # paying?).
+    INIT=${INIT:?set INIT to a best.pt of the 4-layer wide model}
+    run acn_eq_wide_l4_n10000_b128_warm_lr3e-4 $WIDE --weight-decay 0 --num-layers 4 \
+        --init-from "$INIT" --lr 3e-4 --warmup 0.02
+    run acn_eq_wide_l5_n10000_b128 $WIDE --weight-decay 0 --num-layers 5
+    run acn_eq_wide_l6_n10000_b128 $WIDE --weight-decay 0 --num-layers 6
 elif [ "$SIZE" = 10000-wide-again ]; then
     # Every wide run of an earlier call (PREV=its OUT_DIR, still on the warm
     # machine, or carried) trained on once more from its best.pt at peak lr

@@ -223,5 +223,9 @@ else
         --hidden-irreps 64x0e+32x1o+32x2e --weight-decay 0.05
 fi
 wait
-ls "$OUT"/*/lc.json >/dev/null 2>&1 && \
+if ls "$OUT"/*/lc.json >/dev/null 2>&1; then
     "${PYTHON:-python}" benchmarks/learning_curve_table.py "$OUT"/*/lc.json --out "$OUT/table"
+else
+    echo "no run finished: see $OUT/*.log" >&2
+    exit 1
+fi

@@ -1,0 +1,103 @@
+"""benchmarks/gpu_learning_curve.sh builds the command lines of runs that
+only ever execute on a lent GPU machine, where a wrong flag costs device time.
+Here every run of a mode is started through a stand-in interpreter that
+parses its flags with learning_curve.py's own parser and prints the Config
+it would train, instead of training."""
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+STUB = """#!/bin/sh
+# $1 is benchmarks/learning_curve.py; the rest are its flags.
+shift
+exec {python} -c '
+import dataclasses, json, sys
+sys.path.insert(0, "benchmarks")
+import learning_curve
+
+def show(cfg):
+    print("CONFIG " + json.dumps(dataclasses.asdict(cfg)))
+    raise SystemExit(0)
+
+learning_curve.run = show
+learning_curve.main(sys.argv[1:])
+' "$@"
+"""
+
+
+def configs(tmp_path, mode, **env):
+    stub = tmp_path / "python"
+    stub.write_text(STUB.format(python=sys.executable))
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(out), mode],
+                          cwd=ROOT, timeout=300, capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": str(stub), "PYTHONPATH": str(ROOT),
+                               **env})
+    # No run trains here, so none leaves a result, and the script says so.
+    assert done.returncode == 1 and "no run finished" in done.stderr, done.stderr
+    found = {}
+    for log in sorted(out.glob("*.log")):
+        lines = [x for x in log.read_text().splitlines() if x.startswith("CONFIG ")]
+        assert len(lines) == 1, f"{log.name} did not parse:\n{log.read_text()}"
+        found[log.stem] = json.loads(lines[0][len("CONFIG "):])
+    return found
+
+
+WIDE = {"hidden_channels": 128, "hidden_irreps": "128x0e+32x1o+32x2e", "batch_size": 128,
+        "weight_decay": 0.0, "train_size": 10000, "test_size": 10000, "val_size": 1000,
+        "subset": "data/qm9_subset.pt", "target": "U_atom"}
+
+
+def check_wide(cfg):
+    assert {k: cfg[k] for k in WIDE} == WIDE
+
+
+def test_arch_mode_differs_from_its_control_only_in_the_named_flags(tmp_path):
+    runs = configs(tmp_path, "10000-arch", BUDGET="8")
+    assert set(runs) == {"acn_eq_wide_n10000_b128_control", "acn_eq_wide_l4_n10000_b128",
+                         "acn_eq_wide_prod32_gain10_n10000_b128"}
+    control = runs["acn_eq_wide_n10000_b128_control"]
+    check_wide(control)
+    assert control["time_budget"] == 8.0 and control["init_from"] is None
+
+    def diff(name):
+        return {k: v for k, v in runs[name].items() if control[k] != v and k != "out"}
+    assert diff("acn_eq_wide_l4_n10000_b128") == {"num_layers": 4}
+    assert diff("acn_eq_wide_prod32_gain10_n10000_b128") == {"product_channels": 32,
+                                                             "radial_gain": 10.0}
+
+
+def test_arch_again_continues_each_run_with_its_own_model_flags(tmp_path):
+    runs = configs(tmp_path, "10000-arch-again", PREV="runs/prev", BUDGET="3.3")
+    assert len(runs) == 3
+    layers = {}
+    for name, cfg in runs.items():
+        check_wide(cfg)
+        start = name[:-len("_warm_lr3e-4")]
+        assert cfg["init_from"] == f"runs/prev/{start}/acn_n10000/best.pt"
+        assert (cfg["lr"], cfg["warmup"], cfg["time_budget"]) == (3e-4, 0.02, 3.3)
+        layers[start] = (cfg["num_layers"], cfg["product_channels"], cfg["radial_gain"])
+    assert layers == {"acn_eq_wide_n10000_b128_control": (3, 0, 1.0),
+                      "acn_eq_wide_l4_n10000_b128": (4, 0, 1.0),
+                      "acn_eq_wide_prod32_gain10_n10000_b128": (3, 32, 10.0)}
+
+
+def test_deep_mode_warm_starts_four_layers_beside_five_and_six(tmp_path):
+    runs = configs(tmp_path, "10000-deep", INIT="some/best.pt")
+    for cfg in runs.values():
+        check_wide(cfg)
+    assert {n: (c["num_layers"], c["init_from"]) for n, c in runs.items()} == {
+        "acn_eq_wide_l4_n10000_b128_warm_lr3e-4": (4, "some/best.pt"),
+        "acn_eq_wide_l5_n10000_b128": (5, None),
+        "acn_eq_wide_l6_n10000_b128": (6, None)}
+    env = {k: v for k, v in os.environ.items() if k != "INIT"}
+    done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(tmp_path / "x"),
+                           "10000-deep"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "set INIT" in done.stderr
+    assert not list((tmp_path / "x").glob("*.log"))  # nothing started

@@ -22,7 +22,7 @@
 #   PREV=runs/gpu BUDGET=4.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-wide-again
 #   BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-arch-again
-#   INIT=benchmarks/checkpoints/h100x2_n10000_wide_l4/best.pt BUDGET=8 \
+#   INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers on; 5 and 6 layers
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
@@ -138,11 +138,11 @@ elif [ "$SIZE" = 10000-arch-again ]; then
 elif [ "$SIZE" = 10000-deep ]; then
     # The next attempt after stop 20 (results/gpu_h100_n10000_arch/): a fourth
     # layer tested 8% below the 3-layer wide model from scratch in the same
-    # wall time (0.979 against 1.063) and reached 0.959 after one warm restart.
-    # So: that checkpoint (INIT=benchmarks/checkpoints/h100x2_n10000_wide_l4/
-    # best.pt, or a later one) trained on at 3e-4, and beside it five and six
-    # layers from scratch on stop 17's seed and data order (does depth keep
-    # paying?).
+    # wall time (0.979 against 1.063), 0.959 after one warm restart and 0.952
+    # after 100 CPU minutes more. So: that checkpoint (INIT=benchmarks/
+    # checkpoints/h100x2_cpu_n10000_wide_l4/best.pt, or a later one) trained
+    # on at 3e-4, and beside it five and six layers from scratch on stop 17's
+    # seed and data order (does depth keep paying?).
     INIT=${INIT:?set INIT to a best.pt of the 4-layer wide model}
     run acn_eq_wide_l4_n10000_b128_warm_lr3e-4 $WIDE --weight-decay 0 --num-layers 4 \
         --init-from "$INIT" --lr 3e-4 --warmup 0.02

@@ -58,6 +58,10 @@ BEST10K="--sizes 10000 --budgets ${BUDGET:-12} --models acn --hidden-irreps $EQ 
 # Twice the channels (574,401 parameters), batch 128, two collating workers (stop 17 on).
 WIDE="--sizes 10000 --budgets ${BUDGET:-12} --models acn --batch-size 128 --workers 2"
 WIDE="$WIDE --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e"
+# The 10000-arch runs (stop 20), NAME:FLAGS beyond $WIDE, and so what 10000-arch-again continues.
+ARCH=("acn_eq_wide_n10000_b128_control:"
+      "acn_eq_wide_prod32_gain10_n10000_b128:--product-channels 32 --radial-gain 10"
+      "acn_eq_wide_l4_n10000_b128:--num-layers 4")
 mkdir -p "$OUT"
 
 run() {  # name, then learning_curve.py flags
@@ -118,18 +122,16 @@ elif [ "$SIZE" = 10000-arch ]; then
     # it is; with products of the cloud with itself (body order three, 32
     # channels per irrep, radial gain 10: the best change at 1,000
     # molecules); with a fourth layer.
-    run acn_eq_wide_n10000_b128_control $WIDE --weight-decay 0
-    run acn_eq_wide_prod32_gain10_n10000_b128 $WIDE --weight-decay 0 --product-channels 32 \
-        --radial-gain 10
-    run acn_eq_wide_l4_n10000_b128 $WIDE --weight-decay 0 --num-layers 4
+    for name_flags in "${ARCH[@]}"; do
+        # shellcheck disable=SC2086
+        run "${name_flags%%:*}" $WIDE --weight-decay 0 ${name_flags#*:}
+    done
 elif [ "$SIZE" = 10000-arch-again ]; then
     # Stop 20's second call (BUDGET=3.3, PREV=the 10000-arch OUT_DIR): each of
     # those runs trained on from its best.pt at peak lr 3e-4, with its own
     # model flags (10000-wide-again passes the 3-layer wide flags only).
     PREV=${PREV:?set PREV to the OUT_DIR of a 10000-arch call}
-    for name_flags in "acn_eq_wide_n10000_b128_control:" \
-            "acn_eq_wide_prod32_gain10_n10000_b128:--product-channels 32 --radial-gain 10" \
-            "acn_eq_wide_l4_n10000_b128:--num-layers 4"; do
+    for name_flags in "${ARCH[@]}"; do
         name=${name_flags%%:*}
         # shellcheck disable=SC2086
         run "${name}_warm_lr3e-4" $WIDE --weight-decay 0 ${name_flags#*:} \

@@ -3,7 +3,9 @@
 name (``--hidden-irreps`` for ``hidden_irreps``), help text and default."""
 import argparse
 import dataclasses
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
+
+from e3nn import o3
 
 from acn_pyg.datasets.qm9 import DESCRIPTIONS, TARGETS, UNITS, target_index
 from acn_pyg.training import MODELS, Config
@@ -12,6 +14,10 @@ from acn_pyg.training import MODELS, Config
 #: published settings and ignore them.
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "radial_gain", "many_body", "compile")
+#: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
+#: a model built with the same values (see :func:`model_flags`).
+MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
+                "product_channels", "radial_gain", "many_body")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
@@ -126,3 +132,24 @@ def config_from_args(args: argparse.Namespace, **overrides) -> Config:
         values["plot"] = not args.no_plot
     values.update(overrides)
     return Config(**values)
+
+
+def model_flags(cfg: Config) -> List[str]:
+    """The flags that build :obj:`cfg`'s AtomCloudNet again (the fields of
+    :data:`MODEL_FIELDS`), e.g. to warm-start a run from another run's
+    checkpoint with ``--init-from`` (``benchmarks/run_flags.py`` prints them
+    for a finished run)."""
+    if cfg.model != "acn":
+        raise ValueError(f"model_flags: the run trained {cfg.model!r}, not 'acn', whose "
+                         "flags these are")
+    flags: List[str] = []
+    for field in MODEL_FIELDS:
+        value = getattr(cfg, field)
+        flag = "--" + field.replace("_", "-")
+        if field == "many_body":
+            flags += [flag] if value else []
+        elif field == "hidden_irreps" and value is not None:
+            flags += [flag, str(o3.Irreps(value))]  # no spaces: one word in a shell
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags

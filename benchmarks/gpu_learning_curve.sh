@@ -19,11 +19,12 @@
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-capacity  # wider; no decay
 #   INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-wide  # the wide model on
-#   PREV=runs/gpu BUDGET=4.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-wide-again
 #   BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
-#   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-arch-again
 #   INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers on; 5 and 6 layers
+#   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
+#       # every finished run of PREV on from its best.pt, with its own model flags
+#       # (10000-wide-again and 10000-arch-again: the same, as stops 18 and 20 named it)
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
 # calls and sessions: each call runs with TIMEOUT under the call's limit and
@@ -49,8 +50,8 @@
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
 # CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again|10000-arch|10000-arch-again|10000-deep [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-wide-again|10000-arch|10000-arch-again|10000-deep [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-again [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-again [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
@@ -58,7 +59,7 @@ BEST10K="--sizes 10000 --budgets ${BUDGET:-12} --models acn --hidden-irreps $EQ 
 # Twice the channels (574,401 parameters), batch 128, two collating workers (stop 17 on).
 WIDE="--sizes 10000 --budgets ${BUDGET:-12} --models acn --batch-size 128 --workers 2"
 WIDE="$WIDE --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e"
-# The 10000-arch runs (stop 20), NAME:FLAGS beyond $WIDE, and so what 10000-arch-again continues.
+# The 10000-arch runs (stop 20), NAME:FLAGS beyond $WIDE.
 ARCH=("acn_eq_wide_n10000_b128_control:"
       "acn_eq_wide_prod32_gain10_n10000_b128:--product-channels 32 --radial-gain 10"
       "acn_eq_wide_l4_n10000_b128:--num-layers 4")
@@ -126,17 +127,6 @@ elif [ "$SIZE" = 10000-arch ]; then
         # shellcheck disable=SC2086
         run "${name_flags%%:*}" $WIDE --weight-decay 0 ${name_flags#*:}
     done
-elif [ "$SIZE" = 10000-arch-again ]; then
-    # Stop 20's second call (BUDGET=3.3, PREV=the 10000-arch OUT_DIR): each of
-    # those runs trained on from its best.pt at peak lr 3e-4, with its own
-    # model flags (10000-wide-again passes the 3-layer wide flags only).
-    PREV=${PREV:?set PREV to the OUT_DIR of a 10000-arch call}
-    for name_flags in "${ARCH[@]}"; do
-        name=${name_flags%%:*}
-        # shellcheck disable=SC2086
-        run "${name}_warm_lr3e-4" $WIDE --weight-decay 0 ${name_flags#*:} \
-            --init-from "$PREV/$name/acn_n10000/best.pt" --lr 3e-4 --warmup 0.02
-    done
 elif [ "$SIZE" = 10000-deep ]; then
     # The next attempt after stop 20 (results/gpu_h100_n10000_arch/): a fourth
     # layer tested 8% below the 3-layer wide model from scratch in the same
@@ -150,15 +140,27 @@ elif [ "$SIZE" = 10000-deep ]; then
         --init-from "$INIT" --lr 3e-4 --warmup 0.02
     run acn_eq_wide_l5_n10000_b128 $WIDE --weight-decay 0 --num-layers 5
     run acn_eq_wide_l6_n10000_b128 $WIDE --weight-decay 0 --num-layers 6
-elif [ "$SIZE" = 10000-wide-again ]; then
-    # Every wide run of an earlier call (PREV=its OUT_DIR, still on the warm
-    # machine, or carried) trained on once more from its best.pt at peak lr
-    # 3e-4 (stop 18's second call, after 10000-wide, BUDGET=4.3).
+elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
+        || [ "$SIZE" = 10000-arch-again ]; then
+    # Every finished 10,000-molecule run of an earlier call (PREV=its OUT_DIR,
+    # still on the warm machine, or carried) trained on once more from its
+    # best.pt at peak lr 3e-4, batch 128, no weight decay, each with the model
+    # flags of its own metrics.json (benchmarks/run_flags.py): what stop 18's
+    # second call ran after 10000-wide (BUDGET=4.3) and stop 20's after
+    # 10000-arch (BUDGET=3.3), under the names they had then; after 10000-deep
+    # it continues the 4-, 5- and 6-layer runs alike. A run without a
+    # metrics.json (cut short) is named and left for --resume.
     PREV=${PREV:?set PREV to the OUT_DIR of the runs to continue}
-    for best in "$PREV"/*/acn_n10000/best.pt; do
-        name=$(basename "$(dirname "$(dirname "$best")")")
-        run "${name}_warm_lr3e-4" $WIDE --weight-decay 0 --init-from "$best" --lr 3e-4 \
-            --warmup 0.02
+    for dir in "$PREV"/*/acn_n10000; do
+        name=$(basename "$(dirname "$dir")")
+        if ! flags=$("${PYTHON:-python}" benchmarks/run_flags.py "$dir"); then
+            echo "not continued: $name" >&2
+            continue
+        fi
+        # shellcheck disable=SC2086
+        run "${name}_warm_lr3e-4" --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
+            --batch-size 128 --workers 2 $flags --weight-decay 0 --init-from "$dir/best.pt" \
+            --lr 3e-4 --warmup 0.02
     done
 elif [ "$SIZE" = 10000-warm ]; then
     # Stop 15: stop 14's batch-128 run (its best.pt, INIT=path) trained on

@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from acn_pyg.cli import ACN_FIELDS, add_config_arguments, config_from_args
+from acn_pyg.cli import (ACN_FIELDS, MODEL_FIELDS, add_config_arguments, config_from_args,
+                         model_flags)
 from acn_pyg.training import Config
 
 
@@ -50,6 +51,24 @@ def test_target_help_names_the_default_with_its_meaning_and_unit():
 
 def test_acn_fields_are_config_fields():
     assert set(ACN_FIELDS) <= {f.name for f in dataclasses.fields(Config)}
+
+
+def test_model_flags_build_the_same_model_and_nothing_else():
+    for cfg in (Config(), Config(hidden_channels=128, hidden_irreps="128x0e + 32x1o + 32x2e",
+                                 num_layers=5, cutoff=4.5, lmax=3, product_channels=16,
+                                 radial_gain=10.0, many_body=True, batch_size=7, lr=1e-4)):
+        flags = model_flags(cfg)
+        assert all(" " not in flag for flag in flags)  # one word each in a shell
+        again = config_from_args(parser().parse_args(flags))
+        for field in MODEL_FIELDS:
+            if field == "hidden_irreps" and cfg.hidden_irreps is not None:
+                assert again.hidden_irreps == cfg.hidden_irreps.replace(" ", "")
+            else:
+                assert getattr(again, field) == getattr(cfg, field), field
+        assert (again.batch_size, again.lr) == (Config().batch_size, Config().lr)
+    assert set(MODEL_FIELDS) <= set(ACN_FIELDS)
+    with pytest.raises(ValueError, match="'schnet', not 'acn'"):
+        model_flags(Config(model="schnet"))
 
 
 def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(monkeypatch):

@@ -3,6 +3,7 @@ only ever execute on a lent GPU machine, where a wrong flag costs device time.
 Here every run of a mode is started through a stand-in interpreter that
 parses its flags with learning_curve.py's own parser and prints the Config
 it would train, instead of training."""
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,7 +14,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STUB = """#!/bin/sh
-# $1 is benchmarks/learning_curve.py; the rest are its flags.
+# Any other script runs as it is (benchmarks/run_flags.py).
+[ "$1" = benchmarks/learning_curve.py ] || exec {python} "$@"
 shift
 exec {python} -c '
 import dataclasses, json, sys
@@ -73,19 +75,56 @@ def test_arch_mode_differs_from_its_control_only_in_the_named_flags(tmp_path):
                                                              "radial_gain": 10.0}
 
 
-def test_arch_again_continues_each_run_with_its_own_model_flags(tmp_path):
-    runs = configs(tmp_path, "10000-arch-again", PREV="runs/prev", BUDGET="3.3")
-    assert len(runs) == 3
+def finished_run(prev, name, **model):
+    """A run folder as learning_curve.py leaves it, with the wide model's
+    config changed by :obj:`model`."""
+    from acn_pyg.training import Config
+    cfg = Config(model="acn", hidden_channels=128, hidden_irreps="128x0e + 32x1o + 32x2e",
+                 batch_size=128, **model)
+    folder = prev / name / "acn_n10000"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"config": dataclasses.asdict(cfg)}))
+
+
+def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
+    prev = tmp_path / "prev"
+    finished_run(prev, "control")
+    finished_run(prev, "l5", num_layers=5)
+    finished_run(prev, "prod32_gain10", product_channels=32, radial_gain=10.0)
+    finished_run(prev, "l4_mb", num_layers=4, many_body=True, cutoff=4.0, lmax=3)
+    runs = configs(tmp_path, "10000-again", PREV=str(prev), BUDGET="3.3")
+    assert len(runs) == 4
     layers = {}
     for name, cfg in runs.items():
         check_wide(cfg)
         start = name[:-len("_warm_lr3e-4")]
-        assert cfg["init_from"] == f"runs/prev/{start}/acn_n10000/best.pt"
+        assert cfg["init_from"] == f"{prev}/{start}/acn_n10000/best.pt"
         assert (cfg["lr"], cfg["warmup"], cfg["time_budget"]) == (3e-4, 0.02, 3.3)
-        layers[start] = (cfg["num_layers"], cfg["product_channels"], cfg["radial_gain"])
-    assert layers == {"acn_eq_wide_n10000_b128_control": (3, 0, 1.0),
-                      "acn_eq_wide_l4_n10000_b128": (4, 0, 1.0),
-                      "acn_eq_wide_prod32_gain10_n10000_b128": (3, 32, 10.0)}
+        layers[start] = (cfg["num_layers"], cfg["product_channels"], cfg["radial_gain"],
+                         cfg["many_body"], cfg["cutoff"], cfg["lmax"])
+    assert layers == {"control": (3, 0, 1.0, False, 5.0, 2),
+                      "l5": (5, 0, 1.0, False, 5.0, 2),
+                      "prod32_gain10": (3, 32, 10.0, False, 5.0, 2),
+                      "l4_mb": (4, 0, 1.0, True, 4.0, 3)}
+    # Stops 18 and 20 ran it under these names (as their results READMEs say).
+    env = {k: v for k, v in os.environ.items() if k != "PREV"}
+    for mode in ("10000-arch-again", "10000-wide-again"):
+        done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(tmp_path / mode),
+                               mode], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and "set PREV to the OUT_DIR of the runs to continue" \
+            in done.stderr
+
+
+def test_again_names_the_runs_it_cannot_continue(tmp_path):
+    prev = tmp_path / "prev"
+    (prev / "cut_short" / "acn_n10000").mkdir(parents=True)
+    done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(tmp_path / "x"),
+                           "10000-again"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PREV": str(prev), "PYTHONPATH": str(ROOT),
+                               "PYTHON": sys.executable})
+    assert done.returncode == 1
+    assert "not continued: cut_short" in done.stderr and "has not finished" in done.stderr
+    assert not list((tmp_path / "x").glob("*.log"))
 
 
 def test_deep_mode_warm_starts_four_layers_beside_five_and_six(tmp_path):

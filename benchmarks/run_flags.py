@@ -1,0 +1,35 @@
+"""The model flags of a finished run (its ``metrics.json``), to continue it
+or warm-start from its ``best.pt`` with the model it was trained with:
+
+    python benchmarks/run_flags.py runs/gpu/acn_eq_wide_l4_n10000_b128/acn_n10000
+    --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e --num-layers 4 ...
+
+``gpu_learning_curve.sh``'s ``10000-again`` passes them to every run it
+continues, so that each keeps its own depth, width and products.
+"""
+import argparse
+import json
+import os
+import sys
+
+from acn_pyg.cli import model_flags
+from acn_pyg.training import run_config
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a run's output folder (with metrics.json), or the file")
+    args = p.parse_args(argv)
+    path = args.run if args.run.endswith(".json") else os.path.join(args.run, "metrics.json")
+    if not os.path.isfile(path):
+        print(f"run_flags.py: no {path}: the run has not finished (a run cut short "
+              "continues with --resume)", file=sys.stderr)
+        return 1
+    with open(path) as f:
+        print(" ".join(model_flags(run_config(json.load(f)))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -86,12 +86,19 @@ def finished_run(prev, name, **model):
     (folder / "metrics.json").write_text(json.dumps({"config": dataclasses.asdict(cfg)}))
 
 
+ARCH_RESULTS = ROOT / "benchmarks" / "results" / "gpu_h100_n10000_arch"
+
+
 def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
+    # Stop 20's three 10000-arch runs as that call left them (OUT/RUN/acn_n10000),
+    # and one more with the model flags those leave at their defaults.
     prev = tmp_path / "prev"
-    finished_run(prev, "control")
-    finished_run(prev, "l5", num_layers=5)
-    finished_run(prev, "prod32_gain10", product_channels=32, radial_gain=10.0)
-    finished_run(prev, "l4_mb", num_layers=4, many_body=True, cutoff=4.0, lmax=3)
+    arch = [p.parent.name for p in ARCH_RESULTS.glob("*/metrics.json")]
+    assert len(arch) == 3
+    for name in arch:
+        (prev / name).mkdir(parents=True)
+        (prev / name / "acn_n10000").symlink_to(ARCH_RESULTS / name)
+    finished_run(prev, "l5_mb", num_layers=5, many_body=True, cutoff=4.0, lmax=3)
     runs = configs(tmp_path, "10000-again", PREV=str(prev), BUDGET="3.3")
     assert len(runs) == 4
     layers = {}
@@ -102,10 +109,17 @@ def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
         assert (cfg["lr"], cfg["warmup"], cfg["time_budget"]) == (3e-4, 0.02, 3.3)
         layers[start] = (cfg["num_layers"], cfg["product_channels"], cfg["radial_gain"],
                          cfg["many_body"], cfg["cutoff"], cfg["lmax"])
-    assert layers == {"control": (3, 0, 1.0, False, 5.0, 2),
-                      "l5": (5, 0, 1.0, False, 5.0, 2),
-                      "prod32_gain10": (3, 32, 10.0, False, 5.0, 2),
-                      "l4_mb": (4, 0, 1.0, True, 4.0, 3)}
+        if start in arch:  # exactly what stop 20's second call ran from them
+            ran = json.loads((ARCH_RESULTS / "second_call" / name / "metrics.json")
+                             .read_text())["config"]
+            assert ran["init_from"].endswith(f"/{start}/acn_n10000/best.pt")
+            assert {k: v for k, v in cfg.items() if ran[k] != v} == {
+                "out": str(tmp_path / "out" / name / "acn_n10000"),
+                "init_from": cfg["init_from"]}
+    assert layers == {"acn_eq_wide_n10000_b128_control": (3, 0, 1.0, False, 5.0, 2),
+                      "acn_eq_wide_l4_n10000_b128": (4, 0, 1.0, False, 5.0, 2),
+                      "acn_eq_wide_prod32_gain10_n10000_b128": (3, 32, 10.0, False, 5.0, 2),
+                      "l5_mb": (5, 0, 1.0, True, 4.0, 3)}
     # Stops 18 and 20 ran it under these names (as their results READMEs say).
     env = {k: v for k, v in os.environ.items() if k != "PREV"}
     for mode in ("10000-arch-again", "10000-wide-again"):

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS
-from acn_pyg.training import (load_best_model, load_run, pick_device, predict, prepare,
-                              relocated, reproduces, run_config)
+from acn_pyg.training import (epochs_trained, load_best_model, load_run, pick_device, predict,
+                              prepare, relocated, reproduces, run_config)
 from acn_pyg.units import EV_TO_KCALMOL
 from acn_pyg.utils.memory import reuse_freed_memory
 from acn_pyg.utils.prediction_cache import PredictionCache, file_digest
@@ -144,7 +144,8 @@ def _identity(run_dir: str) -> str:
 
 def _compute(run_dir: str, metrics: Dict[str, object]) -> Dict[str, object]:
     cfg = metrics["config"]
-    return {"run": run_dir, "epochs": metrics["epochs"], "wall_time_s": metrics["wall_time_s"],
+    return {"run": run_dir, "epochs": metrics["epochs"],
+            "epochs_trained": epochs_trained(metrics), "wall_time_s": metrics["wall_time_s"],
             "device": metrics["device"], "batch_size": cfg.get("batch_size"),
             "init_seed": cfg.get("init_seed"), "init_from": cfg.get("init_from")}
 
@@ -185,7 +186,8 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
 
     The result's ``compute`` lists each member's own training; ``ancestors``
     the runs it was warm-started from (:func:`lineage`), counted once each
-    in ``total_epochs`` / ``total_wall_time_s`` (and per device,
+    in ``total_epochs`` (begun) / ``total_epochs_trained`` (optimizer steps
+    over steps per epoch) / ``total_wall_time_s`` (and per device,
     ``total_wall_time_s_by_device``) of the chosen members. Runs that shared
     a device at once each count their own wall time. Starts whose run folder
     is not found (so not counted) are listed in ``ancestors_not_found``.
@@ -269,6 +271,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
         "val_mae_all": mean_mae("val", everyone), "test_mae_all": mean_mae("test", everyone),
         "device": str(dev), "compute": compute, "cached": cached,
         "total_epochs": sum(c["epochs"] for c in counted.values()),
+        "total_epochs_trained": sum(c["epochs_trained"] for c in counted.values()),
         "total_wall_time_s": sum(c["wall_time_s"] for c in counted.values()),
         "ancestors_not_found": sorted({compute[k]["ancestor_not_found"] for k in chosen
                                        if compute[k]["ancestor_not_found"]}),

@@ -524,6 +524,19 @@ def parity_plot(pred: Tensor, true: Tensor, title: str, unit: str, path: str) ->
     plt.close(fig)
 
 
+def epochs_trained(metrics: Dict[str, object]) -> float:
+    """How many epochs a finished run trained: optimizer steps over steps per
+    epoch (``epochs_trained``), a fraction when the time budget cut the last
+    short; ``epochs`` (the epochs begun) for metrics before version 0.2.8."""
+    trained = metrics.get("epochs_trained")
+    return float(metrics["epochs"] if trained is None else trained)
+
+
+def epochs_cell(metrics: Dict[str, object]) -> str:
+    """:func:`epochs_trained` for a table: ``"134"``, ``"9.61"``."""
+    return f"{round(epochs_trained(metrics), 2):g}"
+
+
 def epochs_text(metrics: Dict[str, object]) -> str:
     """How long a finished run trained, in epochs: ``"17 epochs"``, or
     ``"16.31 epochs (the last cut short by the time budget)"`` when the

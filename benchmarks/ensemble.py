@@ -50,11 +50,12 @@ def main(argv=None) -> int:
         chosen = str(order[c["run"]]) if c["run"] in selected and args.select == "greedy" \
             else ("yes" if c["run"] in selected else "")
         lines.append(f"| {c['run']} | {c['init_from'] or 'scratch'} | {c['init_seed']} | "
-                     f"{c['batch_size']} | {c['epochs']} | {c['wall_time_s'] / 60:.1f} | "
+                     f"{c['batch_size']} | {round(c['epochs_trained'], 2):g} | "
+                     f"{c['wall_time_s'] / 60:.1f} | "
                      f"{c['device']} | {chosen} | {val:.3f} | {test:.3f} |")
     n = len(result["selected"])
     lines.append(f"| **mean prediction of the {n} chosen** (compute with ancestors, each run "
-                 f"once) | | | | {result['total_epochs']} | "
+                 f"once) | | | | {round(result['total_epochs_trained'], 2):g} | "
                  f"{result['total_wall_time_s'] / 60:.1f} | | | {result['val_mae' + suffix]:.3f} | "
                  f"**{result['test_mae' + suffix]:.3f}** |")
     if args.select != "all":

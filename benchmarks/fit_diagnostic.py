@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
-from acn_pyg.training import (load_best_model, load_run, predict, prepare,  # noqa: E402
-                              reproduces, run_config)
+from acn_pyg.training import (epochs_cell, load_best_model, load_run,  # noqa: E402
+                              predict, prepare, reproduces, run_config)
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def diagnose(run_dir: str, device: str = "cpu", batch_size: int = 256,
     model = load_best_model(run_dir, cfg, prep, device)
     from torch_geometric.loader import DataLoader
     out = {"run": run_dir, "unit": prep.unit, "train_size": int(prep.split["train"].numel()),
-           "epochs": metrics["epochs"], "test_mae": metrics["test_mae"],
+           "epochs": epochs_cell(metrics), "test_mae": metrics["test_mae"],
            "train_mae": metrics.get("train_mae"), "best_val_mae": metrics.get("best_val_mae")}
     for key in splits:
         pred, true = predict(model, DataLoader(prep.dataset[prep.split[key]],

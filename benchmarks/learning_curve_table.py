@@ -9,6 +9,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from learning_curve import PUBLISHED, TARGETS  # noqa: E402
 
+from acn_pyg.training import epochs_cell, epochs_trained  # noqa: E402
+
 
 def variant(args: dict, model: str, seed: bool = True) -> str:
     """A run's recipe in words; options recorded only since their flag exists
@@ -64,7 +66,8 @@ def recipe_table(rows: list) -> list:
         maes = [r["test_mae_kcal_mol"] for r in runs]
         target = TARGETS.get(n)
         under = sum(m < target for m in maes) if target is not None else 0
-        epochs = sorted(r["epochs"] for r in runs)
+        epochs = sorted(runs, key=epochs_trained)
+        epochs = [epochs_cell(epochs[0]), epochs_cell(epochs[-1])]
         lines.append(f"| {n:,} | {recipe} | {batch} | {minutes:g} | {len(maes)} | "
                      f"{sum(maes) / len(maes):.3f} | {min(maes):.3f} | {max(maes):.3f} | "
                      f"{under} of {len(maes)} (< {target}) | "
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
         met = r["model"] == "acn" and target is not None and r["test_mae_kcal_mol"] < target
         lines.append(f"| {n:,} | {r['variant']} | {r['test_mae_kcal_mol']:.2f} | < {target} | "
                      f"{'yes' if met else 'no'} | {pub[0]} | {pub[1]} | {pub[2]} | "
-                     f"{r['epochs']} | {r['wall_time_s'] / 60:.1f} | {r['batch_size']} | "
+                     f"{epochs_cell(r)} | {r['wall_time_s'] / 60:.1f} | {r['batch_size']} | "
                      f"{r['parameters']:,} | {r['machine'].get('cuda') or r['device']} | "
                      f"{r['file']} |")
     text = "QM9 U_atom, 10,000 held-out test molecules\n\n" + "\n".join(lines) + "\n"

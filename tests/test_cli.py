@@ -6,7 +6,7 @@ import torch
 
 from acn_pyg.cli import (ACN_FIELDS, MODEL_FIELDS, add_config_arguments, config_from_args,
                          model_flags)
-from acn_pyg.training import Config
+from acn_pyg.training import Config, epochs_cell, epochs_trained
 
 
 def parser(**kwargs) -> argparse.ArgumentParser:
@@ -172,3 +172,10 @@ def test_learning_curve_script_end_to_end_writes_its_table_and_compute(source_di
     text = out.with_suffix(".md").read_text()
     assert "| 16 |" in text and "acn N=16:" in text and "epochs" in text
     assert "acn N=16:" in capsys.readouterr().out
+
+
+def test_tables_show_the_epochs_trained_not_begun():
+    cut = {"epochs": 10, "epochs_trained": 9.60702875399361}  # a time budget cut the last
+    assert (epochs_trained(cut), epochs_cell(cut)) == (9.60702875399361, "9.61")
+    assert epochs_cell({"epochs": 134, "epochs_trained": 134.0}) == "134"
+    assert epochs_cell({"epochs": 17}) == "17"  # metrics before version 0.2.8

@@ -107,6 +107,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
         help="warm start: the weights of an earlier run's best.pt or last.pt (same model "
              "flags), then a fresh optimizer and learning-rate schedule; --resume of this "
              "run takes precedence once it has a last.pt (default: none)")
+    add("grow", action="store_true",
+        help="with --init-from: the checkpoint may come from a model with fewer layers (the "
+             "other model flags the same); its layers are kept, its last stays last, and the "
+             "new ones, put in before it, start as the identity, so the run starts from the "
+             "checkpoint's function (acn_pyg.models.grown_state_dict)")
     add("threads", type=int, default=d.threads,
         help=f"CPU threads for torch; 0 keeps torch's default (default: {d.threads})")
     add("workers", type=int, default=d.workers,

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS, QM9, TARGETS, UNITS, target_index
 from acn_pyg.datasets.qm9_subset import QM9Subset
-from acn_pyg.models import AtomCloudNet
+from acn_pyg.models import AtomCloudNet, grown_state_dict
 from acn_pyg.units import EV_TO_KCALMOL, EV_TO_MEV
 from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
 from acn_pyg.utils.memory import reuse_freed_memory
@@ -64,6 +64,7 @@ class Config:
     out: str = "runs/qm9"
     resume: bool = False
     init_from: Optional[str] = None
+    grow: bool = False
     threads: int = 0
     workers: int = 0
     compile: bool = False
@@ -330,6 +331,13 @@ def run(cfg: Config) -> Dict[str, object]:
         # A warm start: the weights of an earlier run, then a fresh optimizer
         # and schedule (a resumed run already holds them in its last.pt).
         weights = load_weights(cfg.init_from, device)
+        if cfg.grow:
+            if not isinstance(model, AtomCloudNet):
+                raise ValueError(f"--grow deepens an AtomCloudNet, not {cfg.model!r}")
+            have = len({k.split(".")[1] for k in weights if k.startswith("convs.")})
+            weights = grown_state_dict(model, weights)
+            print(f"grown from {have} to {model.num_layers} layers: the new ones start as "
+                  "the identity")
         try:
             model.load_state_dict(weights)
         except RuntimeError as e:

@@ -313,6 +313,24 @@ def test_init_from_starts_from_an_earlier_runs_weights(source_dir, tmp_path, cap
     assert resumed["epochs"] == 2 and resumed["history"][:1] == again["history"]
 
 
+def test_grow_starts_a_deeper_model_from_a_shallower_run(source_dir, tmp_path, capsys):
+    example.main(tiny_args(source_dir, tmp_path, "--no-plot", "--num-layers", "2"))
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    best = str(tmp_path / "run" / "best.pt")
+    deeper = ["--no-plot", "--num-layers", "4", "--init-from", best, "--lr", "1e-30",
+              "--out", str(tmp_path / "deep"), "--epochs", "1"]
+    with pytest.raises(ValueError, match="another model"):  # not without --grow
+        example.main(tiny_args(source_dir, tmp_path, *deeper))
+    example.main(tiny_args(source_dir, tmp_path, *deeper, "--grow"))
+    assert "grown from 2 to 4 layers" in capsys.readouterr().out
+    deep = json.loads((tmp_path / "deep" / "metrics.json").read_text())
+    assert deep["config"]["grow"] and deep["parameters"] > first["parameters"]
+    assert deep["history"][0]["val_mae"] == pytest.approx(first["best_val_mae"], rel=1e-5)
+    assert deep["test_mae"] == pytest.approx(first["test_mae"], rel=1e-5)
+    with pytest.raises(ValueError, match="deepens an AtomCloudNet, not 'schnet'"):
+        example.main(tiny_args(source_dir, tmp_path, *deeper, "--grow", "--model", "schnet"))
+
+
 def test_init_from_refuses_another_models_weights_and_missing_files(source_dir, tmp_path):
     example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
     best = str(tmp_path / "run" / "best.pt")

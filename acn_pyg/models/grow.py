@@ -1,0 +1,63 @@
+"""Deepening a trained :class:`~acn_pyg.models.AtomCloudNet` (network
+growing, as in Net2Net: Chen et al., ICLR 2016): the weights of a model with
+fewer layers placed in a deeper one so that it computes the same function,
+from where training goes on."""
+import re
+from typing import Dict
+
+from torch import Tensor
+
+from acn_pyg.models.atom_cloud_net import AtomCloudNet
+
+_CONV = re.compile(r"^convs\.(\d+)\.(.*)$")
+
+
+def grown_state_dict(model: AtomCloudNet, state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    r"""The state dict of a trained AtomCloudNet with :math:`L' \geq 2`
+    layers (:obj:`state`), laid out for :obj:`model`, built with the same
+    flags but :math:`L \geq L'` layers, so that :obj:`model` computes the
+    same function once it loads it.
+
+    Layer :math:`t < L' - 1` (input and hidden layers) stays layer :math:`t`;
+    the last layer (the one that outputs scalars only) stays last,
+    :math:`L - 1`; the new layers :math:`L' - 1, \dots, L - 2` come in just
+    before it. Each new layer keeps :obj:`model`'s own initialisation but
+    for its output linear map :math:`\mathbf{W}`, whose weights and biases
+    are zero: its convolution outputs zero, the gate passes zero
+    (:math:`\mathrm{SiLU}(0) = 0`, gated irreps times zero), and the residual
+    :math:`\mathbf{h}^{(t+1)} = \mathbf{h}^{(t)} + 0` makes it the identity.
+    The gradient reaches :math:`\mathbf{W}` at once (its inputs are not zero),
+    and the rest of the new layer from the first step on.
+
+    Args:
+        model (AtomCloudNet): The deeper model (its new layers' other weights
+            are taken from it).
+        state (dict): The trained model's state dict (a ``best.pt``).
+
+    Returns:
+        A state dict for :obj:`model.load_state_dict` (which checks every
+        shape: the other flags must match).
+    """
+    layers = sorted({int(m.group(1)) for m in map(_CONV.match, state) if m})
+    if layers != list(range(len(layers))) or len(layers) < 2:
+        raise ValueError(f"the state dict to grow must hold the layers convs.0, convs.1, ... of "
+                         f"an AtomCloudNet with at least 2 layers (got layers {layers})")
+    have, want = len(layers), model.num_layers
+    if want < have:
+        raise ValueError(f"cannot grow a {have}-layer AtomCloudNet into one with {want} layers: "
+                         f"a model is only grown deeper")
+    target = {k: v.clone() for k, v in model.state_dict().items()}
+    for key, value in state.items():
+        m = _CONV.match(key)
+        if m is not None and int(m.group(1)) == have - 1:
+            key = f"convs.{want - 1}.{m.group(2)}"
+        if key not in target:
+            raise ValueError(f"'{key}' is in the state dict to grow but not in the model: "
+                             "the two differ in more than their number of layers")
+        target[key] = value
+    for t in range(have - 1, want - 1):
+        for key in target:
+            if key.startswith(f"convs.{t}.linear.weights.") or \
+                    key.startswith(f"convs.{t}.linear.biases."):
+                target[key] = target[key].new_zeros(target[key].shape)
+    return target

@@ -22,6 +22,8 @@
 #   BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
 #   INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers on; 5 and 6 layers
+#   INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt BUDGET=8 \
+#       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-grow  # it on; grown to 5, 6 layers
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
 #       # every finished run of PREV on from its best.pt, with its own model flags
 #       # (10000-wide-again and 10000-arch-again: the same, as stops 18 and 20 named it)
@@ -50,8 +52,8 @@
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
 # CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-again [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-again [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-grow|10000-again [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-grow|10000-again [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
@@ -140,6 +142,19 @@ elif [ "$SIZE" = 10000-deep ]; then
         --init-from "$INIT" --lr 3e-4 --warmup 0.02
     run acn_eq_wide_l5_n10000_b128 $WIDE --weight-decay 0 --num-layers 5
     run acn_eq_wide_l6_n10000_b128 $WIDE --weight-decay 0 --num-layers 6
+elif [ "$SIZE" = 10000-grow ]; then
+    # The kept 4-layer checkpoint (INIT=benchmarks/checkpoints/
+    # h100x2_cpu_n10000_wide_l4/best.pt, or a later one) trained on at 3e-4
+    # as it is, beside the same weights grown to five and to six layers
+    # (--grow: the new layers start as the identity, so all three start from
+    # its function; does depth keep paying from a trained start?).
+    INIT=${INIT:?set INIT to a best.pt of the 4-layer wide model}
+    for layers in 4 5 6; do
+        grow=$([ "$layers" = 4 ] || echo --grow)
+        # shellcheck disable=SC2086
+        run "acn_eq_wide_l4to${layers}_n10000_b128_warm_lr3e-4" $WIDE --weight-decay 0 \
+            --num-layers "$layers" $grow --init-from "$INIT" --lr 3e-4 --warmup 0.02
+    done
 elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
         || [ "$SIZE" = 10000-arch-again ]; then
     # Every finished 10,000-molecule run of an earlier call (PREV=its OUT_DIR,

@@ -154,3 +154,14 @@ def test_deep_mode_warm_starts_four_layers_beside_five_and_six(tmp_path):
                            "10000-deep"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and "set INIT" in done.stderr
     assert not list((tmp_path / "x").glob("*.log"))  # nothing started
+
+
+def test_grow_mode_starts_four_five_and_six_layers_from_one_checkpoint(tmp_path):
+    runs = configs(tmp_path, "10000-grow", INIT="some/best.pt", BUDGET="8")
+    for cfg in runs.values():
+        check_wide(cfg)
+        assert (cfg["init_from"], cfg["lr"], cfg["time_budget"]) == ("some/best.pt", 3e-4, 8.0)
+    assert {n: (c["num_layers"], c["grow"]) for n, c in runs.items()} == {
+        "acn_eq_wide_l4to4_n10000_b128_warm_lr3e-4": (4, False),
+        "acn_eq_wide_l4to5_n10000_b128_warm_lr3e-4": (5, True),
+        "acn_eq_wide_l4to6_n10000_b128_warm_lr3e-4": (6, True)}

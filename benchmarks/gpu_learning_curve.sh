@@ -20,8 +20,8 @@
 #   INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-wide  # the wide model on
 #   BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
-#   INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt BUDGET=8 \
-#       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers on; 5 and 6 layers
+#   [INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt] BUDGET=8 \
+#       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers (on); 5, 6 layers
 #   INIT=benchmarks/checkpoints/h100x2_cpu_n10000_wide_l4/best.pt BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-grow  # it on; grown to 5, 6 layers
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
@@ -136,10 +136,15 @@ elif [ "$SIZE" = 10000-deep ]; then
     # after 100 CPU minutes more. So: that checkpoint (INIT=benchmarks/
     # checkpoints/h100x2_cpu_n10000_wide_l4/best.pt, or a later one) trained
     # on at 3e-4, and beside it five and six layers from scratch on stop 17's
-    # seed and data order (does depth keep paying?).
-    INIT=${INIT:?set INIT to a best.pt of the 4-layer wide model}
-    run acn_eq_wide_l4_n10000_b128_warm_lr3e-4 $WIDE --weight-decay 0 --num-layers 4 \
-        --init-from "$INIT" --lr 3e-4 --warmup 0.02
+    # seed and data order (does depth keep paying?). Without INIT, four
+    # layers from scratch instead, stop 20's run again: a control in the same
+    # call (runs compare within a call only) and a repeat of its 0.979.
+    if [ -n "${INIT:-}" ]; then
+        run acn_eq_wide_l4_n10000_b128_warm_lr3e-4 $WIDE --weight-decay 0 --num-layers 4 \
+            --init-from "$INIT" --lr 3e-4 --warmup 0.02
+    else
+        run acn_eq_wide_l4_n10000_b128 $WIDE --weight-decay 0 --num-layers 4
+    fi
     run acn_eq_wide_l5_n10000_b128 $WIDE --weight-decay 0 --num-layers 5
     run acn_eq_wide_l6_n10000_b128 $WIDE --weight-decay 0 --num-layers 6
 elif [ "$SIZE" = 10000-grow ]; then

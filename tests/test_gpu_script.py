@@ -32,15 +32,15 @@ learning_curve.main(sys.argv[1:])
 """
 
 
-def configs(tmp_path, mode, **env):
+def configs(tmp_path, mode, unset=(), **env):
     stub = tmp_path / "python"
     stub.write_text(STUB.format(python=sys.executable))
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     out = tmp_path / "out"
     done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(out), mode],
                           cwd=ROOT, timeout=300, capture_output=True, text=True,
-                          env={**os.environ, "PYTHON": str(stub), "PYTHONPATH": str(ROOT),
-                               **env})
+                          env={**{k: v for k, v in os.environ.items() if k not in unset},
+                               "PYTHON": str(stub), "PYTHONPATH": str(ROOT), **env})
     # No run trains here, so none leaves a result, and the script says so.
     assert done.returncode == 1 and "no run finished" in done.stderr, done.stderr
     found = {}
@@ -89,6 +89,12 @@ def finished_run(prev, name, **model):
 ARCH_RESULTS = ROOT / "benchmarks" / "results" / "gpu_h100_n10000_arch"
 
 
+def ran_config(run):
+    """The Config a finished run trained, as a dict (fields added since: their defaults)."""
+    from acn_pyg.training import run_config
+    return dataclasses.asdict(run_config(json.loads((run / "metrics.json").read_text())))
+
+
 def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
     # Stop 20's three 10000-arch runs as that call left them (OUT/RUN/acn_n10000),
     # and one more with the model flags those leave at their defaults.
@@ -110,8 +116,7 @@ def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
         layers[start] = (cfg["num_layers"], cfg["product_channels"], cfg["radial_gain"],
                          cfg["many_body"], cfg["cutoff"], cfg["lmax"])
         if start in arch:  # exactly what stop 20's second call ran from them
-            ran = json.loads((ARCH_RESULTS / "second_call" / name / "metrics.json")
-                             .read_text())["config"]
+            ran = ran_config(ARCH_RESULTS / "second_call" / name)
             assert ran["init_from"].endswith(f"/{start}/acn_n10000/best.pt")
             assert {k: v for k, v in cfg.items() if ran[k] != v} == {
                 "out": str(tmp_path / "out" / name / "acn_n10000"),
@@ -149,11 +154,15 @@ def test_deep_mode_warm_starts_four_layers_beside_five_and_six(tmp_path):
         "acn_eq_wide_l4_n10000_b128_warm_lr3e-4": (4, "some/best.pt"),
         "acn_eq_wide_l5_n10000_b128": (5, None),
         "acn_eq_wide_l6_n10000_b128": (6, None)}
-    env = {k: v for k, v in os.environ.items() if k != "INIT"}
-    done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(tmp_path / "x"),
-                           "10000-deep"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode != 0 and "set INIT" in done.stderr
-    assert not list((tmp_path / "x").glob("*.log"))  # nothing started
+    # Without INIT, stop 20's 4-layer run from scratch again, as the control.
+    (tmp_path / "scratch").mkdir()
+    again = configs(tmp_path / "scratch", "10000-deep", unset=("INIT",), BUDGET="8")
+    assert {n: (c["num_layers"], c["init_from"]) for n, c in again.items()} == {
+        "acn_eq_wide_l4_n10000_b128": (4, None), "acn_eq_wide_l5_n10000_b128": (5, None),
+        "acn_eq_wide_l6_n10000_b128": (6, None)}
+    ran = ran_config(ARCH_RESULTS / "acn_eq_wide_l4_n10000_b128")
+    control = again["acn_eq_wide_l4_n10000_b128"]
+    assert {k for k, v in control.items() if ran[k] != v} == {"out"}
 
 
 def test_grow_mode_starts_four_five_and_six_layers_from_one_checkpoint(tmp_path):

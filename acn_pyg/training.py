@@ -16,6 +16,7 @@ from tqdm import tqdm
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS, QM9, TARGETS, UNITS, target_index
 from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.models import AtomCloudNet, grown_state_dict
+from acn_pyg.models.grow import state_num_layers
 from acn_pyg.units import EV_TO_KCALMOL, EV_TO_MEV
 from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
 from acn_pyg.utils.memory import reuse_freed_memory
@@ -334,7 +335,7 @@ def run(cfg: Config) -> Dict[str, object]:
         if cfg.grow:
             if not isinstance(model, AtomCloudNet):
                 raise ValueError(f"--grow deepens an AtomCloudNet, not {cfg.model!r}")
-            have = len({k.split(".")[1] for k in weights if k.startswith("convs.")})
+            have = state_num_layers(weights)
             weights = grown_state_dict(model, weights)
             print(f"grown from {have} to {model.num_layers} layers: the new ones start as "
                   "the identity")

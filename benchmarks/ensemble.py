@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 
 from acn_pyg.ensemble import SELECTIONS, ensemble_test  # noqa: E402
+from acn_pyg.training import epochs_cell  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -50,12 +51,12 @@ def main(argv=None) -> int:
         chosen = str(order[c["run"]]) if c["run"] in selected and args.select == "greedy" \
             else ("yes" if c["run"] in selected else "")
         lines.append(f"| {c['run']} | {c['init_from'] or 'scratch'} | {c['init_seed']} | "
-                     f"{c['batch_size']} | {round(c['epochs_trained'], 2):g} | "
-                     f"{c['wall_time_s'] / 60:.1f} | "
+                     f"{c['batch_size']} | {epochs_cell(c)} | {c['wall_time_s'] / 60:.1f} | "
                      f"{c['device']} | {chosen} | {val:.3f} | {test:.3f} |")
     n = len(result["selected"])
+    total = {"epochs": result["total_epochs"], "epochs_trained": result["total_epochs_trained"]}
     lines.append(f"| **mean prediction of the {n} chosen** (compute with ancestors, each run "
-                 f"once) | | | | {round(result['total_epochs_trained'], 2):g} | "
+                 f"once) | | | | {epochs_cell(total)} | "
                  f"{result['total_wall_time_s'] / 60:.1f} | | | {result['val_mae' + suffix]:.3f} | "
                  f"**{result['test_mae' + suffix]:.3f}** |")
     if args.select != "all":

@@ -58,9 +58,10 @@ EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
 BEST10K="--sizes 10000 --budgets ${BUDGET:-12} --models acn --hidden-irreps $EQ --weight-decay 0.05"
-# Twice the channels (574,401 parameters), batch 128, two collating workers (stop 17 on).
-WIDE="--sizes 10000 --budgets ${BUDGET:-12} --models acn --batch-size 128 --workers 2"
-WIDE="$WIDE --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e"
+# Batch 128, two collating workers (stop 17 on), and with twice the channels
+# (574,401 parameters) the wide model.
+B128="--sizes 10000 --budgets ${BUDGET:-12} --models acn --batch-size 128 --workers 2"
+WIDE="$B128 --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e"
 # The 10000-arch runs (stop 20), NAME:FLAGS beyond $WIDE.
 ARCH=("acn_eq_wide_n10000_b128_control:"
       "acn_eq_wide_prod32_gain10_n10000_b128:--product-channels 32 --radial-gain 10"
@@ -178,8 +179,7 @@ elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
             continue
         fi
         # shellcheck disable=SC2086
-        run "${name}_warm_lr3e-4" --sizes 10000 --budgets "${BUDGET:-12}" --models acn \
-            --batch-size 128 --workers 2 $flags --weight-decay 0 --init-from "$dir/best.pt" \
+        run "${name}_warm_lr3e-4" $B128 $flags --weight-decay 0 --init-from "$dir/best.pt" \
             --lr 3e-4 --warmup 0.02
     done
 elif [ "$SIZE" = 10000-warm ]; then

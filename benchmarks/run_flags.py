@@ -8,26 +8,26 @@ or warm-start from its ``best.pt`` with the model it was trained with:
 continues, so that each keeps its own depth, width and products.
 """
 import argparse
-import json
 import os
 import sys
 
 from acn_pyg.cli import model_flags
-from acn_pyg.training import run_config
+from acn_pyg.training import load_run, run_config
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="a run's output folder (with metrics.json), or the file")
+    p.add_argument("run", help="a run's output folder (with metrics.json), or that metrics.json")
     args = p.parse_args(argv)
-    path = args.run if args.run.endswith(".json") else os.path.join(args.run, "metrics.json")
-    if not os.path.isfile(path):
-        print(f"run_flags.py: no {path}: the run has not finished (a run cut short "
-              "continues with --resume)", file=sys.stderr)
+    run = os.path.dirname(args.run) if args.run.endswith(".json") else args.run
+    try:
+        metrics = load_run(run)
+    except FileNotFoundError as err:
+        print(f"run_flags.py: {err} (a run cut short has not finished: it continues with "
+              "--resume)", file=sys.stderr)
         return 1
-    with open(path) as f:
-        print(" ".join(model_flags(run_config(json.load(f)))))
+    print(" ".join(model_flags(run_config(metrics))))
     return 0
 
 

@@ -91,8 +91,8 @@ ARCH_RESULTS = ROOT / "benchmarks" / "results" / "gpu_h100_n10000_arch"
 
 def ran_config(run):
     """The Config a finished run trained, as a dict (fields added since: their defaults)."""
-    from acn_pyg.training import run_config
-    return dataclasses.asdict(run_config(json.loads((run / "metrics.json").read_text())))
+    from acn_pyg.training import load_run, run_config
+    return dataclasses.asdict(run_config(load_run(str(run))))
 
 
 def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):

@@ -12,6 +12,17 @@ from acn_pyg.models.atom_cloud_net import AtomCloudNet
 _CONV = re.compile(r"^convs\.(\d+)\.(.*)$")
 
 
+def state_num_layers(state: Dict[str, Tensor]) -> int:
+    """The number of AtomCloudConv layers whose weights :obj:`state` (an
+    AtomCloudNet state dict) holds: ``convs.0``, ``convs.1``, ..., with none
+    missing."""
+    layers = sorted({int(m.group(1)) for m in map(_CONV.match, state) if m})
+    if layers != list(range(len(layers))):
+        raise ValueError(f"the state dict must hold the layers convs.0, convs.1, ... of an "
+                         f"AtomCloudNet (got layers {layers})")
+    return len(layers)
+
+
 def grown_state_dict(model: AtomCloudNet, state: Dict[str, Tensor]) -> Dict[str, Tensor]:
     r"""The state dict of a trained AtomCloudNet with :math:`L' \geq 2`
     layers (:obj:`state`), laid out for :obj:`model`, built with the same
@@ -38,11 +49,10 @@ def grown_state_dict(model: AtomCloudNet, state: Dict[str, Tensor]) -> Dict[str,
         A state dict for :obj:`model.load_state_dict` (which checks every
         shape: the other flags must match).
     """
-    layers = sorted({int(m.group(1)) for m in map(_CONV.match, state) if m})
-    if layers != list(range(len(layers))) or len(layers) < 2:
-        raise ValueError(f"the state dict to grow must hold the layers convs.0, convs.1, ... of "
-                         f"an AtomCloudNet with at least 2 layers (got layers {layers})")
-    have, want = len(layers), model.num_layers
+    have, want = state_num_layers(state), model.num_layers
+    if have < 2:
+        raise ValueError(f"the state dict to grow must hold an AtomCloudNet with at least 2 "
+                         f"layers (got {have})")
     if want < have:
         raise ValueError(f"cannot grow a {have}-layer AtomCloudNet into one with {want} layers: "
                          f"a model is only grown deeper")

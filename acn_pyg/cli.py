@@ -67,6 +67,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
     add("ema", type=float, default=d.ema,
         help=f"decay per step of the weight average used for validation, test and "
              f"checkpoints; 0 disables it (default: {d.ema})")
+    add("stationary_weight", type=float, default=d.stationary_weight,
+        help="weight of a penalty on the mean squared gradient of the predicted energies "
+             "with respect to the positions (in target standard deviations per Angstrom), "
+             "which QM9's optimised geometries make zero for the electronic energy; energy "
+             "targets only; costs a double backward, about 3x the step "
+             f"(default: {d.stationary_weight:g}; 0: off)")
     add("device", default=d.device, choices=("auto", "cpu", "cuda"),
         help=f"where to train; auto takes CUDA when available (default: {d.device})")
     add("seed", type=int, default=d.seed,

@@ -24,6 +24,11 @@ from acn_pyg.utils.memory import reuse_freed_memory
 #: Targets that grow with the molecule: summed over atoms, with an element baseline.
 EXTENSIVE_TARGETS = frozenset(("alpha", "r2", "zpve", "U0", "U", "H", "G", "cv", "U0_atom",
                                "U_atom", "H_atom", "G_atom"))
+#: The targets that ``--stationary-weight`` applies to: QM9's geometries are
+#: minima of its B3LYP electronic energy, which these energies contain. (Their
+#: zero-point and thermal parts are not stationary there; their gradients are
+#: what the penalty gets wrong.)
+STATIONARY_TARGETS = frozenset(("U0", "U", "H", "G", "U0_atom", "U_atom", "H_atom", "G_atom"))
 MODELS = ("acn", "schnet", "dimenet++", "dimenet")
 #: Peak learning rate per model when none is given: 3e-3 for AtomCloudNet
 #: (better than 1e-3 in a measured QM9 U0 run), the published 1e-3 for the
@@ -48,6 +53,7 @@ class Config:
     weight_decay: float = 0.0
     ema: float = 0.99
     warmup: float = 0.0
+    stationary_weight: float = 0.0
     device: str = "auto"
     seed: int = 0
     init_seed: Optional[int] = None
@@ -71,6 +77,34 @@ class Config:
     compile: bool = False
     reuse_memory: bool = True
     plot: bool = True
+
+
+def stationary_penalty(pred: Tensor, pos: Tensor) -> Tensor:
+    r"""The mean squared gradient of the predicted energies with respect to
+    the positions,
+
+    .. math::
+        \frac{1}{3|\mathcal{V}|} \sum_{i \in \mathcal{V}} \left\lVert
+        \frac{\partial E_{m(i)}}{\partial \mathbf{p}_i} \right\rVert^2,
+
+    where :math:`m(i)` is the molecule of atom :math:`i`: zero where every
+    molecule's predicted energy is stationary, as its true electronic energy
+    is at an optimised geometry. The graph is kept (:obj:`create_graph`), so
+    the penalty trains the model (double backward).
+
+    Args:
+        pred (torch.Tensor): Predicted energies :math:`(|\mathcal{G}|)`, one
+            per molecule, computed from :obj:`pos`.
+        pos (torch.Tensor): Positions :math:`(|\mathcal{V}|, 3)` with
+            :obj:`requires_grad=True`.
+    """
+    if not pos.requires_grad:
+        raise ValueError("stationary_penalty needs the positions the energies were computed "
+                         "from, with requires_grad=True")
+    # Each energy depends on its own molecule's atoms only, so the gradient
+    # of their sum holds every atom's own molecular gradient.
+    grad, = torch.autograd.grad(pred.sum(), pos, create_graph=True)
+    return grad.pow(2).mean()
 
 
 def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[str, Tensor]:
@@ -276,6 +310,17 @@ def run(cfg: Config) -> Dict[str, object]:
         raise ValueError(f"--warmup is a fraction of the schedule in [0, 1) (got {cfg.warmup})")
     if cfg.workers < 0:
         raise ValueError(f"--workers is a number of processes, >= 0 (got {cfg.workers})")
+    if cfg.stationary_weight < 0:
+        raise ValueError(f"--stationary-weight must be >= 0 (got {cfg.stationary_weight})")
+    if cfg.stationary_weight > 0:
+        name = TARGETS[target_index(cfg.target)]
+        if name not in STATIONARY_TARGETS:
+            raise ValueError(
+                f"--stationary-weight applies to the energies {sorted(STATIONARY_TARGETS)}, "
+                f"which are stationary at QM9's optimised geometries; not to {name!r}")
+        if cfg.compile:
+            raise ValueError("--stationary-weight needs a double backward, which "
+                             "torch.compile does not support: leave out --compile")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -365,12 +410,14 @@ def run(cfg: Config) -> Dict[str, object]:
         print(f"resumed from {last_path} at epoch {state['epoch']} "
               f"({state['elapsed'] / 60:.1f} min trained)")
 
-    def validate(train_loss: float) -> None:
+    def validate(train_loss: float, train_penalty: Optional[float] = None) -> None:
         pred, true = predict(evaluated, loaders["val"], t_index, device)
         val_mae = float((pred - true).abs().mean())
-        state["history"].append({"epoch": state["epoch"], "train_loss": train_loss,
-                                 "val_mae": val_mae,
-                                 "time_s": round(time.perf_counter() - start, 1)})
+        entry = {"epoch": state["epoch"], "train_loss": train_loss, "val_mae": val_mae,
+                 "time_s": round(time.perf_counter() - start, 1)}
+        if train_penalty is not None:
+            entry["train_stationary_penalty"] = train_penalty
+        state["history"].append(entry)
         if val_mae < state["best_val"]:
             state["best_val"] = val_mae
             torch.save(evaluated.state_dict(), best_path)
@@ -378,6 +425,8 @@ def run(cfg: Config) -> Dict[str, object]:
     # Validate about as often as it costs no more than the training it follows.
     eval_every = max(1, math.ceil(split["val"].numel() / max(split["train"].numel(), 1)))
     budget = cfg.time_budget * 60.0
+    # The penalty on the gradient of the energies (--stationary-weight).
+    stationary = cfg.stationary_weight > 0
     start = time.perf_counter() - state["elapsed"]
     total_steps = cfg.epochs * len(loaders["train"])
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"{cfg.model} {name}", unit="ep")
@@ -385,6 +434,7 @@ def run(cfg: Config) -> Dict[str, object]:
     while state["epoch"] < cfg.epochs and not out_of_time:
         # The running loss stays on the device (no host sync per step).
         running, seen = torch.zeros((), device=device), 0
+        running_penalty = torch.zeros((), device=device)
         for step, data in enumerate(loaders["train"]):
             elapsed = time.perf_counter() - start
             progress = max((state["epoch"] * len(loaders["train"]) + step) / total_steps,
@@ -396,9 +446,17 @@ def run(cfg: Config) -> Dict[str, object]:
                 group["lr"] = lr * lr_factor(progress, cfg.warmup)
             data = data.to(device, non_blocking=True)
             optimizer.zero_grad()
-            pred = train_model(data.z, data.pos, data.batch).view(-1)
+            pos = data.pos.requires_grad_() if stationary else data.pos
+            pred = train_model(data.z, pos, data.batch).view(-1)
             loss = (pred - data.y[:, t_index]).abs().mean() / std
-            loss.backward()
+            if stationary:
+                # In (standard deviations per Angstrom)^2, like the loss in
+                # standard deviations.
+                penalty = stationary_penalty(pred, pos) / std ** 2
+                running_penalty += penalty.detach() * data.num_graphs
+                (loss + cfg.stationary_weight * penalty).backward()
+            else:
+                loss.backward()
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -410,7 +468,7 @@ def run(cfg: Config) -> Dict[str, object]:
         running = float(running)
         state["epoch"] += 1
         if state["epoch"] % eval_every == 0 or out_of_time or state["epoch"] >= cfg.epochs:
-            validate(running / seen)
+            validate(running / seen, float(running_penalty) / seen if stationary else None)
         state["elapsed"] = time.perf_counter() - start
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "ema": ema.state_dict() if ema is not None else {},

@@ -38,6 +38,8 @@ def variant(args: dict, model: str, seed: bool = True) -> str:
         parts.append(f"warm start from {args['init_from']}")
     if args.get("warmup", 0.0):
         parts.append(f"warm-up {args['warmup']}")
+    if args.get("stationary_weight", 0.0):
+        parts.append(f"stationary {args['stationary_weight']:g}")
     if args.get("ema", 0.99) != 0.99:
         parts.append(f"EMA {args['ema']}")
     if seed and args.get("init_seed") is not None:

@@ -1,0 +1,155 @@
+"""The stationary-point penalty (``--stationary-weight``): QM9's geometries are
+optimised, so the true electronic energy has zero gradient there."""
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+import torch
+from torch_geometric.utils import scatter
+
+from acn_pyg import AtomCloudNet
+from acn_pyg.training import STATIONARY_TARGETS, stationary_penalty
+
+from conftest import random_orthogonal
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
+import qm9 as example  # noqa: E402
+
+from test_qm9_example import tiny_args  # noqa: E402
+
+
+def test_penalty_is_the_mean_squared_gradient_of_each_molecules_energy(batch_of_molecules):
+    _, _, pos, batch = batch_of_molecules
+    pos = pos.clone().requires_grad_()
+    g = torch.Generator().manual_seed(3)
+    k = torch.rand(pos.size(0), generator=g) + 0.5
+    centre = torch.randn(3, 3, generator=g, dtype=pos.dtype)[batch]
+    # E_m = sum over the atoms i of molecule m of k_i |p_i - c_m|^2.
+    energy = scatter(k * (pos - centre).pow(2).sum(-1), batch, reduce="sum")
+    expected = (2 * k[:, None] * (pos - centre).detach()).pow(2).mean()
+    assert torch.allclose(stationary_penalty(energy, pos), expected, rtol=1e-12)
+    # At the minimum of every molecule's energy the penalty vanishes.
+    at_min = centre.clone().requires_grad_()
+    energy = scatter(k * (at_min - centre).pow(2).sum(-1), batch, reduce="sum")
+    assert float(stationary_penalty(energy, at_min).detach()) == 0.0
+
+
+def test_penalty_needs_the_positions_the_energies_came_from():
+    pos = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="requires_grad"):
+        stationary_penalty(pos.sum().view(1), pos)
+
+
+def test_penalty_of_atom_cloud_net_is_invariant_and_trains_the_model(batch_of_molecules):
+    _, z, pos, batch = batch_of_molecules
+    model = AtomCloudNet(hidden_channels=8, hidden_irreps="8x0e+4x1o+2x2e", num_layers=2,
+                         cutoff=4.0)
+
+    def penalty(p, zz=z, b=batch):
+        p = p.clone().requires_grad_()
+        return stationary_penalty(model(zz, p, b).view(-1), p)
+
+    value = penalty(pos)
+    assert float(value) > 0
+    # The squared gradient norm is invariant under rotations, reflections,
+    # translations and a permutation of the atoms within the batch.
+    rot = random_orthogonal(1, reflect=True)
+    assert torch.allclose(penalty(pos @ rot.T + torch.tensor([0.3, -1.0, 2.0])), value,
+                          rtol=1e-9)
+    perm = torch.randperm(pos.size(0))
+    order = torch.argsort(batch[perm], stable=True)  # keep the batch sorted
+    perm = perm[order]
+    assert torch.allclose(penalty(pos[perm], z[perm], batch[perm]), value, rtol=1e-9)
+    # Its gradient (a double backward) reaches the layers' parameters, and
+    # descending it makes the energies flatter at these geometries.
+    value.backward()
+    grads = [p.grad for p in model.convs.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().max()) > 0 for g in grads)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(20):
+        opt.zero_grad()
+        loss = penalty(pos)
+        loss.backward()
+        opt.step()
+    assert float(penalty(pos)) < 0.5 * float(value)
+
+
+def test_stationary_weight_trains_and_records_its_penalty(source_dir, tmp_path):
+    torch.set_default_dtype(torch.float32)
+    runs = {}
+    for weight in ("0", "2"):
+        args = tiny_args(source_dir, tmp_path, "--no-plot", "--target", "U0",
+                         "--stationary-weight", weight)
+        args[args.index("--out") + 1] = str(tmp_path / f"w{weight}")
+        assert example.main(args) == 0
+        runs[weight] = json.loads((tmp_path / f"w{weight}" / "metrics.json").read_text())
+    assert runs["2"]["config"]["stationary_weight"] == 2.0
+    assert all(h["train_stationary_penalty"] > 0 for h in runs["2"]["history"])
+    assert all("train_stationary_penalty" not in h for h in runs["0"]["history"])
+    # Same seed, same data order: only the penalty tells the two runs' weights apart.
+    off, on = (torch.load(os.path.join(tmp_path, f"w{w}", "last.pt"), weights_only=True)["model"]
+               for w in ("0", "2"))
+    assert off.keys() == on.keys()
+    assert any(not torch.allclose(off[k], on[k], rtol=1e-4, atol=1e-6) for k in off)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (("--target", "mu"), "applies to the energies"),
+    (("--target", "U0", "--stationary-weight", "-1"), "must be >= 0"),
+    (("--target", "U0", "--compile"), "double backward"),
+])
+def test_stationary_weight_refuses_what_it_cannot_do(source_dir, tmp_path, extra, match):
+    torch.set_default_dtype(torch.float32)
+    args = tiny_args(source_dir, tmp_path, "--no-plot", "--stationary-weight", "1", *extra)
+    with pytest.raises(ValueError, match=match):
+        example.main(args)
+
+
+def test_the_stationary_targets_are_qm9_energies():
+    from acn_pyg.datasets.qm9 import ENERGY_TARGETS
+    assert STATIONARY_TARGETS <= ENERGY_TARGETS
+    assert {"U0", "U_atom", "G_atom"} <= STATIONARY_TARGETS
+    assert not STATIONARY_TARGETS & {"homo", "lumo", "gap", "zpve", "mu"}
+
+
+def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path,
+                                                               monkeypatch, capsys):
+    torch.set_default_dtype(torch.float32)
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    import stationary
+    argv = ["--target", "U0", "--train-size", "16", "--val-size", "8", "--test-size", "8",
+            "--epochs", "2", "--batch-size", "8", "--seeds", "0,3", "--weights", "0,1.5",
+            "--grad-molecules", "5", "--root", str(tmp_path / "qm9"), "--data-source",
+            source_dir, "--threads", "0", "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "res")]
+    assert stationary.main(argv) == 0
+    result = json.loads((tmp_path / "res.json").read_text())
+    runs = {(r["seed"], r["weight"]): r for r in result["runs"]}
+    assert set(runs) == {(0, 0.0), (0, 1.5), (3, 0.0), (3, 1.5)}
+    for (seed, weight), r in runs.items():
+        metrics = json.loads((pathlib.Path(r["run"]) / "metrics.json").read_text())
+        assert metrics["config"]["stationary_weight"] == weight
+        assert metrics["config"]["init_seed"] == seed and metrics["epochs"] == 2
+        assert r["change_kcal_mol"] == pytest.approx(
+            r["test_mae_kcal_mol"] - runs[(seed, 0.0)]["test_mae_kcal_mol"])
+        assert r["rms_gradient_kcal_mol_A"] > 0
+    assert runs[(0, 0.0)]["change_kcal_mol"] == 0.0
+    assert "| 1.5 | 2 |" in (tmp_path / "res.md").read_text()
+    # Finished runs of the same config are read, not trained again ...
+    monkeypatch.setattr(stationary, "run", lambda cfg: pytest.fail("trained again"))
+    assert stationary.main(argv) == 0
+    assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
+    # ... and a folder holding another run is refused, not overwritten.
+    other = argv.copy()
+    other[other.index("--batch-size") + 1] = "4"
+    with pytest.raises(SystemExit, match="holds another run"):
+        stationary.main(other)
+
+
+def test_learning_curve_tables_name_the_penalty():
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from learning_curve_table import variant
+    assert "stationary 0.3" in variant({"stationary_weight": 0.3}, "acn")
+    assert "stationary" not in variant({}, "acn")

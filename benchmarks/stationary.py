@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_results  # noqa: E402
 
 from acn_pyg.training import (Config, load_best_model, load_run, prepare,  # noqa: E402
-                              run, stationary_penalty)
+                              run, run_config, stationary_penalty)
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 #: Fields that only say where or how fast a run ran: a finished run is
@@ -47,11 +47,11 @@ def rms_gradient(model, dataset, device, batch_size: int = 64) -> float:
 
 
 def same_run(cfg: Config, metrics: dict) -> bool:
-    recorded = {k: v for k, v in metrics["config"].items() if k not in PLACE_FIELDS}
-    wanted = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PLACE_FIELDS}
-    # Runs recorded before a field existed ran with its default.
-    defaults = dataclasses.asdict(Config())
-    return all(recorded.get(k, defaults[k]) == v for k, v in wanted.items())
+    """Whether a finished run's config (fields recorded before they existed
+    at their defaults, as :func:`~acn_pyg.training.run_config` reads them)
+    is :obj:`cfg`, wherever each ran."""
+    recorded, wanted = (dataclasses.asdict(c) for c in (run_config(metrics), cfg))
+    return all(recorded[k] == v for k, v in wanted.items() if k not in PLACE_FIELDS)
 
 
 def main(argv=None) -> int:

@@ -20,9 +20,9 @@
 #   INIT=benchmarks/checkpoints/h100_cpu_n10000_wide_wd0/best.pt BUDGET=12 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-wide  # the wide model on
 #   BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-arch  # wide: +products, +layer
-#   [INIT=benchmarks/checkpoints/h100x2_cpu2_n10000_wide_l4/best.pt] BUDGET=8 \
+#   [INIT=benchmarks/checkpoints/h100x2_cpu3_n10000_wide_l4/best.pt] BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-deep  # 4 layers (on); 5, 6 layers
-#   INIT=benchmarks/checkpoints/h100x2_cpu2_n10000_wide_l4/best.pt BUDGET=8 \
+#   INIT=benchmarks/checkpoints/h100x2_cpu3_n10000_wide_l4/best.pt BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-grow  # it on; grown to 5, 6 layers
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
 #       # every finished run of PREV on from its best.pt, with its own model flags

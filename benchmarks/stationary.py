@@ -82,17 +82,19 @@ def main(argv=None) -> int:
     if 0.0 not in weights:
         raise SystemExit("--weights must include 0, the control each seed is compared with")
 
+    base = Config(target=args.target, train_size=args.train_size, val_size=args.val_size,
+                  test_size=args.test_size, epochs=args.epochs, time_budget=args.time_budget,
+                  batch_size=args.batch_size, root=args.root, subset=args.subset,
+                  data_source=args.data_source, threads=args.threads, device="cpu",
+                  plot=False)
+    # Every run has the same data, split and scale: only the init seed and the
+    # weight differ, and prepare() depends on neither.
+    prep = prepare(base)
     results = []
     for seed in seeds:
         for weight in weights:
             out = os.path.join(args.runs, f"seed{seed}_w{weight:g}")
-            cfg = Config(target=args.target, train_size=args.train_size, val_size=args.val_size,
-                         test_size=args.test_size, epochs=args.epochs,
-                         time_budget=args.time_budget,
-                         batch_size=args.batch_size, init_seed=seed, stationary_weight=weight,
-                         root=args.root, subset=args.subset, data_source=args.data_source,
-                         threads=args.threads,
-                         device="cpu", plot=False, out=out)
+            cfg = dataclasses.replace(base, init_seed=seed, stationary_weight=weight, out=out)
             try:
                 metrics = load_run(out)
             except FileNotFoundError:
@@ -104,7 +106,6 @@ def main(argv=None) -> int:
             if metrics["epochs"] < args.epochs:
                 raise SystemExit(f"{out} ran {metrics['epochs']} of {args.epochs} epochs: the "
                                  "time budget bound, so its schedule did not follow the epochs")
-            prep = prepare(cfg)
             model = load_best_model(out, cfg, prep, "cpu")
             grad = rms_gradient(model, prep.dataset[prep.split["test"][:args.grad_molecules]],
                                 "cpu")

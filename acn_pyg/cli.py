@@ -73,6 +73,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
              "which QM9's optimised geometries make zero for the electronic energy; energy "
              "targets only; costs a double backward, about 3x the step "
              f"(default: {d.stationary_weight:g}; 0: off)")
+    add("denoise_weight", type=float, default=d.denoise_weight,
+        help="weight of an auxiliary denoising loss: each step also runs the model on "
+             "positions displaced by Gaussian noise (--denoise-sigma), and a vector head on "
+             "its atom features predicts the displacement (mean squared error in units of "
+             "the noise); the energy is trained on the true positions only; acn only; "
+             f"about 2x the step (default: {d.denoise_weight:g}; 0: off)")
+    add("denoise_sigma", type=float, default=d.denoise_sigma,
+        help=f"standard deviation of that noise in Angstrom (default: {d.denoise_sigma:g})")
     add("device", default=d.device, choices=("auto", "cpu", "cuda"),
         help=f"where to train; auto takes CUDA when available (default: {d.device})")
     add("seed", type=int, default=d.seed,

@@ -17,6 +17,7 @@ from acn_pyg.datasets.qm9 import ENERGY_TARGETS, QM9, TARGETS, UNITS, target_ind
 from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.models import AtomCloudNet, grown_state_dict
 from acn_pyg.models.grow import state_num_layers
+from acn_pyg.nn.denoising_head import DenoisingHead, centered_noise, denoising_loss
 from acn_pyg.units import EV_TO_KCALMOL, EV_TO_MEV
 from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
 from acn_pyg.utils.memory import reuse_freed_memory
@@ -54,6 +55,8 @@ class Config:
     ema: float = 0.99
     warmup: float = 0.0
     stationary_weight: float = 0.0
+    denoise_weight: float = 0.0
+    denoise_sigma: float = 0.05
     device: str = "auto"
     seed: int = 0
     init_seed: Optional[int] = None
@@ -321,6 +324,18 @@ def run(cfg: Config) -> Dict[str, object]:
         if cfg.compile:
             raise ValueError("--stationary-weight needs a double backward, which "
                              "torch.compile does not support: leave out --compile")
+    if cfg.denoise_weight < 0:
+        raise ValueError(f"--denoise-weight must be >= 0 (got {cfg.denoise_weight})")
+    if cfg.denoise_weight > 0:
+        if not cfg.denoise_sigma > 0:
+            raise ValueError(f"--denoise-sigma is the noise's standard deviation in Angstrom, "
+                             f"> 0 (got {cfg.denoise_sigma})")
+        if cfg.model != "acn":
+            raise ValueError(f"--denoise-weight reads AtomCloudNet's atom features; "
+                             f"not available for --model {cfg.model}")
+        if cfg.compile:
+            raise ValueError("--denoise-weight reads the atom features through a forward hook, "
+                             "which the compiled step does not run: leave out --compile")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -339,17 +354,28 @@ def run(cfg: Config) -> Dict[str, object]:
     mean, std, atomref = prep.mean, prep.std, prep.atomref
 
     model = build_model(cfg, extensive, mean, std, atomref).to(device)
+    # The denoising head (--denoise-weight) is built after the model, so the
+    # model starts from the same weights with and without it; it trains with
+    # the model and is saved in last.pt only (best.pt holds the model alone).
+    head = (DenoisingHead(model.hidden_channels, cutoff=cfg.cutoff).to(device)
+            if cfg.denoise_weight > 0 else None)
+    params = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.model]
     # On a GPU the optimizer runs as one fused kernel (same update).
     fused = True if device.type == "cuda" else None
-    optimizer = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay,
-                                   fused=fused)
-                 if cfg.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=lr,
-                                                               fused=fused))
+    optimizer = (torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=fused)
+                 if cfg.weight_decay > 0 else torch.optim.Adam(params, lr=lr, fused=fused))
     # Validation, checkpoints and the test use an exponential moving average
     # of the weights (decay cfg.ema per step), which is smoother than the last step.
     ema = ExponentialMovingAverage(model, cfg.ema) if cfg.ema > 0 else None
     evaluated = ema.module if ema is not None else model
+    # The atom features the denoising head reads: AtomCloudNet's atom MLP's
+    # output, caught by a hook (registered after the EMA's copy, so only the
+    # trained model carries it).
+    atom_features: Dict[str, Tensor] = {}
+    if head is not None:
+        model.atom_mlp.register_forward_hook(
+            lambda module, inputs, output: atom_features.__setitem__("a", output))
     # The training step can run through torch.compile (dynamic shapes: one
     # compilation serves every batch); it shares the parameters of `model`,
     # which the EMA, checkpoints and evaluation use eagerly.
@@ -397,6 +423,14 @@ def run(cfg: Config) -> Dict[str, object]:
         model.load_state_dict(ckpt["model"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
+        if head is not None:
+            if "denoise_head" not in ckpt:
+                raise ValueError(f"{last_path} was saved without --denoise-weight; resume it "
+                                 f"without, or start a new run")
+            head.load_state_dict(ckpt["denoise_head"])
+        elif "denoise_head" in ckpt:
+            raise ValueError(f"{last_path} was saved with --denoise-weight "
+                             f"{ckpt['denoise_weight']:g}; resume it with the same")
         optimizer.load_state_dict(ckpt["optimizer"])
         for group in optimizer.param_groups:  # the device's choice, not the saved one
             group["fused"], group["foreach"] = fused, None
@@ -410,13 +444,12 @@ def run(cfg: Config) -> Dict[str, object]:
         print(f"resumed from {last_path} at epoch {state['epoch']} "
               f"({state['elapsed'] / 60:.1f} min trained)")
 
-    def validate(train_loss: float, train_penalty: Optional[float] = None) -> None:
+    def validate(train_loss: float, extra: Optional[Dict[str, float]] = None) -> None:
         pred, true = predict(evaluated, loaders["val"], t_index, device)
         val_mae = float((pred - true).abs().mean())
         entry = {"epoch": state["epoch"], "train_loss": train_loss, "val_mae": val_mae,
                  "time_s": round(time.perf_counter() - start, 1)}
-        if train_penalty is not None:
-            entry["train_stationary_penalty"] = train_penalty
+        entry.update(extra or {})
         state["history"].append(entry)
         if val_mae < state["best_val"]:
             state["best_val"] = val_mae
@@ -435,6 +468,7 @@ def run(cfg: Config) -> Dict[str, object]:
         # The running loss stays on the device (no host sync per step).
         running, seen = torch.zeros((), device=device), 0
         running_penalty = torch.zeros((), device=device)
+        running_denoise = torch.zeros((), device=device)
         for step, data in enumerate(loaders["train"]):
             elapsed = time.perf_counter() - start
             progress = max((state["epoch"] * len(loaders["train"]) + step) / total_steps,
@@ -449,14 +483,24 @@ def run(cfg: Config) -> Dict[str, object]:
             pos = data.pos.requires_grad_() if stationary else data.pos
             pred = train_model(data.z, pos, data.batch).view(-1)
             loss = (pred - data.y[:, t_index]).abs().mean() / std
+            total = loss
             if stationary:
                 # In (standard deviations per Angstrom)^2, like the loss in
                 # standard deviations.
                 penalty = stationary_penalty(pred, pos) / std ** 2
                 running_penalty += penalty.detach() * data.num_graphs
-                (loss + cfg.stationary_weight * penalty).backward()
-            else:
-                loss.backward()
+                total = total + cfg.stationary_weight * penalty
+            if head is not None:
+                # A second pass on displaced positions: the energy is trained
+                # on the true geometries only; from the displaced ones the
+                # head predicts the (unit) displacement from the atom features.
+                noise = centered_noise(data.pos, data.batch)
+                noisy = data.pos + cfg.denoise_sigma * noise
+                train_model(data.z, noisy, data.batch)
+                denoise = denoising_loss(head(atom_features.pop("a"), noisy, data.batch), noise)
+                running_denoise += denoise.detach() * data.num_graphs
+                total = total + cfg.denoise_weight * denoise
+            total.backward()
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -468,13 +512,20 @@ def run(cfg: Config) -> Dict[str, object]:
         running = float(running)
         state["epoch"] += 1
         if state["epoch"] % eval_every == 0 or out_of_time or state["epoch"] >= cfg.epochs:
-            validate(running / seen, float(running_penalty) / seen if stationary else None)
+            extra = {}
+            if stationary:
+                extra["train_stationary_penalty"] = float(running_penalty) / seen
+            if head is not None:
+                extra["train_denoise_loss"] = float(running_denoise) / seen
+            validate(running / seen, extra)
         state["elapsed"] = time.perf_counter() - start
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "ema": ema.state_dict() if ema is not None else {},
                     "epoch": state["epoch"], "steps": state["steps"], "elapsed": state["elapsed"],
                     "best_val": state["best_val"], "history": json.dumps(state["history"]),
-                    "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state()},
+                    "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state(),
+                    **({"denoise_head": head.state_dict(), "denoise_weight": cfg.denoise_weight}
+                       if head is not None else {})},
                    last_path)
         bar.update(1)
         bar.set_postfix(loss=f"{running / seen:.4f}",

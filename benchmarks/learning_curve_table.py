@@ -40,6 +40,8 @@ def variant(args: dict, model: str, seed: bool = True) -> str:
         parts.append(f"warm-up {args['warmup']}")
     if args.get("stationary_weight", 0.0):
         parts.append(f"stationary {args['stationary_weight']:g}")
+    if args.get("denoise_weight", 0.0):
+        parts.append(f"denoise {args['denoise_weight']:g} at {args.get('denoise_sigma', 0.05):g} A")
     if args.get("ema", 0.99) != 0.99:
         parts.append(f"EMA {args['ema']}")
     if seed and args.get("init_seed") is not None:

@@ -138,7 +138,8 @@ def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_p
     assert runs[(0, 0.0)]["change_kcal_mol"] == 0.0
     assert "| 1.5 | 2 |" in (tmp_path / "res.md").read_text()
     # Finished runs of the same config are read, not trained again ...
-    monkeypatch.setattr(stationary, "run", lambda cfg: pytest.fail("trained again"))
+    import paired
+    monkeypatch.setattr(paired, "run", lambda cfg: pytest.fail("trained again"))
     assert stationary.main(argv) == 0
     assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
     # ... and a folder holding another run is refused, not overwritten.

@@ -1,4 +1,5 @@
 from acn_pyg.nn.conv import AtomCloudConv, ChannelwiseTensorProduct, SymmetricProduct
+from acn_pyg.nn.denoising_head import DenoisingHead, centered_noise, denoising_loss
 from acn_pyg.nn.embedding import BesselBasis, EdgeEmbedding, EdgeFeatures, PolynomialCutoff
 from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.irreps_linear import IrrepsLinear
@@ -10,6 +11,9 @@ __all__ = [
     "AtomCloudConv",
     "ChannelwiseTensorProduct",
     "SymmetricProduct",
+    "DenoisingHead",
+    "centered_noise",
+    "denoising_loss",
     "BesselBasis",
     "PolynomialCutoff",
     "EdgeEmbedding",

@@ -1,0 +1,117 @@
+"""Paired comparisons of training options: each init seed trained with and
+without an option, at equal epochs (the learning-rate schedule follows the
+epochs, not the clock), so that the runs of one seed see the same
+initialisation and the same batches in the same order, and the option's
+effect is read seed by seed (``stationary.py``, ``denoise.py``).
+
+A run folder that already holds a finished run of the same config is read,
+not trained again; one that holds another run is refused.
+"""
+import dataclasses
+import os
+import sys
+from typing import Dict, List, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from acn_pyg.training import Config, load_run, run, run_config  # noqa: E402
+from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
+
+#: Fields that only say where or how fast a run ran: a finished run is
+#: reused whatever they were.
+PLACE_FIELDS = ("root", "subset", "data_source", "out", "threads", "device", "plot")
+
+
+def same_run(cfg: Config, metrics: dict) -> bool:
+    """Whether a finished run's config (fields recorded before they existed
+    at their defaults, as :func:`~acn_pyg.training.run_config` reads them)
+    is :obj:`cfg`, wherever each ran."""
+    recorded, wanted = (dataclasses.asdict(c) for c in (run_config(metrics), cfg))
+    return all(recorded[k] == v for k, v in wanted.items() if k not in PLACE_FIELDS)
+
+
+def base_config(args) -> Config:
+    """The config every run of a comparison shares, from the arguments that
+    :func:`add_arguments` defines."""
+    return Config(target=args.target, train_size=args.train_size, val_size=args.val_size,
+                  test_size=args.test_size, epochs=args.epochs, time_budget=args.time_budget,
+                  batch_size=args.batch_size, root=args.root, subset=args.subset,
+                  data_source=args.data_source, threads=args.threads, device="cpu",
+                  plot=False)
+
+
+def add_arguments(p, runs: str) -> None:
+    """The arguments of a paired comparison: data, sizes, epochs, seeds."""
+    p.add_argument("--target", default="U_atom")
+    p.add_argument("--train-size", type=int, default=100)
+    p.add_argument("--val-size", type=int, default=500)
+    p.add_argument("--test-size", type=int, default=10000)
+    p.add_argument("--epochs", type=int, default=270)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--time-budget", type=float, default=100.0,
+                   help="minutes; well above the epochs' time, so that the learning-rate "
+                        "schedule follows the epochs (default: 100)")
+    p.add_argument("--seeds", default="0,1,2,3", help="init seeds (same split)")
+    p.add_argument("--root", default="data/QM9")
+    p.add_argument("--subset", default=None)
+    p.add_argument("--data-source", default=None, help="qm9pack-format CSVs (tests)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", default=runs, help="folder of the run folders")
+    p.add_argument("--out", default=None, help="output stem for .json and .md")
+
+
+def finished_run(cfg: Config, epochs: int) -> Dict[str, object]:
+    """The metrics of the run :obj:`cfg` in :obj:`cfg.out`: read if it is
+    there and finished with this config, else trained; refused if the
+    folder holds another run or the time budget cut it short."""
+    try:
+        metrics = load_run(cfg.out)
+    except FileNotFoundError:
+        metrics = None
+    if metrics is not None and not same_run(cfg, metrics):
+        raise SystemExit(f"{cfg.out} holds another run (its config differs): move it away")
+    if metrics is None:
+        metrics = run(cfg)
+    if metrics["epochs"] < epochs:
+        raise SystemExit(f"{cfg.out} ran {metrics['epochs']} of {epochs} epochs: the "
+                         "time budget bound, so its schedule did not follow the epochs")
+    return metrics
+
+
+def run_row(seed: int, cfg: Config, metrics: Dict[str, object], **variant) -> Dict:
+    """One run's line of a comparison (errors in kcal/mol); :obj:`variant`
+    names what sets it apart (``weight=1.0``)."""
+    return {"seed": seed, **variant, "run": cfg.out,
+            "test_mae_kcal_mol": metrics["test_mae"] * EV_TO_KCALMOL,
+            "best_val_mae_kcal_mol": metrics["best_val_mae"] * EV_TO_KCALMOL,
+            "train_mae_kcal_mol": metrics["train_mae"] * EV_TO_KCALMOL,
+            "epochs": metrics["epochs"], "minutes": metrics["wall_time_s"] / 60}
+
+
+def add_changes(rows: List[Dict], key: str, control) -> None:
+    """Adds to each row its test MAE less that of its seed's control run
+    (the row whose :obj:`key` is :obj:`control`)."""
+    base = {r["seed"]: r for r in rows if r[key] == control}
+    missing = sorted({r["seed"] for r in rows} - set(base))
+    if missing:
+        raise ValueError(f"no control run ({key} = {control!r}) for seeds {missing}")
+    for r in rows:
+        r["change_kcal_mol"] = r["test_mae_kcal_mol"] - base[r["seed"]]["test_mae_kcal_mol"]
+
+
+def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[str], List[Dict]]:
+    """Per value of :obj:`key`: seeds, mean test MAE, mean change against the
+    control, and on how many seeds it was worse; markdown lines and records."""
+    lines = [f"| {key} | seeds | mean test | mean change | worse on |",
+             "| --- | --- | --- | --- | --- |"]
+    summary = []
+    for value in values:
+        mine = [r for r in rows if r[key] == value]
+        mean = sum(r["test_mae_kcal_mol"] for r in mine) / len(mine)
+        change = sum(r["change_kcal_mol"] for r in mine) / len(mine)
+        worse = sum(r["change_kcal_mol"] > 0 for r in mine)
+        summary.append({key: value, "seeds": len(mine), "mean_test_mae_kcal_mol": mean,
+                        "mean_change_kcal_mol": change, "worse_on": worse})
+        lines.append(f"| {value:g} | " if isinstance(value, float) else f"| {value} | ")
+        lines[-1] += f"{len(mine)} | {mean:.3f} | {change:+.3f} | {worse} of {len(mine)} |"
+    return lines, summary

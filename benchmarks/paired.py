@@ -37,11 +37,15 @@ def base_config(args) -> Config:
                   test_size=args.test_size, epochs=args.epochs, time_budget=args.time_budget,
                   batch_size=args.batch_size, root=args.root, subset=args.subset,
                   data_source=args.data_source, threads=args.threads, device="cpu",
-                  plot=False)
+                  plot=False, lr=args.lr, weight_decay=args.weight_decay,
+                  hidden_channels=args.hidden_channels, hidden_irreps=args.hidden_irreps,
+                  num_layers=args.num_layers, product_channels=args.product_channels,
+                  radial_gain=args.radial_gain)
 
 
 def add_arguments(p, runs: str) -> None:
-    """The arguments of a paired comparison: data, sizes, epochs, seeds."""
+    """The arguments of a paired comparison: data, sizes, epochs, seeds and
+    the model and optimizer settings every run shares (as in ``examples/qm9.py``)."""
     p.add_argument("--target", default="U_atom")
     p.add_argument("--train-size", type=int, default=100)
     p.add_argument("--val-size", type=int, default=500)
@@ -52,6 +56,15 @@ def add_arguments(p, runs: str) -> None:
                    help="minutes; well above the epochs' time, so that the learning-rate "
                         "schedule follows the epochs (default: 100)")
     p.add_argument("--seeds", default="0,1,2,3", help="init seeds (same split)")
+    d = Config()
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: the "
+                   "model's)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--hidden-channels", type=int, default=d.hidden_channels)
+    p.add_argument("--hidden-irreps", default=d.hidden_irreps)
+    p.add_argument("--num-layers", type=int, default=d.num_layers)
+    p.add_argument("--product-channels", type=int, default=d.product_channels)
+    p.add_argument("--radial-gain", type=float, default=d.radial_gain)
     p.add_argument("--root", default="data/QM9")
     p.add_argument("--subset", default=None)
     p.add_argument("--data-source", default=None, help="qm9pack-format CSVs (tests)")

@@ -11,9 +11,11 @@ from acn_pyg.datasets.qm9 import DESCRIPTIONS, TARGETS, UNITS, target_index
 from acn_pyg.training import MODELS, Config
 
 #: The fields that configure AtomCloudNet only; the baselines keep their own
-#: published settings and ignore them.
+#: published settings and ignore them (the denoising head reads AtomCloudNet's
+#: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
-              "product_channels", "radial_gain", "many_body", "compile")
+              "product_channels", "radial_gain", "many_body", "compile", "denoise_weight",
+              "denoise_sigma")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (see :func:`model_flags`).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",

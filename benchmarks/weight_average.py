@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 from fit_diagnostic import display_unit  # noqa: E402
 
-from acn_pyg.cli import ACN_FIELDS  # noqa: E402
+from acn_pyg.cli import MODEL_FIELDS  # noqa: E402
 from acn_pyg.ensemble import ENSEMBLE_SHARED, average_state_dicts, require_same  # noqa: E402
 from acn_pyg.training import (load_best_model, load_run, pick_device, predict,  # noqa: E402
                               prepare, relocated, reproduces, run_config)
@@ -33,10 +33,11 @@ def main(argv=None) -> int:
 
     metrics = [load_run(r) for r in args.runs]
     configs = [run_config(m) for m in metrics]
-    # The model must be the same (torch.compile only changes how it runs).
+    # The model must be the same (torch.compile only changes how it runs, and
+    # the denoising head is not part of the model).
     try:
-        require_same(args.runs, configs, ENSEMBLE_SHARED + ("model",) + tuple(
-            f for f in ACN_FIELDS if f != "compile"), "their weights cannot be averaged")
+        require_same(args.runs, configs, ENSEMBLE_SHARED + ("model",) + MODEL_FIELDS,
+                     "their weights cannot be averaged")
     except ValueError as err:
         raise SystemExit(str(err)) from None
     cfg = relocated(configs[0], args.root, args.subset)

@@ -91,7 +91,7 @@ def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(mo
     monkeypatch.setattr(learning_curve, "run", fake_run)
     flags = ["--sizes", "1000", "--budgets", "48", "--batch-size", "8", "--hidden-irreps",
              "64x0e+16x1o+16x2e", "--product-channels", "16", "--weight-decay", "0.05",
-             "--init-seed", "3", "--runs", "runs/x"]
+             "--init-seed", "3", "--denoise-weight", "0.5", "--runs", "runs/x"]
     for model in ("acn", "schnet"):
         with pytest.raises(Stop):
             learning_curve.main(flags + ["--models", model])
@@ -100,6 +100,7 @@ def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(mo
     assert (acn.hidden_irreps, acn.product_channels, acn.batch_size) == ("64x0e+16x1o+16x2e",
                                                                          16, 8)
     assert (acn.seed, acn.init_seed, acn.test_size, acn.out) == (0, 3, 10000, "runs/x/acn_n1000")
+    assert acn.denoise_weight == 0.5
     assert schnet.model == "schnet" and schnet.weight_decay == 0.05
     assert all(getattr(schnet, f) == getattr(Config(), f) for f in ACN_FIELDS)
 

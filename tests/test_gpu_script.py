@@ -174,3 +174,23 @@ def test_grow_mode_starts_four_five_and_six_layers_from_one_checkpoint(tmp_path)
         "acn_eq_wide_l4to4_n10000_b128_warm_lr3e-4": (4, False),
         "acn_eq_wide_l4to5_n10000_b128_warm_lr3e-4": (5, True),
         "acn_eq_wide_l4to6_n10000_b128_warm_lr3e-4": (6, True)}
+
+
+def test_denoise_mode_runs_the_control_beside_denoising(tmp_path):
+    runs = configs(tmp_path, "10000-denoise", INIT="some/best.pt", BUDGET="8")
+    for cfg in runs.values():
+        check_wide(cfg)
+        assert cfg["num_layers"] == 4 and cfg["time_budget"] == 8.0
+    assert {n: (c["denoise_weight"], c["denoise_sigma"], c["init_from"], c["lr"])
+            for n, c in runs.items()} == {
+        "acn_eq_wide_l4_n10000_b128": (0.0, 0.05, None, None),
+        "acn_eq_wide_l4_dn1_s0.05_n10000_b128": (1.0, 0.05, None, None),
+        "acn_eq_wide_l4_dn1_s0.05_n10000_b128_warm_lr3e-4": (1.0, 0.05, "some/best.pt", 3e-4)}
+    # The control is stop 20's 4-layer run from scratch, flag for flag.
+    ran = ran_config(ARCH_RESULTS / "acn_eq_wide_l4_n10000_b128")
+    control = runs["acn_eq_wide_l4_n10000_b128"]
+    assert {k for k, v in control.items() if ran[k] != v} == {"out"}
+    (tmp_path / "scratch").mkdir()
+    scratch = configs(tmp_path / "scratch", "10000-denoise", unset=("INIT",))
+    assert scratch["acn_eq_wide_l4_dn1_s0.1_n10000_b128"]["denoise_sigma"] == 0.1
+    assert len(scratch) == 3 and all(c["init_from"] is None for c in scratch.values())

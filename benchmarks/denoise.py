@@ -21,9 +21,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_results  # noqa: E402
 from paired import (add_arguments, add_changes, base_config, finished_run,  # noqa: E402
-                    run_row, summary_table)
+                    run_line, run_row, write_comparison)
 
 CONTROL = "none"
 
@@ -69,16 +68,10 @@ def main(argv=None) -> int:
              f"{args.test_size} held-out molecules (kcal/mol).", "",
              "| seed | variant | test | change | validation | training | denoising loss | "
              "minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in results:
-        loss = "" if r["denoise_loss"] is None else f"{r['denoise_loss']:.3f}"
-        lines.append(f"| {r['seed']} | {r['variant']} | {r['test_mae_kcal_mol']:.3f} | "
-                     f"{r['change_kcal_mol']:+.3f} | {r['best_val_mae_kcal_mol']:.3f} | "
-                     f"{r['train_mae_kcal_mol']:.3f} | {loss} | {r['minutes']:.1f} |")
-    labels = list(dict.fromkeys(r["variant"] for r in results))
-    table, summary = summary_table(results, "variant", labels)
-    lines += [""] + table
-    write_results(args.out, "\n".join(lines) + "\n",
-                  {"args": vars(args), "runs": results, "summary": summary})
+    lines += [run_line(r, r["variant"], "" if r["denoise_loss"] is None
+                       else f"{r['denoise_loss']:.3f}") for r in results]
+    write_comparison(args, lines, results, "variant",
+                     list(dict.fromkeys(r["variant"] for r in results)))
     return 0
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_results  # noqa: E402
 
 from acn_pyg.training import Config, load_run, run, run_config  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
@@ -128,3 +129,20 @@ def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[st
         lines.append(f"| {value:g} | " if isinstance(value, float) else f"| {value} | ")
         lines[-1] += f"{len(mine)} | {mean:.3f} | {change:+.3f} | {worse} of {len(mine)} |"
     return lines, summary
+
+
+def run_line(r: Dict, variant: str, extra: str) -> str:
+    """A run's row of a comparison table: seed, :obj:`variant`, test MAE,
+    change, best validation and training errors, :obj:`extra`, minutes."""
+    return (f"| {r['seed']} | {variant} | {r['test_mae_kcal_mol']:.3f} | "
+            f"{r['change_kcal_mol']:+.3f} | {r['best_val_mae_kcal_mol']:.3f} | "
+            f"{r['train_mae_kcal_mol']:.3f} | {extra} | {r['minutes']:.1f} |")
+
+
+def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
+                     values: Sequence) -> None:
+    """Writes :obj:`lines` (the title and the runs' table) with the summary
+    per value of :obj:`key` below, to ``args.out`` (.md and .json)."""
+    table, summary = summary_table(rows, key, values)
+    write_results(args.out, "\n".join(lines + [""] + table) + "\n",
+                  {"args": vars(args), "runs": rows, "summary": summary})

@@ -21,9 +21,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_results  # noqa: E402
 from paired import (add_arguments, add_changes, base_config, finished_run,  # noqa: E402
-                    run_row, summary_table)
+                    run_line, run_row, write_comparison)
 
 from acn_pyg.training import load_best_model, prepare, stationary_penalty  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
@@ -80,15 +79,9 @@ def main(argv=None) -> int:
              "| seed | weight | test | change | validation | training | gradient RMS | "
              "minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     add_changes(results, "weight", 0.0)
-    for r in results:
-        lines.append(f"| {r['seed']} | {r['weight']:g} | {r['test_mae_kcal_mol']:.3f} | "
-                     f"{r['change_kcal_mol']:+.3f} | {r['best_val_mae_kcal_mol']:.3f} | "
-                     f"{r['train_mae_kcal_mol']:.3f} | {r['rms_gradient_kcal_mol_A']:.2f} | "
-                     f"{r['minutes']:.1f} |")
-    table, summary = summary_table(results, "weight", weights)
-    lines += [""] + table
-    write_results(args.out, "\n".join(lines) + "\n",
-                  {"args": vars(args), "runs": results, "summary": summary})
+    lines += [run_line(r, f"{r['weight']:g}", f"{r['rms_gradient_kcal_mol_A']:.2f}")
+              for r in results]
+    write_comparison(args, lines, results, "weight", weights)
     return 0
 
 

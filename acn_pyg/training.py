@@ -494,7 +494,7 @@ def run(cfg: Config) -> Dict[str, object]:
                 # A second pass on displaced positions: the energy is trained
                 # on the true geometries only; from the displaced ones the
                 # head predicts the (unit) displacement from the atom features.
-                noise = centered_noise(data.pos, data.batch)
+                noise = centered_noise(data.pos, data.batch, num_graphs=data.num_graphs)
                 noisy = data.pos + cfg.denoise_sigma * noise
                 train_model(data.z, noisy, data.batch)
                 denoise = denoising_loss(head(atom_features.pop("a"), noisy, data.batch), noise)

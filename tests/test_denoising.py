@@ -55,8 +55,17 @@ def test_centered_noise_has_no_molecular_mean_and_follows_its_generator(batch_of
     assert torch.equal(noise, again)
     single = centered_noise(pos[:5])
     assert torch.allclose(single.mean(dim=0), torch.zeros(3, dtype=pos.dtype), atol=1e-12)
+    # With the number of graphs given, the same noise without reading batch's values.
+    trusted = centered_noise(pos, batch, torch.Generator().manual_seed(0), num_graphs=3)
+    assert torch.equal(trusted, noise)
     with pytest.raises(ValueError, match="batch"):
         centered_noise(pos, batch[:-1])
+    with pytest.raises(ValueError, match="batch"):
+        centered_noise(pos, batch[:-1], num_graphs=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        centered_noise(pos, batch - 1)
+    with pytest.raises(ValueError, match="pos"):
+        centered_noise(pos[:, :2], batch)
 
 
 def test_denoising_loss_is_the_mean_squared_error():

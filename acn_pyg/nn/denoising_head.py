@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from acn_pyg.nn.conv.atom_cloud_conv import AtomCloudConv
-from acn_pyg.utils.checks import check_batch, check_pos
+from acn_pyg.utils.checks import _check_batch_layout, _check_pos_layout, check_batch
 
 
 class DenoisingHead(torch.nn.Module):
@@ -74,22 +74,39 @@ class DenoisingHead(torch.nn.Module):
 
 
 def centered_noise(pos: Tensor, batch: Optional[Tensor] = None,
-                   generator: Optional[torch.Generator] = None) -> Tensor:
+                   generator: Optional[torch.Generator] = None,
+                   num_graphs: Optional[int] = None) -> Tensor:
     r"""Standard Gaussian noise per atom and axis with each molecule's mean
     removed: a translation of a whole molecule cannot be seen by an
     invariant model, so that part of the noise could not be predicted.
+    Only the shape, dtype and device of :obj:`pos` are used.
+
+    Args:
+        pos (torch.Tensor): Positions (for their shape, dtype and device).
+        batch (torch.Tensor, optional): Graph index of every atom.
+            (default: :obj:`None`, one graph)
+        generator (torch.Generator, optional): The random generator.
+            (default: :obj:`None`, PyTorch's global one)
+        num_graphs (int, optional): The number of graphs, if known: then
+            :obj:`batch` is trusted (its values are not checked) and no host
+            sync is taken, as in a training step on a GPU. (default:
+            :obj:`None`: :obj:`batch` is checked and the count read from it)
 
     Shapes:
         - **input:** positions :math:`(|\mathcal{V}|, 3)`, batch vector
           :math:`(|\mathcal{V}|)` *(optional)*
         - **output:** :math:`(|\mathcal{V}|, 3)`
     """
-    check_pos(pos)
-    check_batch(batch, pos.size(0))
+    _check_pos_layout(pos, "pos")
+    if num_graphs is None:
+        check_batch(batch, pos.size(0))
+    elif batch is not None:
+        _check_batch_layout(batch, pos.size(0), "batch")
     noise = torch.randn(pos.shape, generator=generator, dtype=pos.dtype, device=pos.device)
     if batch is None:
         return noise - noise.mean(dim=0, keepdim=True)
-    return noise - scatter(noise, batch, dim=0, reduce="mean").index_select(0, batch)
+    mean = scatter(noise, batch, dim=0, dim_size=num_graphs, reduce="mean")
+    return noise - mean.index_select(0, batch)
 
 
 def denoising_loss(pred: Tensor, noise: Tensor) -> Tensor:

@@ -376,6 +376,11 @@ def run(cfg: Config) -> Dict[str, object]:
     if head is not None:
         model.atom_mlp.register_forward_hook(
             lambda module, inputs, output: atom_features.__setitem__("a", output))
+        # The head reuses the model's radius graph of the displaced positions
+        # (same cutoff): no second graph, no second round of input checks.
+        if isinstance(model.interaction_graph, torch.nn.Module):
+            model.interaction_graph.register_forward_hook(
+                lambda module, inputs, output: atom_features.__setitem__("edge_index", output))
     # The training step can run through torch.compile (dynamic shapes: one
     # compilation serves every batch); it shares the parameters of `model`,
     # which the EMA, checkpoints and evaluation use eagerly.
@@ -497,7 +502,9 @@ def run(cfg: Config) -> Dict[str, object]:
                 noise = centered_noise(data.pos, data.batch, num_graphs=data.num_graphs)
                 noisy = data.pos + cfg.denoise_sigma * noise
                 train_model(data.z, noisy, data.batch)
-                denoise = denoising_loss(head(atom_features.pop("a"), noisy, data.batch), noise)
+                moved = head(atom_features.pop("a"), noisy, data.batch,
+                             atom_features.pop("edge_index", None))
+                denoise = denoising_loss(moved, noise)
                 running_denoise += denoise.detach() * data.num_graphs
                 total = total + cfg.denoise_weight * denoise
             total.backward()

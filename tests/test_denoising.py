@@ -34,6 +34,10 @@ def test_head_is_equivariant_invariant_to_translation_and_permutation(batch_of_m
     perm = torch.randperm(pos.size(0))
     perm = perm[torch.argsort(batch[perm], stable=True)]
     assert torch.allclose(head(x[perm], pos[perm], batch[perm]), out[perm], atol=1e-12)
+    # Given the radius graph (a model's own), the same output without building one.
+    from acn_pyg.graph import radius_graph
+    edge_index = radius_graph(pos, 4.0, batch)
+    assert torch.allclose(head(x, pos, batch, edge_index), out, atol=1e-12)
     # Each molecule's output depends on its own atoms only.
     alone = head(x[batch == 1], pos[batch == 1])
     assert torch.allclose(alone, out[batch == 1], atol=1e-12)
@@ -151,6 +155,19 @@ def test_denoise_weight_trains_records_and_resumes(source_dir, tmp_path):
     with pytest.raises(ValueError, match="saved without --denoise-weight"):
         example.main(run_args(source_dir, tmp_path, "off", "--epochs", "4", "--resume",
                               "--denoise-weight", "1"))
+
+
+def test_training_step_reuses_the_models_graph_for_the_head(source_dir, tmp_path, monkeypatch):
+    torch.set_default_dtype(torch.float32)
+    import acn_pyg.nn.conv.atom_cloud_conv as conv_module
+
+    def no_second_graph(*args, **kwargs):
+        raise AssertionError("the head built its own radius graph")
+
+    # Only AtomCloudConv.forward without an edge_index builds a graph here;
+    # the model's own graph comes from its RadiusGraph.
+    monkeypatch.setattr(conv_module, "radius_graph", no_second_graph)
+    assert example.main(run_args(source_dir, tmp_path, "on", "--denoise-weight", "1")) == 0
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -66,8 +66,22 @@ class DenoisingHead(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
 
-    def forward(self, x: Tensor, pos: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        return self.conv(x, pos, batch)
+    def forward(self, x: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
+                edge_index: Optional[Tensor] = None) -> Tensor:
+        r"""
+        Args:
+            x (torch.Tensor): Invariant atom features.
+            pos (torch.Tensor): Positions in Angstrom.
+            batch (torch.Tensor, optional): Graph index of every atom.
+            edge_index (torch.Tensor, optional): The radius graph of
+                :obj:`pos` at this head's cutoff, if already built (a
+                model's own, in a training step): then the inputs are
+                trusted, not checked, and no graph is built. (default:
+                :obj:`None`: checked, and the graph built here)
+        """
+        if edge_index is None:
+            return self.conv(x, pos, batch)
+        return self.conv.convolve(x, edge_index, self.conv.edge_embedding(pos, edge_index))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, cutoff={self.conv.cutoff})"

@@ -15,6 +15,7 @@ from typing import Dict, List, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_results  # noqa: E402
 
+from acn_pyg.cli import add_config_arguments, config_from_args  # noqa: E402
 from acn_pyg.training import Config, load_run, run, run_config  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
@@ -31,45 +32,29 @@ def same_run(cfg: Config, metrics: dict) -> bool:
     return all(recorded[k] == v for k, v in wanted.items() if k not in PLACE_FIELDS)
 
 
+#: Config fields a comparison sets per run, or that a paired run must not
+#: take from the command line (no resuming, warm starts or compilation).
+OWN_FIELDS = ("model", "init_seed", "out", "stationary_weight", "denoise_weight",
+              "denoise_sigma", "resume", "init_from", "grow", "device", "compile")
+
+
 def base_config(args) -> Config:
     """The config every run of a comparison shares, from the arguments that
-    :func:`add_arguments` defines."""
-    return Config(target=args.target, train_size=args.train_size, val_size=args.val_size,
-                  test_size=args.test_size, epochs=args.epochs, time_budget=args.time_budget,
-                  batch_size=args.batch_size, root=args.root, subset=args.subset,
-                  data_source=args.data_source, threads=args.threads, device="cpu",
-                  plot=False, lr=args.lr, weight_decay=args.weight_decay,
-                  hidden_channels=args.hidden_channels, hidden_irreps=args.hidden_irreps,
-                  num_layers=args.num_layers, product_channels=args.product_channels,
-                  radial_gain=args.radial_gain)
+    :func:`add_arguments` defines: on the CPU, without plots."""
+    return config_from_args(args, device="cpu", plot=False)
 
 
 def add_arguments(p, runs: str) -> None:
-    """The arguments of a paired comparison: data, sizes, epochs, seeds and
-    the model and optimizer settings every run shares (as in ``examples/qm9.py``)."""
-    p.add_argument("--target", default="U_atom")
-    p.add_argument("--train-size", type=int, default=100)
-    p.add_argument("--val-size", type=int, default=500)
-    p.add_argument("--test-size", type=int, default=10000)
-    p.add_argument("--epochs", type=int, default=270)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--time-budget", type=float, default=100.0,
-                   help="minutes; well above the epochs' time, so that the learning-rate "
-                        "schedule follows the epochs (default: 100)")
+    """The arguments of a paired comparison: every flag of ``examples/qm9.py``
+    (:func:`~acn_pyg.cli.add_config_arguments`) but those of
+    :data:`OWN_FIELDS`, with this comparison's defaults (U_atom, 100 training
+    molecules, 500 validation, 10,000 test, 270 epochs and a 100-minute time
+    budget, well above the epochs' time, so that the learning-rate schedule
+    follows the epochs; one thread), then the init seeds and the folders."""
+    add_config_arguments(p, Config(target="U_atom", train_size=100, val_size=500,
+                                   test_size=10000, epochs=270, time_budget=100.0, threads=1),
+                         skip=OWN_FIELDS)
     p.add_argument("--seeds", default="0,1,2,3", help="init seeds (same split)")
-    d = Config()
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: the "
-                   "model's)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--hidden-channels", type=int, default=d.hidden_channels)
-    p.add_argument("--hidden-irreps", default=d.hidden_irreps)
-    p.add_argument("--num-layers", type=int, default=d.num_layers)
-    p.add_argument("--product-channels", type=int, default=d.product_channels)
-    p.add_argument("--radial-gain", type=float, default=d.radial_gain)
-    p.add_argument("--root", default="data/QM9")
-    p.add_argument("--subset", default=None)
-    p.add_argument("--data-source", default=None, help="qm9pack-format CSVs (tests)")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=runs, help="folder of the run folders")
     p.add_argument("--out", default=None, help="output stem for .json and .md")
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples")
 import qm9 as example  # noqa: E402
 
 from test_qm9_example import tiny_args  # noqa: E402
+from test_stationary import paired_argv  # noqa: E402
 
 
 def test_head_is_equivariant_invariant_to_translation_and_permutation(batch_of_molecules):
@@ -188,11 +189,7 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
     import denoise
     import paired
-    argv = ["--target", "U0", "--train-size", "16", "--val-size", "8", "--test-size", "8",
-            "--epochs", "2", "--batch-size", "8", "--seeds", "0,3", "--weights", "0,1",
-            "--sigmas", "0.02,0.1", "--root", str(tmp_path / "qm9"), "--data-source",
-            source_dir, "--threads", "0", "--runs", str(tmp_path / "runs"),
-            "--out", str(tmp_path / "res")]
+    argv = paired_argv(source_dir, tmp_path, "--weights", "0,1", "--sigmas", "0.02,0.1")
     assert denoise.main(argv) == 0
     result = json.loads((tmp_path / "res.json").read_text())
     runs = {(r["seed"], r["variant"]): r for r in result["runs"]}

@@ -119,11 +119,7 @@ def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_p
     torch.set_default_dtype(torch.float32)
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
     import stationary
-    argv = ["--target", "U0", "--train-size", "16", "--val-size", "8", "--test-size", "8",
-            "--epochs", "2", "--batch-size", "8", "--seeds", "0,3", "--weights", "0,1.5",
-            "--grad-molecules", "5", "--root", str(tmp_path / "qm9"), "--data-source",
-            source_dir, "--threads", "0", "--runs", str(tmp_path / "runs"),
-            "--out", str(tmp_path / "res")]
+    argv = paired_argv(source_dir, tmp_path, "--weights", "0,1.5", "--grad-molecules", "5")
     assert stationary.main(argv) == 0
     result = json.loads((tmp_path / "res.json").read_text())
     runs = {(r["seed"], r["weight"]): r for r in result["runs"]}
@@ -147,6 +143,15 @@ def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_p
     other[other.index("--batch-size") + 1] = "4"
     with pytest.raises(SystemExit, match="holds another run"):
         stationary.main(other)
+
+
+def paired_argv(source_dir, tmp_path, *extra):
+    """A tiny paired comparison (``benchmarks/paired.py``): U0, 16 training
+    molecules, 2 epochs, init seeds 0 and 3; results in ``tmp_path/res``."""
+    return ["--target", "U0", "--train-size", "16", "--val-size", "8", "--test-size", "8",
+            "--epochs", "2", "--batch-size", "8", "--seeds", "0,3", "--root",
+            str(tmp_path / "qm9"), "--data-source", source_dir, "--threads", "0",
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "res"), *extra]
 
 
 def test_learning_curve_tables_name_the_penalty():

@@ -8,6 +8,7 @@ A run folder that already holds a finished run of the same config is read,
 not trained again; one that holds another run is refused.
 """
 import dataclasses
+import math
 import os
 import sys
 from typing import Dict, List, Sequence, Tuple
@@ -98,21 +99,41 @@ def add_changes(rows: List[Dict], key: str, control) -> None:
         r["change_kcal_mol"] = r["test_mae_kcal_mol"] - base[r["seed"]]["test_mae_kcal_mol"]
 
 
+def paired_p_value(changes: Sequence[float]):
+    """Two-sided p-value of a paired t-test that the mean change is zero
+    (one change per seed, :math:`t = \\bar d / (s_d / \\sqrt{n})` with
+    :math:`n - 1` degrees of freedom); :obj:`None` for fewer than two seeds
+    or changes that do not vary (the control's own)."""
+    n = len(changes)
+    if n < 2:
+        return None
+    mean = sum(changes) / n
+    var = sum((d - mean) ** 2 for d in changes) / (n - 1)
+    if var <= 0.0:
+        return None
+    from scipy.stats import t as student_t  # e3nn's dependency
+    tstat = mean / math.sqrt(var / n)
+    return float(2.0 * student_t.sf(abs(tstat), n - 1))
+
+
 def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[str], List[Dict]]:
     """Per value of :obj:`key`: seeds, mean test MAE, mean change against the
-    control, and on how many seeds it was worse; markdown lines and records."""
-    lines = [f"| {key} | seeds | mean test | mean change | worse on |",
-             "| --- | --- | --- | --- | --- |"]
+    control, on how many seeds it was worse, and the paired t-test's
+    two-sided p-value (:func:`paired_p_value`); markdown lines and records."""
+    lines = [f"| {key} | seeds | mean test | mean change | worse on | p (paired t) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     summary = []
     for value in values:
         mine = [r for r in rows if r[key] == value]
         mean = sum(r["test_mae_kcal_mol"] for r in mine) / len(mine)
         change = sum(r["change_kcal_mol"] for r in mine) / len(mine)
         worse = sum(r["change_kcal_mol"] > 0 for r in mine)
+        p = paired_p_value([r["change_kcal_mol"] for r in mine])
         summary.append({key: value, "seeds": len(mine), "mean_test_mae_kcal_mol": mean,
-                        "mean_change_kcal_mol": change, "worse_on": worse})
+                        "mean_change_kcal_mol": change, "worse_on": worse, "p_paired_t": p})
         lines.append(f"| {value:g} | " if isinstance(value, float) else f"| {value} | ")
-        lines[-1] += f"{len(mine)} | {mean:.3f} | {change:+.3f} | {worse} of {len(mine)} |"
+        lines[-1] += (f"{len(mine)} | {mean:.3f} | {change:+.3f} | {worse} of {len(mine)} | "
+                      f"{'' if p is None else f'{p:.2f}'} |")
     return lines, summary
 
 

@@ -159,3 +159,23 @@ def test_learning_curve_tables_name_the_penalty():
     from learning_curve_table import variant
     assert "stationary 0.3" in variant({"stationary_weight": 0.3}, "acn")
     assert "stationary" not in variant({}, "acn")
+
+
+def test_paired_p_value_matches_the_closed_form_of_students_t():
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from paired import paired_p_value, summary_table
+    # Changes -1, -2, -3: mean -2, s = 1, t = -2 sqrt(3); with 2 degrees of
+    # freedom the two-sided p is 1 - |t| / sqrt(t^2 + 2) = 1 - sqrt(12 / 14).
+    assert paired_p_value([-1.0, -2.0, -3.0]) == pytest.approx(1 - (12 / 14) ** 0.5, rel=1e-9)
+    # With 1 degree of freedom (two seeds) p = 1 - (2 / pi) atan(|t|).
+    import math
+    t = 1.5 / (math.sqrt(0.5) / math.sqrt(2))  # s = sqrt(0.5): t = 3
+    assert paired_p_value([1.0, 2.0]) == pytest.approx(1 - 2 / math.pi * math.atan(t), rel=1e-9)
+    assert paired_p_value([0.0, 0.0, 0.0]) is None and paired_p_value([-1.0]) is None
+    rows = [{"seed": s, "w": w, "test_mae_kcal_mol": 5.0 + d, "change_kcal_mol": d}
+            for s, (w, d) in enumerate([(0, 0.0), (1, -1.0), (0, 0.0), (1, -2.0), (0, 0.0),
+                                        (1, -3.0)])]
+    lines, summary = summary_table(rows, "w", [0, 1])
+    assert summary[0]["p_paired_t"] is None and lines[2] == "| 0 | 3 | 5.000 | +0.000 | 0 of 3 |  |"
+    assert summary[1]["p_paired_t"] == pytest.approx(0.0742, abs=1e-4)
+    assert lines[3] == "| 1 | 3 | 3.000 | -2.000 | 0 of 3 | 0.07 |"

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paired import (add_arguments, add_changes, base_config, finished_run,  # noqa: E402
-                    run_line, run_row, write_comparison)
+                    previous_rows, run_line, run_row, write_comparison)
 
 CONTROL = "none"
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     variants = [(0.0, None)] + [(w, s) for w in weights if w > 0 for s in sigmas]
 
     base = base_config(args)
-    results = []
+    results = previous_rows(args, seeds)  # checked before anything trains
     for seed in seeds:
         for weight, sigma in variants:
             if sigma is None:

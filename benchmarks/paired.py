@@ -5,9 +5,12 @@ initialisation and the same batches in the same order, and the option's
 effect is read seed by seed (``stationary.py``, ``denoise.py``).
 
 A run folder that already holds a finished run of the same config is read,
-not trained again; one that holds another run is refused.
+not trained again; one that holds another run is refused. Seeds whose run
+folders are gone (another machine) can be taken from an earlier result of
+the same comparison with ``--previous``.
 """
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -58,6 +61,48 @@ def add_arguments(p, runs: str) -> None:
     p.add_argument("--seeds", default="0,1,2,3", help="init seeds (same split)")
     p.add_argument("--runs", default=runs, help="folder of the run folders")
     p.add_argument("--out", default=None, help="output stem for .json and .md")
+    p.add_argument("--previous", default=None,
+                   help="earlier results of this comparison (.json, comma-separated) whose "
+                        "runs are taken as recorded, for seeds whose run folders are gone; "
+                        "their settings must be these")
+
+
+#: Arguments in which an earlier result may differ from the comparison that
+#: takes its runs (:func:`previous_rows`): which seeds, variants and folders,
+#: and where or how fast the runs ran.
+RECORD_FREE = ("seeds", "runs", "out", "previous", "weights", "sigmas", "root", "subset",
+               "data_source", "threads", "workers", "reuse_memory")
+
+
+def previous_rows(args, seeds: Sequence[int]) -> List[Dict]:
+    """The runs recorded in the results ``args.previous`` (comma-separated
+    JSON files written by this comparison), as rows of this one: each marked
+    with its ``record``, its change to be recomputed by :func:`add_changes`.
+    Refused if a record's arguments differ from :obj:`args` in anything but
+    :data:`RECORD_FREE`, or if a seed is in :obj:`seeds` or in two records."""
+    if not args.previous:
+        return []
+    mine = {k: v for k, v in vars(args).items() if k not in RECORD_FREE}
+    taken = {int(s): "--seeds" for s in seeds}
+    rows = []
+    for path in args.previous.split(","):
+        with open(path) as f:
+            record = json.load(f)
+        theirs = {k: v for k, v in record["args"].items() if k not in RECORD_FREE}
+        differ = sorted(k for k in set(mine) | set(theirs)
+                        if mine.get(k, "(unset)") != theirs.get(k, "(unset)"))
+        if differ:
+            raise SystemExit(f"{path} was run with other settings: " + ", ".join(
+                f"{k} = {theirs.get(k, '(unset)')!r}, here {mine.get(k, '(unset)')!r}"
+                for k in differ))
+        for seed in sorted({r["seed"] for r in record["runs"]}):
+            if seed in taken:
+                raise SystemExit(f"seed {seed} is both in {taken[seed]} and in {path}")
+            taken[seed] = path
+        for r in record["runs"]:
+            row = {k: v for k, v in r.items() if k != "change_kcal_mol"}
+            rows.append({**row, "record": path})
+    return rows
 
 
 def finished_run(cfg: Config, epochs: int) -> Dict[str, object]:
@@ -150,5 +195,12 @@ def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
     """Writes :obj:`lines` (the title and the runs' table) with the summary
     per value of :obj:`key` below, to ``args.out`` (.md and .json)."""
     table, summary = summary_table(rows, key, values)
+    records = {}
+    for r in rows:
+        if "record" in r:
+            records.setdefault(r["record"], set()).add(r["seed"])
+    lines = lines + [f"Seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}: as "
+                     f"recorded in `{path}`, not read from run folders."
+                     for path, s in records.items()]
     write_results(args.out, "\n".join(lines + [""] + table) + "\n",
                   {"args": vars(args), "runs": rows, "summary": summary})

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paired import (add_arguments, add_changes, base_config, finished_run,  # noqa: E402
-                    run_line, run_row, write_comparison)
+                    previous_rows, run_line, run_row, write_comparison)
 
 from acn_pyg.training import load_best_model, prepare, stationary_penalty  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     # Every run has the same data, split and scale: only the init seed and the
     # weight differ, and prepare() depends on neither.
     prep = prepare(base)
-    results = []
+    results = previous_rows(args, seeds)  # checked before anything trains
     for seed in seeds:
         for weight in weights:
             out = os.path.join(args.runs, f"seed{seed}_w{weight:g}")
@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     add_changes(results, "weight", 0.0)
     lines += [run_line(r, f"{r['weight']:g}", f"{r['rms_gradient_kcal_mol_A']:.2f}")
               for r in results]
-    write_comparison(args, lines, results, "weight", weights)
+    write_comparison(args, lines, results, "weight",
+                     list(dict.fromkeys(weights + [r["weight"] for r in results])))
     return 0
 
 

@@ -199,8 +199,8 @@ def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
     for r in rows:
         if "record" in r:
             records.setdefault(r["record"], set()).add(r["seed"])
-    lines = lines + [f"Seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}: as "
-                     f"recorded in `{path}`, not read from run folders."
-                     for path, s in records.items()]
+    notes = [f"Seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}: as "
+             f"recorded in `{path}`, not read from run folders." for path, s in records.items()]
+    lines = lines + [""] * bool(notes) + notes
     write_results(args.out, "\n".join(lines + [""] + table) + "\n",
                   {"args": vars(args), "runs": rows, "summary": summary})

@@ -138,6 +138,18 @@ def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_p
     monkeypatch.setattr(paired, "run", lambda cfg: pytest.fail("trained again"))
     assert stationary.main(argv) == 0
     assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
+    # Seed 0 taken from a record of it (--previous) gives the same table.
+    only = argv.copy()
+    only[only.index("--seeds") + 1] = "0"
+    only[only.index("--out") + 1] = str(tmp_path / "res0")
+    assert stationary.main(only) == 0
+    merged = argv.copy()
+    merged[merged.index("--seeds") + 1] = "3"
+    merged[merged.index("--out") + 1] = str(tmp_path / "res03")
+    assert stationary.main(merged + ["--previous", str(tmp_path / "res0.json")]) == 0
+    again = json.loads((tmp_path / "res03.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "record"} for r in again["runs"]] == result["runs"]
+    assert again["summary"] == result["summary"]
     # ... and a folder holding another run is refused, not overwritten.
     other = argv.copy()
     other[other.index("--batch-size") + 1] = "4"

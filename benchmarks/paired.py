@@ -69,9 +69,9 @@ def add_arguments(p, runs: str) -> None:
 
 #: Arguments in which an earlier result may differ from the comparison that
 #: takes its runs (:func:`previous_rows`): which seeds, variants and folders,
-#: and where or how fast the runs ran.
-RECORD_FREE = ("seeds", "runs", "out", "previous", "weights", "sigmas", "root", "subset",
-               "data_source", "threads", "workers", "reuse_memory")
+#: and, as for a run folder's reuse (:data:`PLACE_FIELDS`), where or how fast
+#: the runs ran.
+RECORD_FREE = PLACE_FIELDS + ("seeds", "runs", "previous", "weights", "sigmas")
 
 
 def previous_rows(args, seeds: Sequence[int]) -> List[Dict]:

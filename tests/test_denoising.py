@@ -16,7 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples")
 import qm9 as example  # noqa: E402
 
 from test_qm9_example import tiny_args  # noqa: E402
-from test_stationary import paired_argv  # noqa: E402
+from test_stationary import paired_argv, with_flags  # noqa: E402
 
 
 def test_head_is_equivariant_invariant_to_translation_and_permutation(batch_of_molecules):
@@ -211,23 +211,13 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
     assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
     # Seeds whose run folders are gone come from an earlier result of the
     # same comparison (--previous), with the same rows and changes.
-
-    def with_(argv, **flags):
-        argv = argv.copy()
-        for flag, value in flags.items():
-            flag = "--" + flag.replace("_", "-")
-            if flag in argv:
-                argv[argv.index(flag) + 1] = value
-            else:
-                argv += [flag, value]
-        return argv
-    assert denoise.main(with_(argv, seeds="0", out=str(tmp_path / "res0"))) == 0
+    assert denoise.main(with_flags(argv, seeds="0", out=str(tmp_path / "res0"))) == 0
     runs_dir = tmp_path / "runs"
     for folder in runs_dir.glob("seed0_*"):
         folder.rename(tmp_path / ("gone_" + folder.name))
     previous = str(tmp_path / "res0.json")
-    assert denoise.main(with_(argv, seeds="3", previous=previous,
-                              out=str(tmp_path / "res03"))) == 0
+    assert denoise.main(with_flags(argv, seeds="3", previous=previous,
+                                   out=str(tmp_path / "res03"))) == 0
     merged = json.loads((tmp_path / "res03.json").read_text())
     assert [{k: v for k, v in r.items() if k != "record"} for r in merged["runs"]] == sorted(
         result["runs"], key=lambda r: r["seed"])
@@ -236,9 +226,9 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
     assert f"Seed 0: as recorded in `{previous}`" in (tmp_path / "res03.md").read_text()
     # A record of other settings, or of a seed run here too, is refused.
     with pytest.raises(SystemExit, match="batch_size = 8, here 4"):
-        denoise.main(with_(argv, seeds="3", previous=previous, batch_size="4"))
+        denoise.main(with_flags(argv, seeds="3", previous=previous, batch_size="4"))
     with pytest.raises(SystemExit, match="seed 0 is both in --seeds and in"):
-        denoise.main(with_(argv, seeds="0,3", previous=previous))
+        denoise.main(with_flags(argv, seeds="0,3", previous=previous))
 
 
 def test_learning_curve_tables_name_the_denoising():

@@ -139,22 +139,28 @@ def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_p
     assert stationary.main(argv) == 0
     assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
     # Seed 0 taken from a record of it (--previous) gives the same table.
-    only = argv.copy()
-    only[only.index("--seeds") + 1] = "0"
-    only[only.index("--out") + 1] = str(tmp_path / "res0")
-    assert stationary.main(only) == 0
-    merged = argv.copy()
-    merged[merged.index("--seeds") + 1] = "3"
-    merged[merged.index("--out") + 1] = str(tmp_path / "res03")
-    assert stationary.main(merged + ["--previous", str(tmp_path / "res0.json")]) == 0
+    assert stationary.main(with_flags(argv, seeds="0", out=str(tmp_path / "res0"))) == 0
+    assert stationary.main(with_flags(argv, seeds="3", out=str(tmp_path / "res03"),
+                                      previous=str(tmp_path / "res0.json"))) == 0
     again = json.loads((tmp_path / "res03.json").read_text())
     assert [{k: v for k, v in r.items() if k != "record"} for r in again["runs"]] == result["runs"]
     assert again["summary"] == result["summary"]
     # ... and a folder holding another run is refused, not overwritten.
-    other = argv.copy()
-    other[other.index("--batch-size") + 1] = "4"
     with pytest.raises(SystemExit, match="holds another run"):
-        stationary.main(other)
+        stationary.main(with_flags(argv, batch_size="4"))
+
+
+def with_flags(argv, **flags):
+    """A copy of :obj:`argv` with each flag (``batch_size="4"`` for
+    ``--batch-size 4``) set to its value, replaced where it is given."""
+    argv = argv.copy()
+    for name, value in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
 
 
 def paired_argv(source_dir, tmp_path, *extra):

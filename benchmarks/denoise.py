@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paired import (add_arguments, add_changes, base_config, finished_run,  # noqa: E402
-                    previous_rows, run_line, run_row, write_comparison)
+                    in_order, previous_rows, recorded, run_line, run_row, write_comparison)
 
 CONTROL = "none"
 
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     variants = [(0.0, None)] + [(w, s) for w in weights if w > 0 for s in sigmas]
 
     base = base_config(args)
-    results = previous_rows(args, seeds)  # checked before anything trains
+    results = previous_rows(args, "variant")  # checked before anything trains
+    records = list(results)
     for seed in seeds:
         for weight, sigma in variants:
             if sigma is None:
@@ -56,12 +57,18 @@ def main(argv=None) -> int:
                 cfg = dataclasses.replace(base, init_seed=seed, denoise_weight=weight,
                                           denoise_sigma=sigma, out=out)
                 label = f"weight {weight:g}, sigma {sigma:g} A"
+            if recorded(records, "variant", seed, label):
+                continue
             metrics = finished_run(cfg, args.epochs)
             row = run_row(seed, cfg, metrics, variant=label)
             row["denoise_loss"] = (metrics["history"][-1].get("train_denoise_loss")
                                    if sigma is not None else None)
             results.append(row)
 
+    labels = list(dict.fromkeys([CONTROL] + [f"weight {w:g}, sigma {s:g} A"
+                                             for w, s in variants[1:]]
+                                + [r["variant"] for r in results]))
+    results = in_order(results, "variant", labels)
     add_changes(results, "variant", CONTROL)
     lines = [f"Denoising as an auxiliary task, QM9 {args.target}, {args.train_size} training "
              f"molecules, {args.epochs} epochs, batch {args.batch_size}; test MAE on "
@@ -71,7 +78,7 @@ def main(argv=None) -> int:
     lines += [run_line(r, r["variant"], "" if r["denoise_loss"] is None
                        else f"{r['denoise_loss']:.3f}") for r in results]
     write_comparison(args, lines, results, "variant",
-                     list(dict.fromkeys(r["variant"] for r in results)))
+                     [v for v in labels if any(r["variant"] == v for r in results)])
     return 0
 
 

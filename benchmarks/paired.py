@@ -5,9 +5,9 @@ initialisation and the same batches in the same order, and the option's
 effect is read seed by seed (``stationary.py``, ``denoise.py``).
 
 A run folder that already holds a finished run of the same config is read,
-not trained again; one that holds another run is refused. Seeds whose run
+not trained again; one that holds another run is refused. Runs whose
 folders are gone (another machine) can be taken from an earlier result of
-the same comparison with ``--previous``.
+the same comparison with ``--previous``, beside new runs of the same seeds.
 """
 import dataclasses
 import json
@@ -63,8 +63,9 @@ def add_arguments(p, runs: str) -> None:
     p.add_argument("--out", default=None, help="output stem for .json and .md")
     p.add_argument("--previous", default=None,
                    help="earlier results of this comparison (.json, comma-separated) whose "
-                        "runs are taken as recorded, for seeds whose run folders are gone; "
-                        "their settings must be these")
+                        "runs are taken as recorded, for runs whose folders are gone: a run "
+                        "(seed and variant) a record holds is not read from its folder or "
+                        "trained; their settings must be these")
 
 
 #: Arguments in which an earlier result may differ from the comparison that
@@ -74,16 +75,19 @@ def add_arguments(p, runs: str) -> None:
 RECORD_FREE = PLACE_FIELDS + ("seeds", "runs", "previous", "weights", "sigmas")
 
 
-def previous_rows(args, seeds: Sequence[int]) -> List[Dict]:
+def previous_rows(args, key: str) -> List[Dict]:
     """The runs recorded in the results ``args.previous`` (comma-separated
     JSON files written by this comparison), as rows of this one: each marked
     with its ``record``, its change to be recomputed by :func:`add_changes`.
-    Refused if a record's arguments differ from :obj:`args` in anything but
-    :data:`RECORD_FREE`, or if a seed is in :obj:`seeds` or in two records."""
+    A run is a seed and its value of :obj:`key` (the variant); the comparison
+    takes the runs a record holds from it (:func:`recorded`), and the rest of
+    its seeds' runs from their folders. Refused if a record's arguments
+    differ from :obj:`args` in anything but :data:`RECORD_FREE`, or if a run
+    is in two records."""
     if not args.previous:
         return []
     mine = {k: v for k, v in vars(args).items() if k not in RECORD_FREE}
-    taken = {int(s): "--seeds" for s in seeds}
+    taken = {}
     rows = []
     for path in args.previous.split(","):
         with open(path) as f:
@@ -95,14 +99,27 @@ def previous_rows(args, seeds: Sequence[int]) -> List[Dict]:
             raise SystemExit(f"{path} was run with other settings: " + ", ".join(
                 f"{k} = {theirs.get(k, '(unset)')!r}, here {mine.get(k, '(unset)')!r}"
                 for k in differ))
-        for seed in sorted({r["seed"] for r in record["runs"]}):
-            if seed in taken:
-                raise SystemExit(f"seed {seed} is both in {taken[seed]} and in {path}")
-            taken[seed] = path
         for r in record["runs"]:
+            run_id = (r["seed"], r[key])
+            if run_id in taken:
+                raise SystemExit(f"seed {r['seed']}, {key} {r[key]!r} is recorded both in "
+                                 f"{taken[run_id]} and in {path}")
+            taken[run_id] = path
             row = {k: v for k, v in r.items() if k != "change_kcal_mol"}
             rows.append({**row, "record": path})
     return rows
+
+
+def recorded(rows: List[Dict], key: str, seed: int, value) -> bool:
+    """Whether :obj:`rows` (from :func:`previous_rows`) hold the run of
+    :obj:`seed` whose :obj:`key` is :obj:`value`."""
+    return any(r["seed"] == seed and r[key] == value for r in rows)
+
+
+def in_order(rows: List[Dict], key: str, values: Sequence) -> List[Dict]:
+    """:obj:`rows` by seed, and within a seed by the place of their
+    :obj:`key` in :obj:`values` (recorded and new runs interleaved)."""
+    return sorted(rows, key=lambda r: (r["seed"], list(values).index(r[key])))
 
 
 def finished_run(cfg: Config, epochs: int) -> Dict[str, object]:
@@ -198,9 +215,11 @@ def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
     records = {}
     for r in rows:
         if "record" in r:
-            records.setdefault(r["record"], set()).add(r["seed"])
-    notes = [f"Seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}: as "
-             f"recorded in `{path}`, not read from run folders." for path, s in records.items()]
+            name = f"{r[key]:g}" if isinstance(r[key], float) else str(r[key])
+            records.setdefault(r["record"], {}).setdefault(r["seed"], []).append(f"`{name}`")
+    notes = [f"As recorded in `{path}`, not read from run folders: " + "; ".join(
+        f"seed {seed} ({', '.join(names)})" for seed, names in sorted(seeds.items())) + "."
+        for path, seeds in records.items()]
     lines = lines + [""] * bool(notes) + notes
     write_results(args.out, "\n".join(lines + [""] + table) + "\n",
                   {"args": vars(args), "runs": rows, "summary": summary})

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from paired import (add_arguments, add_changes, base_config, finished_run,  # noqa: E402
-                    previous_rows, run_line, run_row, write_comparison)
+                    in_order, previous_rows, recorded, run_line, run_row, write_comparison)
 
 from acn_pyg.training import load_best_model, prepare, stationary_penalty  # noqa: E402
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
@@ -59,9 +59,12 @@ def main(argv=None) -> int:
     # Every run has the same data, split and scale: only the init seed and the
     # weight differ, and prepare() depends on neither.
     prep = prepare(base)
-    results = previous_rows(args, seeds)  # checked before anything trains
+    results = previous_rows(args, "weight")  # checked before anything trains
+    records = list(results)
     for seed in seeds:
         for weight in weights:
+            if recorded(records, "weight", seed, weight):
+                continue
             out = os.path.join(args.runs, f"seed{seed}_w{weight:g}")
             cfg = dataclasses.replace(base, init_seed=seed, stationary_weight=weight, out=out)
             metrics = finished_run(cfg, args.epochs)
@@ -78,11 +81,12 @@ def main(argv=None) -> int:
              f"{args.grad_molecules} of them (kcal/mol/A).", "",
              "| seed | weight | test | change | validation | training | gradient RMS | "
              "minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    values = list(dict.fromkeys(weights + [r["weight"] for r in results]))
+    results = in_order(results, "weight", values)
     add_changes(results, "weight", 0.0)
     lines += [run_line(r, f"{r['weight']:g}", f"{r['rms_gradient_kcal_mol_A']:.2f}")
               for r in results]
-    write_comparison(args, lines, results, "weight",
-                     list(dict.fromkeys(weights + [r["weight"] for r in results])))
+    write_comparison(args, lines, results, "weight", values)
     return 0
 
 

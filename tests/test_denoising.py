@@ -212,6 +212,8 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
     # Seeds whose run folders are gone come from an earlier result of the
     # same comparison (--previous), with the same rows and changes.
     assert denoise.main(with_flags(argv, seeds="0", out=str(tmp_path / "res0"))) == 0
+    assert denoise.main(with_flags(argv, seeds="0", sigmas="0.02",
+                                   out=str(tmp_path / "res0_002"))) == 0
     runs_dir = tmp_path / "runs"
     for folder in runs_dir.glob("seed0_*"):
         folder.rename(tmp_path / ("gone_" + folder.name))
@@ -223,12 +225,26 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
         result["runs"], key=lambda r: r["seed"])
     assert {r.get("record") for r in merged["runs"]} == {previous, None}
     assert merged["summary"] == result["summary"]
-    assert f"Seed 0: as recorded in `{previous}`" in (tmp_path / "res03.md").read_text()
-    # A record of other settings, or of a seed run here too, is refused.
+    assert (f"As recorded in `{previous}`, not read from run folders: seed 0 (`none`, "
+            "`weight 1, sigma 0.02 A`, `weight 1, sigma 0.1 A`).") in (
+                tmp_path / "res03.md").read_text()
+    # A seed's recorded runs come from the record, its others from their
+    # folders: the same rows, in the same order.
+    (tmp_path / "gone_seed0_dn1_s0.1").rename(runs_dir / "seed0_dn1_s0.1")
+    partial = str(tmp_path / "res0_002.json")
+    assert denoise.main(with_flags(argv, previous=partial, out=str(tmp_path / "mixed"))) == 0
+    mixed = json.loads((tmp_path / "mixed.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "record"} for r in mixed["runs"]] == result["runs"]
+    assert [(r["seed"], r["variant"]) for r in mixed["runs"] if "record" in r] == [
+        (0, "none"), (0, "weight 1, sigma 0.02 A")]
+    assert mixed["summary"] == result["summary"]
+    assert (f"As recorded in `{partial}`, not read from run folders: seed 0 (`none`, "
+            "`weight 1, sigma 0.02 A`).") in (tmp_path / "mixed.md").read_text()
+    # A record of other settings, or a run in two records, is refused.
     with pytest.raises(SystemExit, match="batch_size = 8, here 4"):
         denoise.main(with_flags(argv, seeds="3", previous=previous, batch_size="4"))
-    with pytest.raises(SystemExit, match="seed 0 is both in --seeds and in"):
-        denoise.main(with_flags(argv, seeds="0,3", previous=previous))
+    with pytest.raises(SystemExit, match="seed 0, variant 'none' is recorded both in"):
+        denoise.main(with_flags(argv, seeds="3", previous=previous + "," + partial))
 
 
 def test_learning_curve_tables_name_the_denoising():

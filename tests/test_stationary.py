@@ -145,6 +145,18 @@ def test_stationary_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_p
     again = json.loads((tmp_path / "res03.json").read_text())
     assert [{k: v for k, v in r.items() if k != "record"} for r in again["runs"]] == result["runs"]
     assert again["summary"] == result["summary"]
+    # A record of seed 0's control alone, its folder gone: the other runs
+    # are read from their folders, in the same order.
+    assert stationary.main(with_flags(argv, seeds="0", weights="0",
+                                      out=str(tmp_path / "res0w0"))) == 0
+    (tmp_path / "runs" / "seed0_w0").rename(tmp_path / "gone_seed0_w0")
+    assert stationary.main(with_flags(argv, out=str(tmp_path / "mixed"),
+                                      previous=str(tmp_path / "res0w0.json"))) == 0
+    mixed = json.loads((tmp_path / "mixed.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "record"} for r in mixed["runs"]] == result["runs"]
+    assert [(r["seed"], r["weight"]) for r in mixed["runs"] if "record" in r] == [(0, 0.0)]
+    assert mixed["summary"] == result["summary"]
+    (tmp_path / "gone_seed0_w0").rename(tmp_path / "runs" / "seed0_w0")
     # ... and a folder holding another run is refused, not overwritten.
     with pytest.raises(SystemExit, match="holds another run"):
         stationary.main(with_flags(argv, batch_size="4"))

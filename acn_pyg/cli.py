@@ -82,7 +82,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
              "the noise); the energy is trained on the true positions only; acn only; "
              f"about 2x the step (default: {d.denoise_weight:g}; 0: off)")
     add("denoise_sigma", type=float, default=d.denoise_sigma,
-        help=f"standard deviation of that noise in Angstrom (default: {d.denoise_sigma:g})")
+        help=f"standard deviation of that noise in Angstrom; without --denoise-weight it "
+             f"does nothing (default: {d.denoise_sigma:g})")
     add("device", default=d.device, choices=("auto", "cpu", "cuda"),
         help=f"where to train; auto takes CUDA when available (default: {d.device})")
     add("seed", type=int, default=d.seed,

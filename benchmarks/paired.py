@@ -31,9 +31,14 @@ PLACE_FIELDS = ("root", "subset", "data_source", "out", "threads", "device", "pl
 def same_run(cfg: Config, metrics: dict) -> bool:
     """Whether a finished run's config (fields recorded before they existed
     at their defaults, as :func:`~acn_pyg.training.run_config` reads them)
-    is :obj:`cfg`, wherever each ran."""
+    is :obj:`cfg`, wherever each ran. Without denoising (``denoise_weight``
+    0 in both) the noise's ``denoise_sigma`` does nothing, and a run recorded
+    with another (the default before version 0.2.12) is the same run."""
     recorded, wanted = (dataclasses.asdict(c) for c in (run_config(metrics), cfg))
-    return all(recorded[k] == v for k, v in wanted.items() if k not in PLACE_FIELDS)
+    denoising = recorded["denoise_weight"] or wanted["denoise_weight"]
+    idle = set() if denoising else {"denoise_sigma"}
+    return all(recorded[k] == v for k, v in wanted.items()
+               if k not in PLACE_FIELDS and k not in idle)
 
 
 #: Config fields a comparison sets per run, or that a paired run must not

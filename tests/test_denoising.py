@@ -209,6 +209,22 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
     monkeypatch.setattr(paired, "run", lambda cfg: pytest.fail("trained again"))
     assert denoise.main(argv) == 0
     assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
+    # A control recorded with another sigma (the default before 0.2.12) is the
+    # same run, since without denoising sigma does nothing; a denoising run
+    # recorded with another sigma is not.
+    for name, reused in (("seed3_w0", True), ("seed3_dn1_s0.1", False)):
+        path = tmp_path / "runs" / name / "metrics.json"
+        text = path.read_text()
+        metrics = json.loads(text)
+        metrics["config"]["denoise_sigma"] = 0.05
+        path.write_text(json.dumps(metrics))
+        if reused:
+            assert denoise.main(argv) == 0
+            assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
+        else:
+            with pytest.raises(SystemExit, match="seed3_dn1_s0.1 holds another run"):
+                denoise.main(argv)
+        path.write_text(text)
     # Seeds whose run folders are gone come from an earlier result of the
     # same comparison (--previous), with the same rows and changes.
     assert denoise.main(with_flags(argv, seeds="0", out=str(tmp_path / "res0"))) == 0

@@ -177,13 +177,14 @@ def test_grow_mode_starts_four_five_and_six_layers_from_one_checkpoint(tmp_path)
 
 
 def test_denoise_mode_runs_the_control_beside_denoising(tmp_path):
+    from acn_pyg.training import Config
     runs = configs(tmp_path, "10000-denoise", INIT="some/best.pt", BUDGET="8")
     for cfg in runs.values():
         check_wide(cfg)
         assert cfg["num_layers"] == 4 and cfg["time_budget"] == 8.0
     assert {n: (c["denoise_weight"], c["denoise_sigma"], c["init_from"], c["lr"])
             for n, c in runs.items()} == {
-        "acn_eq_wide_l4_n10000_b128": (0.0, 0.05, None, None),
+        "acn_eq_wide_l4_n10000_b128": (0.0, Config.denoise_sigma, None, None),
         "acn_eq_wide_l4_dn1_s0.05_n10000_b128": (1.0, 0.05, None, None),
         "acn_eq_wide_l4_dn1_s0.05_n10000_b128_warm_lr3e-4": (1.0, 0.05, "some/best.pt", 3e-4)}
     # The control is stop 20's 4-layer run from scratch, flag for flag.

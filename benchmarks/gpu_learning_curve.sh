@@ -28,6 +28,7 @@
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-denoise  # 4 layers, +denoising
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
 #       # every finished run of PREV on from its best.pt, with its own model flags
+#       # and its own denoising (or none)
 #       # (10000-wide-again and 10000-arch-again: the same, as stops 18 and 20 named it)
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
@@ -187,7 +188,8 @@ elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
     # Every finished 10,000-molecule run of an earlier call (PREV=its OUT_DIR,
     # still on the warm machine, or carried) trained on once more from its
     # best.pt at peak lr 3e-4, batch 128, no weight decay, each with the model
-    # flags of its own metrics.json (benchmarks/run_flags.py): what stop 18's
+    # and denoising flags of its own metrics.json (benchmarks/run_flags.py;
+    # a run with denoising gets a new head, best.pt holds none): what stop 18's
     # second call ran after 10000-wide (BUDGET=4.3) and stop 20's after
     # 10000-arch (BUDGET=3.3), under the names they had then; after 10000-deep
     # it continues the 4-, 5- and 6-layer runs alike. A run without a
@@ -195,7 +197,7 @@ elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
     PREV=${PREV:?set PREV to the OUT_DIR of the runs to continue}
     for dir in "$PREV"/*/acn_n10000; do
         name=$(basename "$(dirname "$dir")")
-        if ! flags=$("${PYTHON:-python}" benchmarks/run_flags.py "$dir"); then
+        if ! flags=$("${PYTHON:-python}" benchmarks/run_flags.py --denoising "$dir"); then
             echo "not continued: $name" >&2
             continue
         fi

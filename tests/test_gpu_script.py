@@ -105,8 +105,12 @@ def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
         (prev / name).mkdir(parents=True)
         (prev / name / "acn_n10000").symlink_to(ARCH_RESULTS / name)
     finished_run(prev, "l5_mb", num_layers=5, many_body=True, cutoff=4.0, lmax=3)
+    finished_run(prev, "dn", num_layers=4, denoise_weight=0.5, denoise_sigma=0.07)
     runs = configs(tmp_path, "10000-again", PREV=str(prev), BUDGET="3.3")
-    assert len(runs) == 4
+    assert len(runs) == 5
+    # Each run keeps its own denoising, or none.
+    assert {n: (c["denoise_weight"], c["denoise_sigma"]) for n, c in runs.items()
+            if c["denoise_weight"]} == {"dn_warm_lr3e-4": (0.5, 0.07)}
     layers = {}
     for name, cfg in runs.items():
         check_wide(cfg)
@@ -124,7 +128,8 @@ def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
     assert layers == {"acn_eq_wide_n10000_b128_control": (3, 0, 1.0, False, 5.0, 2),
                       "acn_eq_wide_l4_n10000_b128": (4, 0, 1.0, False, 5.0, 2),
                       "acn_eq_wide_prod32_gain10_n10000_b128": (3, 32, 10.0, False, 5.0, 2),
-                      "l5_mb": (5, 0, 1.0, True, 4.0, 3)}
+                      "l5_mb": (5, 0, 1.0, True, 4.0, 3),
+                      "dn": (4, 0, 1.0, False, 5.0, 2)}
     # Stops 18 and 20 ran it under these names (as their results READMEs say).
     env = {k: v for k, v in os.environ.items() if k != "PREV"}
     for mode in ("10000-arch-again", "10000-wide-again"):

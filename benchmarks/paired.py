@@ -86,9 +86,10 @@ def previous_rows(args, key: str) -> List[Dict]:
     with its ``record``, its change to be recomputed by :func:`add_changes`.
     A run is a seed and its value of :obj:`key` (the variant); the comparison
     takes the runs a record holds from it (:func:`recorded`), and the rest of
-    its seeds' runs from their folders. Refused if a record's arguments
-    differ from :obj:`args` in anything but :data:`RECORD_FREE`, or if a run
-    is in two records."""
+    its seeds' runs from their folders. A run in several records (a control
+    shared by two comparisons) is taken from the first. Refused if a record's
+    arguments differ from :obj:`args` in anything but :data:`RECORD_FREE`,
+    or if two records hold a run with different rows."""
     if not args.previous:
         return []
     mine = {k: v for k, v in vars(args).items() if k not in RECORD_FREE}
@@ -106,11 +107,14 @@ def previous_rows(args, key: str) -> List[Dict]:
                 for k in differ))
         for r in record["runs"]:
             run_id = (r["seed"], r[key])
+            row = {k: v for k, v in r.items() if k not in ("change_kcal_mol", "record")}
             if run_id in taken:
-                raise SystemExit(f"seed {r['seed']}, {key} {r[key]!r} is recorded both in "
-                                 f"{taken[run_id]} and in {path}")
-            taken[run_id] = path
-            row = {k: v for k, v in r.items() if k != "change_kcal_mol"}
+                first, row_there = taken[run_id]
+                if row != row_there:
+                    raise SystemExit(f"seed {r['seed']}, {key} {r[key]!r} is recorded "
+                                     f"differently in {first} and in {path}")
+                continue  # one run (a shared control) in both: taken from the first
+            taken[run_id] = (path, row)
             rows.append({**row, "record": path})
     return rows
 

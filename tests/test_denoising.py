@@ -256,11 +256,20 @@ def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path
     assert mixed["summary"] == result["summary"]
     assert (f"As recorded in `{partial}`, not read from run folders: seed 0 (`none`, "
             "`weight 1, sigma 0.02 A`).") in (tmp_path / "mixed.md").read_text()
-    # A record of other settings, or a run in two records, is refused.
+    # A run in two records alike (a shared control) is taken from the first.
+    both = previous + "," + partial
+    assert denoise.main(with_flags(argv, seeds="3", previous=both,
+                                   out=str(tmp_path / "both"))) == 0
+    assert json.loads((tmp_path / "both.json").read_text())["runs"] == merged["runs"]
+    # A record of other settings, or a run recorded differently in two, is refused.
     with pytest.raises(SystemExit, match="batch_size = 8, here 4"):
         denoise.main(with_flags(argv, seeds="3", previous=previous, batch_size="4"))
-    with pytest.raises(SystemExit, match="seed 0, variant 'none' is recorded both in"):
-        denoise.main(with_flags(argv, seeds="3", previous=previous + "," + partial))
+    other = json.loads((tmp_path / "res0_002.json").read_text())
+    other["runs"][0]["test_mae_kcal_mol"] += 0.5
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="seed 0, variant 'none' is recorded differently in"):
+        denoise.main(with_flags(argv, seeds="3", previous=previous + "," + str(
+            tmp_path / "other.json")))
 
 
 def test_learning_curve_tables_name_the_denoising():

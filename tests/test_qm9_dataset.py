@@ -71,6 +71,24 @@ def test_cache_is_reused_and_stale_or_corrupt_cache_rebuilt(dataset, source_dir)
     assert with_features[3].many_body.shape == (with_features[3].z.numel(), 3)
 
 
+def test_cache_write_cut_short_leaves_the_old_cache_whole(dataset, monkeypatch):
+    path = dataset.processed_paths[0]
+    with open(path, "rb") as f:
+        before = f.read()
+
+    def cut_short(obj, f):
+        with open(f, "wb") as out:
+            out.write(b"half a cache")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.process()
+    with open(path, "rb") as f:
+        assert f.read() == before
+    assert not [name for name in os.listdir(os.path.dirname(path)) if ".part" in name]
+
+
 def test_pre_filter_and_fast_path_agree(dataset, source_dir, tmp_path):
     filtered = QM9(str(tmp_path / "filtered"), source_dir=source_dir,
                    pre_filter=lambda d: d.z.numel() > 4)

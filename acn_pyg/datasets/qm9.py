@@ -82,7 +82,9 @@ class QM9(InMemoryDataset):
     :obj:`root/processed`. The cache records the source files, the processing
     version and the pre-transform and pre-filter; a cache that does not match
     them, or that fails to load or to pass consistency checks, is rebuilt with
-    a warning, never silently used.
+    a warning, never silently used. It is written to a temporary file and
+    then moved into place, so that runs started at once, or a write cut
+    short, never leave or read half a cache.
 
     Args:
         root (str): Root folder.
@@ -183,8 +185,15 @@ class QM9(InMemoryDataset):
                 molecules = [self.pre_transform(m) for m in molecules]
             data, slices = self.collate(molecules)
         os.makedirs(self.processed_dir, exist_ok=True)
-        torch.save({"data": data.to_dict(), "slices": slices, "meta": self._fingerprint()},
-                   self.processed_paths[0])
+        path = self.processed_paths[0]
+        part = f"{path}.part{os.getpid()}"
+        try:
+            torch.save({"data": data.to_dict(), "slices": slices, "meta": self._fingerprint()},
+                       part)
+            os.replace(part, path)  # atomic: readers see the old file or the new one
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
 
     @staticmethod
     def atomref(target) -> Optional[Tensor]:

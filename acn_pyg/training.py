@@ -56,7 +56,7 @@ class Config:
     warmup: float = 0.0
     stationary_weight: float = 0.0
     denoise_weight: float = 0.0
-    #: 0.1 since version 0.2.12 (0.05 before): it beat 0.05 on each of 7
+    #: 0.1 since version 0.2.12 (0.05 before): it beat 0.05 on each of 9
     #: paired seeds at 100 and 1,000 molecules (benchmarks/results/denoise_*).
     denoise_sigma: float = 0.1
     device: str = "auto"

@@ -229,6 +229,6 @@ def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
     notes = [f"As recorded in `{path}`, not read from run folders: " + "; ".join(
         f"seed {seed} ({', '.join(names)})" for seed, names in sorted(seeds.items())) + "."
         for path, seeds in records.items()]
-    lines = lines + [""] * bool(notes) + notes
+    lines = lines + [line for note in notes for line in ("", note)]
     write_results(args.out, "\n".join(lines + [""] + table) + "\n",
                   {"args": vars(args), "runs": rows, "summary": summary})

@@ -27,6 +27,11 @@ from paired import (add_arguments, add_changes, base_config, finished_run,  # no
 CONTROL = "none"
 
 
+def label(weight: float, sigma) -> str:
+    """A variant's name in the tables: :data:`CONTROL` without denoising."""
+    return CONTROL if sigma is None else f"weight {weight:g}, sigma {sigma:g} A"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,22 +56,19 @@ def main(argv=None) -> int:
             if sigma is None:
                 out = os.path.join(args.runs, f"seed{seed}_w0")
                 cfg = dataclasses.replace(base, init_seed=seed, out=out)
-                label = CONTROL
             else:
                 out = os.path.join(args.runs, f"seed{seed}_dn{weight:g}_s{sigma:g}")
                 cfg = dataclasses.replace(base, init_seed=seed, denoise_weight=weight,
                                           denoise_sigma=sigma, out=out)
-                label = f"weight {weight:g}, sigma {sigma:g} A"
-            if recorded(records, "variant", seed, label):
+            if recorded(records, "variant", seed, label(weight, sigma)):
                 continue
             metrics = finished_run(cfg, args.epochs)
-            row = run_row(seed, cfg, metrics, variant=label)
+            row = run_row(seed, cfg, metrics, variant=label(weight, sigma))
             row["denoise_loss"] = (metrics["history"][-1].get("train_denoise_loss")
                                    if sigma is not None else None)
             results.append(row)
 
-    labels = list(dict.fromkeys([CONTROL] + [f"weight {w:g}, sigma {s:g} A"
-                                             for w, s in variants[1:]]
+    labels = list(dict.fromkeys([label(w, s) for w, s in variants]
                                 + [r["variant"] for r in results]))
     results = in_order(results, "variant", labels)
     add_changes(results, "variant", CONTROL)

@@ -161,8 +161,13 @@ class QM9(InMemoryDataset):
     def _check(self, blob) -> Optional[str]:
         if not isinstance(blob, dict) or not {"data", "slices", "meta"} <= set(blob):
             return "it lacks the data, slices or metadata"
-        if blob["meta"] != self._fingerprint():
-            return "it was built from other sources, code version or pre-transform"
+        meta, wanted = blob["meta"], self._fingerprint()
+        if meta != wanted:
+            if not isinstance(meta, dict):
+                return "its metadata is not a record of what it was built from"
+            differ = sorted(k for k in set(meta) | set(wanted) if meta.get(k) != wanted.get(k))
+            return ("it was built from other sources, code version or pre-transform (it "
+                    f"differs in: {', '.join(differ)})")
         data, slices = blob["data"], blob["slices"]
         num = len(data["name"])
         for key in ("z", "pos", "y", "idx"):

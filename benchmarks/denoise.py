@@ -60,10 +60,11 @@ def main(argv=None) -> int:
                 out = os.path.join(args.runs, f"seed{seed}_dn{weight:g}_s{sigma:g}")
                 cfg = dataclasses.replace(base, init_seed=seed, denoise_weight=weight,
                                           denoise_sigma=sigma, out=out)
-            if recorded(records, "variant", seed, label(weight, sigma)):
+            name = label(weight, sigma)
+            if recorded(records, "variant", seed, name):
                 continue
             metrics = finished_run(cfg, args.epochs)
-            row = run_row(seed, cfg, metrics, variant=label(weight, sigma))
+            row = run_row(seed, cfg, metrics, variant=name)
             row["denoise_loss"] = (metrics["history"][-1].get("train_denoise_loss")
                                    if sigma is not None else None)
             results.append(row)
@@ -79,8 +80,7 @@ def main(argv=None) -> int:
              "minutes |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [run_line(r, r["variant"], "" if r["denoise_loss"] is None
                        else f"{r['denoise_loss']:.3f}") for r in results]
-    write_comparison(args, lines, results, "variant",
-                     [v for v in labels if any(r["variant"] == v for r in results)])
+    write_comparison(args, lines, results, "variant", labels)
     return 0
 
 

@@ -28,7 +28,7 @@
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-denoise  # 4 layers, +denoising
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
 #       # every finished run of PREV on from its best.pt, with its own model flags
-#       # and its own denoising (or none)
+#       # and its own denoising (or none); ONLY="NAME ..." continues those alone
 #       # (10000-wide-again and 10000-arch-again: the same, as stops 18 and 20 named it)
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
@@ -194,8 +194,22 @@ elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
     # 10000-arch (BUDGET=3.3), under the names they had then; after 10000-deep
     # it continues the 4-, 5- and 6-layer runs alike. A run without a
     # metrics.json (cut short) is named and left for --resume.
+    # ONLY (run names, space-separated) continues those runs alone, each with
+    # a larger share of the GPU (stop 27 continued only the control).
     PREV=${PREV:?set PREV to the OUT_DIR of the runs to continue}
-    for dir in "$PREV"/*/acn_n10000; do
+    if [ -n "${ONLY:-}" ]; then
+        dirs=()
+        for name in $ONLY; do
+            if [ ! -d "$PREV/$name/acn_n10000" ]; then
+                echo "ONLY names $name, but $PREV/$name/acn_n10000 does not exist" >&2
+                exit 2
+            fi
+            dirs+=("$PREV/$name/acn_n10000")
+        done
+    else
+        dirs=("$PREV"/*/acn_n10000)
+    fi
+    for dir in "${dirs[@]}"; do
         name=$(basename "$(dirname "$dir")")
         if ! flags=$("${PYTHON:-python}" benchmarks/run_flags.py --denoising "$dir"); then
             echo "not continued: $name" >&2

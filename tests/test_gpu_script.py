@@ -139,6 +139,45 @@ def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
             in done.stderr
 
 
+DENOISE_RESULTS = ROOT / "benchmarks" / "results" / "gpu_h100_n10000_denoise"
+
+
+def test_again_only_continues_the_named_runs(tmp_path):
+    # Stop 27's 10000-denoise call as it left its runs; its second call
+    # continued the control alone.
+    prev = tmp_path / "prev"
+    names = [p.parent.name for p in DENOISE_RESULTS.glob("*/metrics.json")]
+    assert len(names) == 3
+    for name in names:
+        (prev / name).mkdir(parents=True)
+        (prev / name / "acn_n10000").symlink_to(DENOISE_RESULTS / name)
+    control = "acn_eq_wide_l4_n10000_b128"
+    runs = configs(tmp_path, "10000-again", PREV=str(prev), BUDGET="3.3", ONLY=control)
+    assert list(runs) == [f"{control}_warm_lr3e-4"]
+    cfg = runs[f"{control}_warm_lr3e-4"]
+    assert cfg["init_from"] == f"{prev}/{control}/acn_n10000/best.pt"
+    assert cfg["denoise_weight"] == 0
+    # What stop 27's second call ran, but for where it read and wrote.
+    ran = ran_config(DENOISE_RESULTS / "second_call" / f"{control}_warm_lr3e-4")
+    assert {k for k, v in cfg.items() if ran[k] != v} == {"out", "init_from"}
+    # Two names: both, and nothing else.
+    (tmp_path / "two").mkdir()
+    both = configs(tmp_path / "two", "10000-again", PREV=str(prev), BUDGET="3.3",
+                   ONLY=f"{control} acn_eq_wide_l4_dn1_s0.1_n10000_b128")
+    assert {n: c["denoise_sigma"] if c["denoise_weight"] else None
+            for n, c in both.items()} == {
+        f"{control}_warm_lr3e-4": None,
+        "acn_eq_wide_l4_dn1_s0.1_n10000_b128_warm_lr3e-4": 0.1}
+    # A name PREV does not hold stops the call before any run starts.
+    done = subprocess.run(["bash", "benchmarks/gpu_learning_curve.sh", str(tmp_path / "x"),
+                           "10000-again"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PREV": str(prev), "ONLY": f"{control} l9",
+                               "PYTHON": sys.executable})
+    assert done.returncode == 2
+    assert f"ONLY names l9, but {prev}/l9/acn_n10000 does not exist" in done.stderr
+    assert not list((tmp_path / "x").glob("*.log"))
+
+
 def test_again_names_the_runs_it_cannot_continue(tmp_path):
     prev = tmp_path / "prev"
     (prev / "cut_short" / "acn_n10000").mkdir(parents=True)

@@ -26,6 +26,8 @@
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-grow  # it on; grown to 5, 6 layers
 #   [INIT=benchmarks/checkpoints/h100x2_cpu3_n10000_wide_l4/best.pt] BUDGET=8 \
 #       bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-denoise  # 4 layers, +denoising
+#   [BUDGET=40] TIMEOUT=540 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-l4-long [--resume]
+#       # the 4-layer wide model alone on a schedule spanning calls
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
 #       # every finished run of PREV on from its best.pt, with its own model flags
 #       # and its own denoising (or none); ONLY="NAME ..." continues those alone
@@ -55,8 +57,8 @@
 # DEVICE (default cuda) and THREADS (default 2) set where and on how many
 # CPU threads each run works; PYTHON (default python) the interpreter.
 set -uo pipefail
-OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-grow|10000-denoise|10000-again [extra flags]}
-SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-grow|10000-denoise|10000-again [extra flags]}
+OUT=${1:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-grow|10000-denoise|10000-l4-long|10000-again [extra flags]}
+SIZE=${2:?usage: gpu_learning_curve.sh OUT_DIR 1000|10000|10000-long|10000-solo|10000-pair|10000-fast|10000-b128|10000-warm|10000-capacity|10000-wide|10000-arch|10000-deep|10000-grow|10000-denoise|10000-l4-long|10000-again [extra flags]}
 EXTRA=${3:-}
 EQ=64x0e+16x1o+16x2e
 # The best recipe at 10,000 molecules over a BUDGET-minute schedule (default 12).
@@ -183,6 +185,19 @@ elif [ "$SIZE" = 10000-denoise ]; then
     else
         run acn_eq_wide_l4_dn1_s0.1_n10000_b128 $DN --denoise-sigma 0.1
     fi
+elif [ "$SIZE" = 10000-l4-long ]; then
+    # Stop 27 (results/gpu_h100_n10000_denoise/): denoising lost at 10,000
+    # molecules, at equal time and at equal epochs; what has paid there is
+    # steps. Alone on the H100 the 4-layer wide model trained 20 epochs a
+    # minute, against 11 each when three runs shared it. So: that model alone,
+    # from scratch on stop 17's seed and data order, on a long cosine schedule
+    # (BUDGET minutes, default 40) that spans calls and sessions: TIMEOUT cuts
+    # each call, the next passes --resume as the third argument. Its last.pt
+    # (about 13 MB: weights, EMA, optimizer) must come back in $OUT in a
+    # tarball of its own and be carried to the next call.
+    run acn_eq_wide_l4_n10000_b128_long --sizes 10000 --budgets "${BUDGET:-40}" --models acn \
+        --batch-size 128 --workers 2 --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e \
+        --weight-decay 0 --num-layers 4
 elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
         || [ "$SIZE" = 10000-arch-again ]; then
     # Every finished 10,000-molecule run of an earlier call (PREV=its OUT_DIR,

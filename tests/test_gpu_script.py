@@ -190,6 +190,15 @@ def test_again_names_the_runs_it_cannot_continue(tmp_path):
     assert not list((tmp_path / "x").glob("*.log"))
 
 
+def test_l4_long_mode_is_stop_20s_four_layer_run_alone_on_a_long_schedule(tmp_path):
+    runs = configs(tmp_path, "10000-l4-long", unset=("BUDGET",))
+    assert list(runs) == ["acn_eq_wide_l4_n10000_b128_long"]
+    cfg = runs["acn_eq_wide_l4_n10000_b128_long"]
+    check_wide(cfg)
+    ran = ran_config(ARCH_RESULTS / "acn_eq_wide_l4_n10000_b128")
+    assert {k: v for k, v in cfg.items() if ran[k] != v and k != "out"} == {"time_budget": 40.0}
+
+
 def test_deep_mode_warm_starts_four_layers_beside_five_and_six(tmp_path):
     runs = configs(tmp_path, "10000-deep", INIT="some/best.pt")
     for cfg in runs.values():

@@ -80,7 +80,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
              "positions displaced by Gaussian noise (--denoise-sigma), and a vector head on "
              "its atom features predicts the displacement (mean squared error in units of "
              "the noise); the energy is trained on the true positions only; acn only; "
-             f"about 2x the step (default: {d.denoise_weight:g}; 0: off)")
+             "about 2x the step; it helped at 100 and 1,000 QM9 molecules and lost at "
+             "10,000 under a time budget (benchmarks/results/gpu_h100_n10000_denoise) "
+             f"(default: {d.denoise_weight:g}; 0: off)")
     add("denoise_sigma", type=float, default=d.denoise_sigma,
         help=f"standard deviation of that noise in Angstrom; without --denoise-weight it "
              f"does nothing (default: {d.denoise_sigma:g})")

@@ -95,15 +95,22 @@ def ran_config(run):
     return dataclasses.asdict(run_config(load_run(str(run))))
 
 
+def recorded_call(tmp_path, results):
+    """A call's three recorded runs laid out as the call left them
+    (PREV/RUN/acn_n10000); returns PREV and the run names."""
+    prev = tmp_path / "prev"
+    names = [p.parent.name for p in results.glob("*/metrics.json")]
+    assert len(names) == 3
+    for name in names:
+        (prev / name).mkdir(parents=True)
+        (prev / name / "acn_n10000").symlink_to(results / name)
+    return prev, names
+
+
 def test_again_continues_each_finished_run_with_its_own_model_flags(tmp_path):
     # Stop 20's three 10000-arch runs as that call left them (OUT/RUN/acn_n10000),
     # and one more with the model flags those leave at their defaults.
-    prev = tmp_path / "prev"
-    arch = [p.parent.name for p in ARCH_RESULTS.glob("*/metrics.json")]
-    assert len(arch) == 3
-    for name in arch:
-        (prev / name).mkdir(parents=True)
-        (prev / name / "acn_n10000").symlink_to(ARCH_RESULTS / name)
+    prev, arch = recorded_call(tmp_path, ARCH_RESULTS)
     finished_run(prev, "l5_mb", num_layers=5, many_body=True, cutoff=4.0, lmax=3)
     finished_run(prev, "dn", num_layers=4, denoise_weight=0.5, denoise_sigma=0.07)
     runs = configs(tmp_path, "10000-again", PREV=str(prev), BUDGET="3.3")
@@ -145,12 +152,7 @@ DENOISE_RESULTS = ROOT / "benchmarks" / "results" / "gpu_h100_n10000_denoise"
 def test_again_only_continues_the_named_runs(tmp_path):
     # Stop 27's 10000-denoise call as it left its runs; its second call
     # continued the control alone.
-    prev = tmp_path / "prev"
-    names = [p.parent.name for p in DENOISE_RESULTS.glob("*/metrics.json")]
-    assert len(names) == 3
-    for name in names:
-        (prev / name).mkdir(parents=True)
-        (prev / name / "acn_n10000").symlink_to(DENOISE_RESULTS / name)
+    prev, _ = recorded_call(tmp_path, DENOISE_RESULTS)
     control = "acn_eq_wide_l4_n10000_b128"
     runs = configs(tmp_path, "10000-again", PREV=str(prev), BUDGET="3.3", ONLY=control)
     assert list(runs) == [f"{control}_warm_lr3e-4"]

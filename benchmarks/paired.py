@@ -202,10 +202,36 @@ def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[st
         p = paired_p_value([r["change_kcal_mol"] for r in mine])
         summary.append({key: value, "seeds": len(mine), "mean_test_mae_kcal_mol": mean,
                         "mean_change_kcal_mol": change, "worse_on": worse, "p_paired_t": p})
-        lines.append(f"| {value:g} | " if isinstance(value, float) else f"| {value} | ")
-        lines[-1] += (f"{len(mine)} | {mean:.3f} | {change:+.3f} | {worse} of {len(mine)} | "
-                      f"{'' if p is None else f'{p:.2f}'} |")
-    return lines, summary
+        lines.append(f"| {name(value)} | {len(mine)} | {mean:.3f} | {change:+.3f} | "
+                     f"{worse} of {len(mine)} | {'' if p is None else f'{p:.2f}'} |")
+    return lines + same_seeds_table(rows, key, values, summary), summary
+
+
+def name(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def same_seeds_table(rows: List[Dict], key: str, values: Sequence,
+                     summary: List[Dict]) -> List[str]:
+    """Where the values of :obj:`key` were run on different seeds, their mean
+    test errors above average different seeds and do not compare: the means
+    over the seeds they all have, as markdown lines (none if they all have the
+    same seeds, or share none). Adds ``mean_test_mae_same_seeds_kcal_mol`` and
+    ``same_seeds`` to each :obj:`summary` record."""
+    seeds = [{r["seed"] for r in rows if r[key] == value} for value in values]
+    common = sorted(set.intersection(*seeds))
+    if not common or all(len(s) == len(common) for s in seeds):
+        return []
+    lines = ["", f"The variants were not all run on the same seeds. Over the seeds they all have "
+             f"({', '.join(map(str, common))}):", "",
+             f"| {key} | mean test | mean change |", "| --- | --- | --- |"]
+    for value, record in zip(values, summary):
+        mine = [r for r in rows if r[key] == value and r["seed"] in common]
+        mean = sum(r["test_mae_kcal_mol"] for r in mine) / len(mine)
+        change = sum(r["change_kcal_mol"] for r in mine) / len(mine)
+        record.update(same_seeds=common, mean_test_mae_same_seeds_kcal_mol=mean)
+        lines.append(f"| {name(value)} | {mean:.3f} | {change:+.3f} |")
+    return lines
 
 
 def run_line(r: Dict, variant: str, extra: str) -> str:
@@ -224,8 +250,8 @@ def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
     records = {}
     for r in rows:
         if "record" in r:
-            name = f"{r[key]:g}" if isinstance(r[key], float) else str(r[key])
-            records.setdefault(r["record"], {}).setdefault(r["seed"], []).append(f"`{name}`")
+            records.setdefault(r["record"], {}).setdefault(r["seed"], []).append(
+                f"`{name(r[key])}`")
     notes = [f"As recorded in `{path}`, not read from run folders: " + "; ".join(
         f"seed {seed} ({', '.join(names)})" for seed, names in sorted(seeds.items())) + "."
         for path, seeds in records.items()]

@@ -209,3 +209,29 @@ def test_paired_p_value_matches_the_closed_form_of_students_t():
     assert summary[0]["p_paired_t"] is None and lines[2] == "| 0 | 3 | 5.000 | +0.000 | 0 of 3 |  |"
     assert summary[1]["p_paired_t"] == pytest.approx(0.0742, abs=1e-4)
     assert lines[3] == "| 1 | 3 | 3.000 | -2.000 | 0 of 3 | 0.07 |"
+
+
+def test_summary_compares_variants_on_the_seeds_they_all_have():
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from paired import summary_table
+    # The control and "a" on seeds 0, 1, 2; "b" on seeds 0 and 1 only, and
+    # better than "a" on both: over all their seeds "a" has the lower mean
+    # test, over the seeds they share "b" does.
+    tests = {("none", 0): 3.0, ("none", 1): 3.0, ("none", 2): 2.0, ("a", 0): 2.5,
+             ("a", 1): 2.5, ("a", 2): 1.0, ("b", 0): 2.0, ("b", 1): 2.2}
+    rows = [{"seed": s, "v": v, "test_mae_kcal_mol": t,
+             "change_kcal_mol": t - tests[("none", s)]} for (v, s), t in tests.items()]
+    lines, summary = summary_table(rows, "v", ["none", "a", "b"])
+    # p: t = -4 on 2 degrees of freedom, t = -9 on 1 (closed forms above).
+    assert lines[3:5] == ["| a | 3 | 2.000 | -0.667 | 0 of 3 | 0.06 |",
+                          "| b | 2 | 2.100 | -0.900 | 0 of 2 | 0.07 |"]
+    assert lines[5:] == [
+        "", "The variants were not all run on the same seeds. Over the seeds they all have (0, 1):",
+        "", "| v | mean test | mean change |", "| --- | --- | --- |",
+        "| none | 3.000 | +0.000 |", "| a | 2.500 | -0.500 |", "| b | 2.100 | -0.900 |"]
+    assert [(r["same_seeds"], r["mean_test_mae_same_seeds_kcal_mol"]) for r in summary] == [
+        ([0, 1], 3.0), ([0, 1], 2.5), ([0, 1], pytest.approx(2.1))]
+    # The same seeds everywhere: no second table.
+    same = [r for r in rows if r["seed"] < 2]
+    lines, summary = summary_table(same, "v", ["none", "a", "b"])
+    assert len(lines) == 5 and all("same_seeds" not in r for r in summary)

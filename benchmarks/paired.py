@@ -202,22 +202,24 @@ def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[st
         p = paired_p_value([r["change_kcal_mol"] for r in mine])
         summary.append({key: value, "seeds": len(mine), "mean_test_mae_kcal_mol": mean,
                         "mean_change_kcal_mol": change, "worse_on": worse, "p_paired_t": p})
-        lines.append(f"| {name(value)} | {len(mine)} | {mean:.3f} | {change:+.3f} | "
+        lines.append(f"| {value_name(value)} | {len(mine)} | {mean:.3f} | {change:+.3f} | "
                      f"{worse} of {len(mine)} | {'' if p is None else f'{p:.2f}'} |")
     return lines + same_seeds_table(rows, key, values, summary), summary
 
 
-def name(value) -> str:
+def value_name(value) -> str:
+    """A compared value as the tables show it: a float without trailing zeros."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def same_seeds_table(rows: List[Dict], key: str, values: Sequence,
                      summary: List[Dict]) -> List[str]:
-    """Where the values of :obj:`key` were run on different seeds, their mean
-    test errors above average different seeds and do not compare: the means
-    over the seeds they all have, as markdown lines (none if they all have the
-    same seeds, or share none). Adds ``mean_test_mae_same_seeds_kcal_mol`` and
-    ``same_seeds`` to each :obj:`summary` record."""
+    """Where the values of :obj:`key` were run on different seeds, the mean
+    test errors of :func:`summary_table`'s first table average different
+    seeds and do not compare. So: the means over the seeds they all have, as
+    markdown lines (none if they all have the same seeds, or share none).
+    Adds ``mean_test_mae_same_seeds_kcal_mol`` and ``same_seeds`` to each
+    :obj:`summary` record."""
     seeds = [{r["seed"] for r in rows if r[key] == value} for value in values]
     common = sorted(set.intersection(*seeds))
     if not common or all(len(s) == len(common) for s in seeds):
@@ -230,7 +232,7 @@ def same_seeds_table(rows: List[Dict], key: str, values: Sequence,
         mean = sum(r["test_mae_kcal_mol"] for r in mine) / len(mine)
         change = sum(r["change_kcal_mol"] for r in mine) / len(mine)
         record.update(same_seeds=common, mean_test_mae_same_seeds_kcal_mol=mean)
-        lines.append(f"| {name(value)} | {mean:.3f} | {change:+.3f} |")
+        lines.append(f"| {value_name(value)} | {mean:.3f} | {change:+.3f} |")
     return lines
 
 
@@ -251,7 +253,7 @@ def write_comparison(args, lines: List[str], rows: List[Dict], key: str,
     for r in rows:
         if "record" in r:
             records.setdefault(r["record"], {}).setdefault(r["seed"], []).append(
-                f"`{name(r[key])}`")
+                f"`{value_name(r[key])}`")
     notes = [f"As recorded in `{path}`, not read from run folders: " + "; ".join(
         f"seed {seed} ({', '.join(names)})" for seed, names in sorted(seeds.items())) + "."
         for path, seeds in records.items()]

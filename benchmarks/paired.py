@@ -196,8 +196,7 @@ def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[st
     summary = []
     for value in values:
         mine = [r for r in rows if r[key] == value]
-        mean = sum(r["test_mae_kcal_mol"] for r in mine) / len(mine)
-        change = sum(r["change_kcal_mol"] for r in mine) / len(mine)
+        mean, change = mean_test_and_change(mine)
         worse = sum(r["change_kcal_mol"] > 0 for r in mine)
         p = paired_p_value([r["change_kcal_mol"] for r in mine])
         summary.append({key: value, "seeds": len(mine), "mean_test_mae_kcal_mol": mean,
@@ -205,6 +204,13 @@ def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[st
         lines.append(f"| {value_name(value)} | {len(mine)} | {mean:.3f} | {change:+.3f} | "
                      f"{worse} of {len(mine)} | {'' if p is None else f'{p:.2f}'} |")
     return lines + same_seeds_table(rows, key, values, summary), summary
+
+
+def mean_test_and_change(rows: List[Dict]) -> Tuple[float, float]:
+    """The mean test MAE of :obj:`rows` and their mean change against the
+    control (kcal/mol)."""
+    return (sum(r["test_mae_kcal_mol"] for r in rows) / len(rows),
+            sum(r["change_kcal_mol"] for r in rows) / len(rows))
 
 
 def value_name(value) -> str:
@@ -228,9 +234,8 @@ def same_seeds_table(rows: List[Dict], key: str, values: Sequence,
              f"({', '.join(map(str, common))}):", "",
              f"| {key} | mean test | mean change |", "| --- | --- | --- |"]
     for value, record in zip(values, summary):
-        mine = [r for r in rows if r[key] == value and r["seed"] in common]
-        mean = sum(r["test_mae_kcal_mol"] for r in mine) / len(mine)
-        change = sum(r["change_kcal_mol"] for r in mine) / len(mine)
+        mean, change = mean_test_and_change(
+            [r for r in rows if r[key] == value and r["seed"] in common])
         record.update(same_seeds=common, mean_test_mae_same_seeds_kcal_mol=mean)
         lines.append(f"| {value_name(value)} | {mean:.3f} | {change:+.3f} |")
     return lines

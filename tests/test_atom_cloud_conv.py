@@ -95,6 +95,10 @@ def test_unreachable_output_irreps_is_an_error():
     (lambda x, pos: (x, pos, None, torch.tensor([[0, 1], [1, 99]])), "edge_index"),
     (lambda x, pos: (x, torch.zeros_like(pos)), "same position"),
     (lambda x, pos: (x, pos, None, torch.tensor([[1], [1]])), "self-loop"),
+    (lambda x, pos: (x.float(), pos),
+     "'x' is torch.float32 but the AtomCloudConv's parameters are torch.float64"),
+    (lambda x, pos: (x.to("meta"), pos.to("meta")),
+     "'x' is on meta but the AtomCloudConv's parameters are on cpu"),
 ])
 def test_bad_input(make_args, match):
     conv = make_conv(4, 4)

@@ -148,6 +148,12 @@ def test_single_atom_and_no_atoms():
     (lambda z, pos: (z[:-1], pos), "'z' has 11 atoms but 'pos' has 12"),
     (lambda z, pos: (z, pos, torch.zeros(5, dtype=torch.long)), "'batch' must have shape"),
     (lambda z, pos: (z, pos.to("meta")), "device"),
+    (lambda z, pos: (z.to("meta"), pos.to("meta")),
+     "'z' is on meta but the AtomCloudNet's parameters are on cpu"),
+    # The tests build modules in float64 (conftest).
+    (lambda z, pos: (z, pos.float()),
+     r"'pos' is torch.float32 but the AtomCloudNet's parameters are torch.float64; "
+     r"convert the inputs \(.to\(torch.float64\)\) or the model"),
 ])
 def test_bad_input(make_args, match, molecule):
     net = model()

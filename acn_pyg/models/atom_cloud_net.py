@@ -13,7 +13,7 @@ from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms
 from acn_pyg.nn.radial_mlp import stacked_radial_weights
 from acn_pyg.nn.pool import global_power_mean_pool
 from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_atoms, check_features,
-                                  check_same_device, is_tracing)
+                                  check_matches_module, check_same_device, is_tracing)
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps
 
 POOLINGS = ("add", "mean", "max", "power")
@@ -262,6 +262,7 @@ class AtomCloudNet(torch.nn.Module):
             check_same_device(z=z, pos=pos, batch=batch, extra_features=extra_features)
             # All input checks and the graph count in one host sync, before
             # the layers, while the GPU queue is short.
+            check_matches_module(self, z=z, pos=pos, extra_features=extra_features)
             size = check_atoms(z, pos, batch)
             if self.num_extra_features > 0:
                 if extra_features is None:

@@ -133,6 +133,32 @@ def check_same_device(**tensors: Optional[Tensor]) -> None:
                 f"move all inputs to one device")
 
 
+def check_matches_module(module: torch.nn.Module, **tensors: Optional[Tensor]) -> None:
+    """The floating point inputs must have the dtype of :obj:`module`'s
+    parameters, and every input must be on their device: otherwise the first
+    matrix product fails with a message that names neither the input nor the
+    fix. The dtype is not checked under :func:`torch.autocast`. No host
+    sync."""
+    param = next(module.parameters(), None)
+    if param is None:
+        return
+    kind = type(module).__name__
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            continue
+        if t.device != param.device:
+            raise ValueError(
+                f"'{name}' is on {t.device} but the {kind}'s parameters are on {param.device}; "
+                f"move the inputs or the model (.to(device)) so that they match")
+        # Under autocast, lower-precision inputs are what the user asked for.
+        if (t.is_floating_point() and t.dtype != param.dtype
+                and not torch.is_autocast_enabled(t.device.type)):
+            raise ValueError(
+                f"'{name}' is {t.dtype} but the {kind}'s parameters are {param.dtype}; "
+                f"convert the inputs (.to({param.dtype})) or the model "
+                f"(.to({t.dtype})) so that they match")
+
+
 def check_edge_lengths(length: Tensor, edge_index: Tensor, name: str = "pos") -> None:
     """Zero-length edges have no direction: two atoms at one position, or a self-loop."""
     if length.numel() > 0 and not bool((length > 0).all()):

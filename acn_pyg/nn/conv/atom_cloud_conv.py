@@ -11,8 +11,9 @@ from acn_pyg.nn.conv.tensor_product import ChannelwiseTensorProduct
 from acn_pyg.nn.embedding import EdgeEmbedding, EdgeFeatures
 from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.radial_mlp import RadialMLP
-from acn_pyg.utils.checks import (check_batch, check_edge_index, check_features, check_pos,
-                                  check_same_device, is_tracing)
+from acn_pyg.utils.checks import (check_batch, check_edge_index, check_features,
+                                  check_matches_module, check_pos, check_same_device,
+                                  is_tracing)
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps, split_blocks
 
 _SCALAR = o3.Irrep("0e")
@@ -227,6 +228,7 @@ class AtomCloudConv(MessagePassing):
         num_atoms = pos.size(0)
         if not is_tracing():
             check_same_device(x=x, pos=pos, batch=batch, edge_index=edge_index)
+            check_matches_module(self, x=x, pos=pos)
             check_pos(pos)
             check_features(x, num_atoms, self.in_irreps.dim)
             check_batch(batch, num_atoms)

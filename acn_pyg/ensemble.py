@@ -114,23 +114,74 @@ def average_state_dicts(states: Sequence[Dict[str, Tensor]],
     return out
 
 
-def lineage(run_dir: str) -> List[str]:
+def lineage(run_dir: str, records: Optional[Sequence[str]] = None) -> List[str]:
     """The run folder :obj:`run_dir` followed by the runs it was warm-started
-    from (``init_from``, oldest last), as far as their folders exist here."""
-    return [c["run"] for c in _chain(run_dir, load_run(run_dir))]
+    from (``init_from``, oldest last), as far as their folders exist here or,
+    with :obj:`records`, as far as :func:`find_records` finds a recorded copy
+    of a gone one."""
+    found = find_records(records) if records else None
+    return [c["run"] for c in _chain(run_dir, load_run(run_dir), found)]
 
 
-def _chain(run_dir: str, metrics: Dict[str, object]) -> List[Dict[str, object]]:
+#: What two records of one run must agree on to be taken as copies of it.
+_SAME_RUN = ("wall_time_s", "epochs", "best_val_mae", "test_mae")
+
+
+def find_records(folders: Sequence[str]) -> Dict[str, List[str]]:
+    """Recorded copies of finished runs: every folder under :obj:`folders`
+    that holds a ``metrics.json`` (a kept checkpoint, a run folder copied into
+    the results), keyed by the run folder it was written to (its config's
+    ``out``, normalised). A warm start whose own folder is gone (``runs/`` of
+    an earlier machine) is found here by that path."""
+    found: Dict[str, List[str]] = {}
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise ValueError(f"records folder {folder!r} does not exist")
+        for dirpath, _, files in sorted(os.walk(folder)):
+            if "metrics.json" in files:
+                out = load_run(dirpath)["config"].get("out")
+                if out:
+                    found.setdefault(os.path.normpath(out), []).append(dirpath)
+    return found
+
+
+def _record_of(parent: str, found: Dict[str, List[str]]) -> Optional[str]:
+    """The recorded copy of the gone run folder :obj:`parent`: one with a
+    ``best.pt`` if there is one (a kept checkpoint: the same weights as a
+    member are then the same run). Copies that disagree on :data:`_SAME_RUN`
+    were two runs written to one path: refused, not guessed."""
+    copies = found.get(os.path.normpath(parent), [])
+    if not copies:
+        return None
+    recorded = [{k: load_run(c).get(k) for k in _SAME_RUN} for c in copies]
+    if any(r != recorded[0] for r in recorded[1:]):
+        raise ValueError(
+            f"the records {copies} were all written to {parent!r} but are not one run "
+            f"(they differ in {', '.join(_SAME_RUN)}): which one a warm start began from "
+            f"cannot be told; pass records that hold only one of them")
+    with_weights = [c for c in copies if os.path.exists(os.path.join(c, "best.pt"))]
+    return (with_weights or copies)[0]
+
+
+def _chain(run_dir: str, metrics: Dict[str, object],
+           found: Optional[Dict[str, List[str]]] = None) -> List[Dict[str, object]]:
     """:func:`_compute` of :obj:`run_dir` (whose ``metrics.json`` is
-    :obj:`metrics`) and of each run of its :func:`lineage`, each read once."""
+    :obj:`metrics`) and of each run of its :func:`lineage`, each read once;
+    a gone start is taken from :obj:`found` (:func:`find_records`) if there,
+    its entry's ``record_of`` naming the folder it stands for."""
     chain, seen = [_compute(run_dir, metrics)], {os.path.realpath(run_dir)}
     while chain[-1]["init_from"]:
         init = chain[-1]["init_from"]
         parent = init if os.path.isdir(init) else os.path.dirname(init)
+        record_of = None
+        if not os.path.exists(os.path.join(parent, "metrics.json")) and found:
+            record = _record_of(parent, found)
+            if record is not None:
+                parent, record_of = record, parent
         if (not os.path.exists(os.path.join(parent, "metrics.json"))
                 or os.path.realpath(parent) in seen):
             break
-        chain.append(_compute(parent, load_run(parent)))
+        chain.append({**_compute(parent, load_run(parent)), "record_of": record_of})
         seen.add(os.path.realpath(parent))
     return chain
 
@@ -153,7 +204,8 @@ def _compute(run_dir: str, metrics: Dict[str, object]) -> Dict[str, object]:
 def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int = 128,
                   root: Optional[str] = None, subset: Optional[str] = None,
                   select: str = "all", cache_dir: Optional[str] = None,
-                  keep_predictions: bool = False) -> Dict[str, object]:
+                  keep_predictions: bool = False,
+                  records: Optional[Sequence[str]] = None) -> Dict[str, object]:
     r"""Test MAE of the mean prediction of several finished runs (each one's
     ``best.pt``), :math:`\hat{y} = \frac{1}{|S|} \sum_{k \in S} \hat{y}_k`,
     and of each member alone, on validation and test molecules.
@@ -190,7 +242,11 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     over steps per epoch) / ``total_wall_time_s`` (and per device,
     ``total_wall_time_s_by_device``) of the chosen members. Runs that shared
     a device at once each count their own wall time. Starts whose run folder
-    is not found (so not counted) are listed in ``ancestors_not_found``.
+    is not found (so not counted) are listed in ``ancestors_not_found``;
+    with :obj:`records` (folders of recorded runs: kept checkpoints, run
+    folders copied into the results), a start whose folder is gone is
+    counted from its recorded copy (:func:`find_records`; the ancestor's
+    ``record_of`` names the folder it stands for).
     """
     from torch_geometric.loader import DataLoader
 
@@ -252,8 +308,9 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
     greedy = greedy_selection(stacked["val"], true["val"])
     chosen = greedy if select == "greedy" else everyone
     compute = []
+    found = find_records(records) if records else None
     for run_dir, metrics in zip(run_dirs, runs):
-        chain = _chain(run_dir, metrics)
+        chain = _chain(run_dir, metrics, found)
         # A start whose run folder is not here (runs/ of an earlier machine)
         # cannot be counted: said, not dropped silently.
         compute.append({**chain[0], "ancestors": chain[1:],

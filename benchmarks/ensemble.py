@@ -28,10 +28,14 @@ def main(argv=None) -> int:
     p = run_folder_parser(__doc__, "run folders (metrics.json and best.pt)", cache=True)
     p.add_argument("--select", default="all", choices=SELECTIONS,
                    help="members: all runs, or greedy selection on validation (default: all)")
+    p.add_argument("--records", nargs="+", default=None, metavar="DIR",
+                   help="folders of recorded runs (kept checkpoints, run folders copied into "
+                        "the results) where a warm start whose run folder is gone is looked up "
+                        "by the path it was written to, so its compute counts (default: none)")
     args = parse_run_folder_args(p, argv)
 
     result = ensemble_test(args.runs, device=args.device, root=args.root, subset=args.subset,
-                           select=args.select,
+                           select=args.select, records=args.records,
                            cache_dir=None if args.no_cache else args.cache)
     kcal = "test_mae_kcal_mol" in result
     unit = "kcal/mol" if kcal else result["unit"]
@@ -67,6 +71,11 @@ def main(argv=None) -> int:
                           result["total_wall_time_s_by_device"].items())
     lines.append(f"\nMinutes of the chosen members' runs, ancestors included, by device: "
                  f"{by_device} (runs that shared a device each count their own time).")
+    standing_in = sorted({(a["run"], a["record_of"]) for c in compute if c["run"] in selected
+                          for a in c["ancestors"] if a.get("record_of")})
+    if standing_in:
+        lines.append("Warm-start sources counted from their records (the run folder is gone): "
+                     + ", ".join(f"{old} as {rec}" for rec, old in standing_in) + ".")
     if result["ancestors_not_found"]:
         lines.append("Not counted (warm-start sources whose run folders are not here): "
                      + ", ".join(result["ancestors_not_found"]) + ".")

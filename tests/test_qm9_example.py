@@ -406,6 +406,42 @@ def test_ensemble_averages_finished_runs(source_dir, tmp_path, monkeypatch, caps
     assert alone["ancestors_not_found"] == [str(tmp_path / "gone" / "best.pt")]
     assert alone["total_epochs"] == warm_epochs
 
+    # A start whose folder is gone but whose copy is kept elsewhere (benchmarks/checkpoints,
+    # a results folder) is counted from that record, found by the path it was written to.
+    records = tmp_path / "records"
+    shutil.copytree(tmp_path / "run0", records / "kept0")
+    shutil.move(tmp_path / "run0", tmp_path / "run0_away")
+    try:
+        warm_dir, kept0 = str(tmp_path / "warm"), str(records / "kept0")
+        assert lineage(warm_dir) == [warm_dir]
+        assert lineage(warm_dir, records=[str(records)]) == [warm_dir, kept0]
+        counted = ensemble_test([warm_dir], device="cpu", records=[str(records)])
+        assert counted["ancestors_not_found"] == []
+        assert counted["compute"][0]["ancestors"][0]["record_of"] == str(tmp_path / "run0")
+        assert counted["total_epochs"] == warm_epochs + own[0]["epochs"]
+        # The record is also a member: the same weights, counted once.
+        with_kept = ensemble_test([warm_dir, kept0], device="cpu", records=[str(records)])
+        assert with_kept["total_epochs"] == warm_epochs + own[0]["epochs"]
+        monkeypatch.syspath_prepend(
+            str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+        import ensemble as script
+        assert script.main([warm_dir, "--device", "cpu", "--records", str(records), "--no-cache",
+                            "--out", str(tmp_path / "ens" / "records")]) == 0
+        assert (f"counted from their records (the run folder is gone): {tmp_path / 'run0'} as "
+                f"{kept0}.") in (tmp_path / "ens" / "records.md").read_text()
+        # Two records written to one path that are not one run: refused, not guessed.
+        shutil.copytree(records / "kept0", records / "other")
+        other = json.loads((records / "other" / "metrics.json").read_text())
+        other["wall_time_s"] += 1.0
+        (records / "other" / "metrics.json").write_text(json.dumps(other))
+        with pytest.raises(ValueError, match="are not one run"):
+            lineage(warm_dir, records=[str(records)])
+        shutil.rmtree(records / "other")
+        with pytest.raises(ValueError, match="records folder"):
+            lineage(warm_dir, records=[str(tmp_path / "nowhere")])
+    finally:
+        shutil.move(tmp_path / "run0_away", tmp_path / "run0")
+
     # The script: its table marks the chosen members and writes JSON beside it.
     monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
     import ensemble as script

@@ -4,7 +4,7 @@ from acn_pyg.graph import radius_graph
 from acn_pyg.models import AtomCloudNet
 from acn_pyg.nn import AtomCloudConv
 
-__version__ = "0.2.12"
+__version__ = "0.2.13"
 
 __all__ = ["datasets", "graph", "models", "nn", "transforms", "units", "utils",
            "radius_graph", "AtomCloudConv", "AtomCloudNet",

@@ -12,7 +12,9 @@ runs' mean is reported beside it. Each member's validation and test
 predictions are kept in ``--cache`` (for the same checkpoint bytes, molecules
 and code only), so choosing again among many runs costs only the new ones.
 The ensemble costs the chosen members' training compute together, their
-warm-start ancestors included (each run once); the JSON lists it.
+warm-start ancestors included (each run once); the JSON lists it. An ancestor
+whose run folder is gone (``runs/`` of an earlier machine) is counted from its
+recorded copy with ``--records benchmarks/checkpoints benchmarks/results``.
 """
 import os
 import sys

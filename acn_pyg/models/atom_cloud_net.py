@@ -260,9 +260,9 @@ class AtomCloudNet(torch.nn.Module):
         num_atoms = pos.size(0) if isinstance(pos, Tensor) else 0
         if not is_tracing():
             check_same_device(z=z, pos=pos, batch=batch, extra_features=extra_features)
+            check_matches_module(self, z=z, pos=pos, extra_features=extra_features)
             # All input checks and the graph count in one host sync, before
             # the layers, while the GPU queue is short.
-            check_matches_module(self, z=z, pos=pos, extra_features=extra_features)
             size = check_atoms(z, pos, batch)
             if self.num_extra_features > 0:
                 if extra_features is None:

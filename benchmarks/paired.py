@@ -170,6 +170,14 @@ def add_changes(rows: List[Dict], key: str, control) -> None:
         r["change_kcal_mol"] = r["test_mae_kcal_mol"] - base[r["seed"]]["test_mae_kcal_mol"]
 
 
+def p_cell(p) -> str:
+    """A p-value for a table: two decimals, or one significant digit below
+    0.01 (0.004 would read 0.00)."""
+    if p is None:
+        return ""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
 def paired_p_value(changes: Sequence[float]):
     """Two-sided p-value of a paired t-test that the mean change is zero
     (one change per seed, :math:`t = \\bar d / (s_d / \\sqrt{n})` with
@@ -202,7 +210,7 @@ def summary_table(rows: List[Dict], key: str, values: Sequence) -> Tuple[List[st
         summary.append({key: value, "seeds": len(mine), "mean_test_mae_kcal_mol": mean,
                         "mean_change_kcal_mol": change, "worse_on": worse, "p_paired_t": p})
         lines.append(f"| {value_name(value)} | {len(mine)} | {mean:.3f} | {change:+.3f} | "
-                     f"{worse} of {len(mine)} | {'' if p is None else f'{p:.2f}'} |")
+                     f"{worse} of {len(mine)} | {p_cell(p)} |")
     return lines + same_seeds_table(rows, key, values, summary), summary
 
 

@@ -209,6 +209,9 @@ def test_paired_p_value_matches_the_closed_form_of_students_t():
     assert summary[0]["p_paired_t"] is None and lines[2] == "| 0 | 3 | 5.000 | +0.000 | 0 of 3 |  |"
     assert summary[1]["p_paired_t"] == pytest.approx(0.0742, abs=1e-4)
     assert lines[3] == "| 1 | 3 | 3.000 | -2.000 | 0 of 3 | 0.07 |"
+    # Below 0.01 a p-value keeps one significant digit instead of reading 0.00.
+    from paired import p_cell
+    assert (p_cell(0.0742), p_cell(0.0040464), p_cell(None)) == ("0.07", "0.004", "")
 
 
 def test_summary_compares_variants_on_the_seeds_they_all_have():

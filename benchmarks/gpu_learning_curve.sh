@@ -210,6 +210,8 @@ elif [ "$SIZE" = 10000-l4-warm ]; then
     # one, 0.949; INIT overrides it) alone on the GPU, a fresh AdamW and a new
     # BUDGET-minute cosine schedule at peak lr 3e-4, no weight decay: the warm
     # restart that took stop 14's model from 0.973 to 0.945 on a shared H100.
+    # Stop 29 (results/gpu_h200_n10000_l4_warm/, H200): 0.949 -> 0.919 in 8
+    # minutes, then -> 0.914 with INIT= that run's best.pt and BUDGET=3.3.
     INIT=${INIT:-benchmarks/checkpoints/h100x2_cpu3_n10000_wide_l4/best.pt}
     # shellcheck disable=SC2086
     run acn_eq_wide_l4_n10000_b128_warm_solo $WIDE --weight-decay 0 --num-layers 4 \
@@ -222,7 +224,8 @@ elif [ "$SIZE" = 10000-l4-reg ]; then
     # the best kept model (INIT overrides it) sharing the GPU, at peak lr 3e-4:
     # the control, weight decay 0.05, and denoising at a tenth of stop 27's
     # weight (0.1, sigma 0.1: at weight 1 that loss outweighed the energy's
-    # more than ten times). Then 10000-again with PREV continues each alone.
+    # more than ten times). Then 10000-again with PREV continues them (ONLY=
+    # the winner's name continues it alone).
     INIT=${INIT:-benchmarks/checkpoints/h200x2_n10000_wide_l4/best.pt}
     WARM="$WIDE --num-layers 4 --init-from $INIT --lr 3e-4 --warmup 0.02"
     # shellcheck disable=SC2086

@@ -224,8 +224,9 @@ elif [ "$SIZE" = 10000-l4-reg ]; then
     # the best kept model (INIT overrides it) sharing the GPU, at peak lr 3e-4:
     # the control, weight decay 0.05, and denoising at a tenth of stop 27's
     # weight (0.1, sigma 0.1: at weight 1 that loss outweighed the energy's
-    # more than ten times). Then 10000-again with PREV continues them (ONLY=
-    # the winner's name continues it alone).
+    # more than ten times). Then 10000-again with PREV continues them, each
+    # with its own model and denoising flags but weight decay 0 (ONLY= the
+    # winner's name continues it alone).
     INIT=${INIT:-benchmarks/checkpoints/h200x2_n10000_wide_l4/best.pt}
     WARM="$WIDE --num-layers 4 --init-from $INIT --lr 3e-4 --warmup 0.02"
     # shellcheck disable=SC2086

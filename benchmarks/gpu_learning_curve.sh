@@ -86,6 +86,14 @@ run() {  # name, then learning_curve.py flags
         > "$OUT/$name.log" 2>&1 &
 }
 
+l4_warm() {  # name, then flags: a warm restart of the 4-layer wide model from
+    # INIT, batch 128, at peak lr 3e-4 (the 10000-l4-* modes)
+    local name=$1
+    shift
+    # shellcheck disable=SC2086
+    run "$name" $WIDE --num-layers 4 --init-from "$INIT" --lr 3e-4 --warmup 0.02 "$@"
+}
+
 if [ "$SIZE" = 10000-capacity ]; then
     # Stop 14's model underfits at 10,000 molecules (0.64 kcal/mol on its
     # training molecules, 0.90 validation; results/fit_diagnostic.md), and
@@ -213,9 +221,7 @@ elif [ "$SIZE" = 10000-l4-warm ]; then
     # Stop 29 (results/gpu_h200_n10000_l4_warm/, H200): 0.949 -> 0.919 in 8
     # minutes, then -> 0.914 with INIT= that run's best.pt and BUDGET=3.3.
     INIT=${INIT:-benchmarks/checkpoints/h100x2_cpu3_n10000_wide_l4/best.pt}
-    # shellcheck disable=SC2086
-    run acn_eq_wide_l4_n10000_b128_warm_solo $WIDE --weight-decay 0 --num-layers 4 \
-        --init-from "$INIT" --lr 3e-4 --warmup 0.02
+    l4_warm acn_eq_wide_l4_n10000_b128_warm_solo --weight-decay 0
 elif [ "$SIZE" = 10000-l4-reg ]; then
     # After stop 29 (results/gpu_h200_n10000_l4_warm/): the 4-layer model fits
     # its training molecules to 0.155 kcal/mol against 0.880 on validation, and
@@ -228,13 +234,9 @@ elif [ "$SIZE" = 10000-l4-reg ]; then
     # with its own model and denoising flags but weight decay 0 (ONLY= the
     # winner's name continues it alone).
     INIT=${INIT:-benchmarks/checkpoints/h200x2_n10000_wide_l4/best.pt}
-    WARM="$WIDE --num-layers 4 --init-from $INIT --lr 3e-4 --warmup 0.02"
-    # shellcheck disable=SC2086
-    run acn_eq_wide_l4_n10000_b128_reg_control $WARM --weight-decay 0
-    # shellcheck disable=SC2086
-    run acn_eq_wide_l4_n10000_b128_reg_wd0.05 $WARM --weight-decay 0.05
-    # shellcheck disable=SC2086
-    run acn_eq_wide_l4_n10000_b128_reg_dn0.1_s0.1 $WARM --weight-decay 0 \
+    l4_warm acn_eq_wide_l4_n10000_b128_reg_control --weight-decay 0
+    l4_warm acn_eq_wide_l4_n10000_b128_reg_wd0.05 --weight-decay 0.05
+    l4_warm acn_eq_wide_l4_n10000_b128_reg_dn0.1_s0.1 --weight-decay 0 \
         --denoise-weight 0.1 --denoise-sigma 0.1
 elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
         || [ "$SIZE" = 10000-arch-again ]; then

@@ -250,3 +250,26 @@ def test_denoise_mode_runs_the_control_beside_denoising(tmp_path):
     scratch = configs(tmp_path / "scratch", "10000-denoise", unset=("INIT",))
     assert scratch["acn_eq_wide_l4_dn1_s0.1_n10000_b128"]["denoise_sigma"] == 0.1
     assert len(scratch) == 3 and all(c["init_from"] is None for c in scratch.values())
+
+
+L4_WARM_RESULTS = ROOT / "benchmarks" / "results" / "gpu_h200_n10000_l4_warm"
+
+
+def test_l4_warm_mode_is_stop_29s_first_call_and_l4_reg_varies_only_the_regulariser(tmp_path):
+    runs = configs(tmp_path, "10000-l4-warm", unset=("INIT",), BUDGET="8")
+    assert list(runs) == ["acn_eq_wide_l4_n10000_b128_warm_solo"]
+    cfg = runs["acn_eq_wide_l4_n10000_b128_warm_solo"]
+    check_wide(cfg)
+    ran = ran_config(L4_WARM_RESULTS / "first_call" / "acn_eq_wide_l4_n10000_b128_warm_solo")
+    assert {k: v for k, v in cfg.items() if ran[k] != v} == {"out": cfg["out"]}
+    # 10000-l4-reg: the same warm restart of the 0.914 model three times,
+    # differing only in weight decay and denoising.
+    (tmp_path / "reg").mkdir()
+    reg = configs(tmp_path / "reg", "10000-l4-reg", unset=("INIT",), BUDGET="8")
+    assert len(reg) == 3
+    base = dict(cfg, init_from="benchmarks/checkpoints/h200x2_n10000_wide_l4/best.pt")
+    diffs = {n: {k: v for k, v in c.items() if base[k] != v and k != "out"}
+             for n, c in reg.items()}
+    assert diffs == {"acn_eq_wide_l4_n10000_b128_reg_control": {},
+                     "acn_eq_wide_l4_n10000_b128_reg_wd0.05": {"weight_decay": 0.05},
+                     "acn_eq_wide_l4_n10000_b128_reg_dn0.1_s0.1": {"denoise_weight": 0.1}}

@@ -29,12 +29,13 @@
 #   [INIT=...] BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-l4-warm
 #       # the best kept 4-layer model trained on alone, peak lr 3e-4
 #   [INIT=...] BUDGET=8 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-l4-reg
-#       # it three times at once: control, weight decay 0.05, denoising weight 0.1
+#       # it three times at once: weight decay 0.1, 0.3 and 1
 #   [BUDGET=40] TIMEOUT=540 bash benchmarks/gpu_learning_curve.sh runs/gpu 10000-l4-long [--resume]
 #       # the 4-layer wide model alone on a schedule spanning calls
 #   PREV=runs/gpu BUDGET=3.3 bash benchmarks/gpu_learning_curve.sh runs/gpu_b 10000-again
 #       # every finished run of PREV on from its best.pt, with its own model flags
-#       # and its own denoising (or none); ONLY="NAME ..." continues those alone
+#       # and its own denoising (or none); ONLY="NAME ..." continues those alone,
+#       # WD=decay gives them that weight decay (default 0)
 #       # (10000-wide-again and 10000-arch-again: the same, as stops 18 and 20 named it)
 #
 # A schedule longer than one session's device time (BUDGET=36, say) can span
@@ -226,18 +227,19 @@ elif [ "$SIZE" = 10000-l4-reg ]; then
     # After stop 29 (results/gpu_h200_n10000_l4_warm/): the 4-layer model fits
     # its training molecules to 0.155 kcal/mol against 0.880 on validation, and
     # further restarts alone gained 0.030, then 0.005. Regularisation was only
-    # tried at 10,000 while models still underfit. So, three warm restarts of
-    # the best kept model (INIT overrides it) sharing the GPU, at peak lr 3e-4:
-    # the control, weight decay 0.05, and denoising at a tenth of stop 27's
-    # weight (0.1, sigma 0.1: at weight 1 that loss outweighed the energy's
-    # more than ten times). Then 10000-again with PREV continues them, each
-    # with its own model and denoising flags but weight decay 0 (ONLY= the
-    # winner's name continues it alone).
-    INIT=${INIT:-benchmarks/checkpoints/h200x2_n10000_wide_l4/best.pt}
-    l4_warm acn_eq_wide_l4_n10000_b128_reg_control --weight-decay 0
-    l4_warm acn_eq_wide_l4_n10000_b128_reg_wd0.05 --weight-decay 0.05
-    l4_warm acn_eq_wide_l4_n10000_b128_reg_dn0.1_s0.1 --weight-decay 0 \
-        --denoise-weight 0.1 --denoise-sigma 0.1
+    # tried at 10,000 while models still underfit. On the CPU, weight decay
+    # then helped each time at peak lr 1e-4: 0.05 against none (stop 29, test
+    # 0.909 against 0.916), then 0.25 against 0.05 (stop 30,
+    # results/cpu_warm_n10000_stop30/). So, three warm restarts of the best
+    # kept model (INIT overrides it) sharing the GPU, at peak lr 3e-4 (AdamW's
+    # decay per step is lr x weight decay, three times the CPU runs'), over
+    # decay strengths: 0.1, 0.3 and 1. Then 10000-again with PREV continues
+    # them, each with its own model flags but weight decay 0 (ONLY= the
+    # winner's name continues it alone, WD= its decay keeps that).
+    INIT=${INIT:-benchmarks/checkpoints/h200x2_cpu2_n10000_wide_l4_wd0.25/best.pt}
+    l4_warm acn_eq_wide_l4_n10000_b128_reg_wd0.1 --weight-decay 0.1
+    l4_warm acn_eq_wide_l4_n10000_b128_reg_wd0.3 --weight-decay 0.3
+    l4_warm acn_eq_wide_l4_n10000_b128_reg_wd1 --weight-decay 1
 elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
         || [ "$SIZE" = 10000-arch-again ]; then
     # Every finished 10,000-molecule run of an earlier call (PREV=its OUT_DIR,
@@ -250,7 +252,8 @@ elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
     # it continues the 4-, 5- and 6-layer runs alike. A run without a
     # metrics.json (cut short) is named and left for --resume.
     # ONLY (run names, space-separated) continues those runs alone, each with
-    # a larger share of the GPU (stop 27 continued only the control).
+    # a larger share of the GPU (stop 27 continued only the control). WD sets
+    # their weight decay (default 0, whatever the runs had).
     PREV=${PREV:?set PREV to the OUT_DIR of the runs to continue}
     if [ -n "${ONLY:-}" ]; then
         dirs=()
@@ -271,8 +274,8 @@ elif [ "$SIZE" = 10000-again ] || [ "$SIZE" = 10000-wide-again ] \
             continue
         fi
         # shellcheck disable=SC2086
-        run "${name}_warm_lr3e-4" $B128 $flags --weight-decay 0 --init-from "$dir/best.pt" \
-            --lr 3e-4 --warmup 0.02
+        run "${name}_warm_lr3e-4" $B128 $flags --weight-decay "${WD:-0}" \
+            --init-from "$dir/best.pt" --lr 3e-4 --warmup 0.02
     done
 elif [ "$SIZE" = 10000-warm ]; then
     # Stop 15: stop 14's batch-128 run (its best.pt, INIT=path) trained on

@@ -162,6 +162,12 @@ def test_again_only_continues_the_named_runs(tmp_path):
     # What stop 27's second call ran, but for where it read and wrote.
     ran = ran_config(DENOISE_RESULTS / "second_call" / f"{control}_warm_lr3e-4")
     assert {k for k, v in cfg.items() if ran[k] != v} == {"out", "init_from"}
+    # WD= keeps a decay for them (default 0, as above).
+    (tmp_path / "wd").mkdir()
+    wd = configs(tmp_path / "wd", "10000-again", PREV=str(prev), BUDGET="3.3", ONLY=control,
+                 WD="0.3")
+    assert {k: v for k, v in wd[f"{control}_warm_lr3e-4"].items() if cfg[k] != v
+            and k != "out"} == {"weight_decay": 0.3}
     # Two names: both, and nothing else.
     (tmp_path / "two").mkdir()
     both = configs(tmp_path / "two", "10000-again", PREV=str(prev), BUDGET="3.3",
@@ -262,14 +268,16 @@ def test_l4_warm_mode_is_stop_29s_first_call_and_l4_reg_varies_only_the_regulari
     check_wide(cfg)
     ran = ran_config(L4_WARM_RESULTS / "first_call" / "acn_eq_wide_l4_n10000_b128_warm_solo")
     assert {k: v for k, v in cfg.items() if ran[k] != v} == {"out": cfg["out"]}
-    # 10000-l4-reg: the same warm restart of the 0.914 model three times,
-    # differing only in weight decay and denoising.
+    # 10000-l4-reg: the same warm restart of the best kept model three times,
+    # differing only in weight decay.
     (tmp_path / "reg").mkdir()
     reg = configs(tmp_path / "reg", "10000-l4-reg", unset=("INIT",), BUDGET="8")
     assert len(reg) == 3
-    base = dict(cfg, init_from="benchmarks/checkpoints/h200x2_n10000_wide_l4/best.pt")
+    init = "benchmarks/checkpoints/h200x2_cpu2_n10000_wide_l4_wd0.25/best.pt"
+    assert (ROOT / init).is_file()
+    base = dict(cfg, init_from=init)
     diffs = {n: {k: v for k, v in c.items() if base[k] != v and k != "out"}
              for n, c in reg.items()}
-    assert diffs == {"acn_eq_wide_l4_n10000_b128_reg_control": {},
-                     "acn_eq_wide_l4_n10000_b128_reg_wd0.05": {"weight_decay": 0.05},
-                     "acn_eq_wide_l4_n10000_b128_reg_dn0.1_s0.1": {"denoise_weight": 0.1}}
+    assert diffs == {"acn_eq_wide_l4_n10000_b128_reg_wd0.1": {"weight_decay": 0.1},
+                     "acn_eq_wide_l4_n10000_b128_reg_wd0.3": {"weight_decay": 0.3},
+                     "acn_eq_wide_l4_n10000_b128_reg_wd1": {"weight_decay": 1.0}}

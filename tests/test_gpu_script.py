@@ -60,6 +60,11 @@ def check_wide(cfg):
     assert {k: cfg[k] for k in WIDE} == WIDE
 
 
+def differences(cfg, ref):
+    """The fields where cfg differs from ref, but for where it writes."""
+    return {k: v for k, v in cfg.items() if ref[k] != v and k != "out"}
+
+
 def test_arch_mode_differs_from_its_control_only_in_the_named_flags(tmp_path):
     runs = configs(tmp_path, "10000-arch", BUDGET="8")
     assert set(runs) == {"acn_eq_wide_n10000_b128_control", "acn_eq_wide_l4_n10000_b128",
@@ -67,12 +72,9 @@ def test_arch_mode_differs_from_its_control_only_in_the_named_flags(tmp_path):
     control = runs["acn_eq_wide_n10000_b128_control"]
     check_wide(control)
     assert control["time_budget"] == 8.0 and control["init_from"] is None
-
-    def diff(name):
-        return {k: v for k, v in runs[name].items() if control[k] != v and k != "out"}
-    assert diff("acn_eq_wide_l4_n10000_b128") == {"num_layers": 4}
-    assert diff("acn_eq_wide_prod32_gain10_n10000_b128") == {"product_channels": 32,
-                                                             "radial_gain": 10.0}
+    assert differences(runs["acn_eq_wide_l4_n10000_b128"], control) == {"num_layers": 4}
+    assert differences(runs["acn_eq_wide_prod32_gain10_n10000_b128"], control) == {
+        "product_channels": 32, "radial_gain": 10.0}
 
 
 def finished_run(prev, name, **model):
@@ -166,8 +168,7 @@ def test_again_only_continues_the_named_runs(tmp_path):
     (tmp_path / "wd").mkdir()
     wd = configs(tmp_path / "wd", "10000-again", PREV=str(prev), BUDGET="3.3", ONLY=control,
                  WD="0.3")
-    assert {k: v for k, v in wd[f"{control}_warm_lr3e-4"].items() if cfg[k] != v
-            and k != "out"} == {"weight_decay": 0.3}
+    assert differences(wd[f"{control}_warm_lr3e-4"], cfg) == {"weight_decay": 0.3}
     # Two names: both, and nothing else.
     (tmp_path / "two").mkdir()
     both = configs(tmp_path / "two", "10000-again", PREV=str(prev), BUDGET="3.3",
@@ -204,7 +205,7 @@ def test_l4_long_mode_is_stop_20s_four_layer_run_alone_on_a_long_schedule(tmp_pa
     cfg = runs["acn_eq_wide_l4_n10000_b128_long"]
     check_wide(cfg)
     ran = ran_config(ARCH_RESULTS / "acn_eq_wide_l4_n10000_b128")
-    assert {k: v for k, v in cfg.items() if ran[k] != v and k != "out"} == {"time_budget": 40.0}
+    assert differences(cfg, ran) == {"time_budget": 40.0}
 
 
 def test_deep_mode_warm_starts_four_layers_beside_five_and_six(tmp_path):
@@ -276,8 +277,7 @@ def test_l4_warm_mode_is_stop_29s_first_call_and_l4_reg_varies_only_the_regulari
     init = "benchmarks/checkpoints/h200x2_cpu2_n10000_wide_l4_wd0.25/best.pt"
     assert (ROOT / init).is_file()
     base = dict(cfg, init_from=init)
-    diffs = {n: {k: v for k, v in c.items() if base[k] != v and k != "out"}
-             for n, c in reg.items()}
-    assert diffs == {"acn_eq_wide_l4_n10000_b128_reg_wd0.1": {"weight_decay": 0.1},
-                     "acn_eq_wide_l4_n10000_b128_reg_wd0.3": {"weight_decay": 0.3},
-                     "acn_eq_wide_l4_n10000_b128_reg_wd1": {"weight_decay": 1.0}}
+    assert {n: differences(c, base) for n, c in reg.items()} == {
+        "acn_eq_wide_l4_n10000_b128_reg_wd0.1": {"weight_decay": 0.1},
+        "acn_eq_wide_l4_n10000_b128_reg_wd0.3": {"weight_decay": 0.3},
+        "acn_eq_wide_l4_n10000_b128_reg_wd1": {"weight_decay": 1.0}}

@@ -279,5 +279,5 @@ def test_l4_warm_mode_is_stop_29s_first_call_and_l4_reg_varies_only_the_regulari
     base = dict(cfg, init_from=init)
     assert {n: differences(c, base) for n, c in reg.items()} == {
         "acn_eq_wide_l4_n10000_b128_reg_wd0.1": {"weight_decay": 0.1},
-        "acn_eq_wide_l4_n10000_b128_reg_wd0.3": {"weight_decay": 0.3},
-        "acn_eq_wide_l4_n10000_b128_reg_wd1": {"weight_decay": 1.0}}
+        "acn_eq_wide_l4_n10000_b128_reg_wd0.2": {"weight_decay": 0.2},
+        "acn_eq_wide_l4_n10000_b128_reg_wd0.3": {"weight_decay": 0.3}}

@@ -78,3 +78,25 @@ def test_save_refuses_predictions_that_do_not_fit_the_molecules(entry):
         cache.save(checkpoint, true, {**pred, "test": pred["test"][:-1]})
     with pytest.raises(ValueError, match="splits"):
         cache.save(checkpoint, true, {"val": pred["val"]})
+
+
+def test_the_source_fingerprint_sees_code_not_comments_or_docstrings(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    model = package / "sub" / "model.py"
+
+    def fingerprint_of(text):
+        model.write_text(text)
+        return prediction_cache.source_fingerprint(str(package))
+
+    (package / "__init__.py").write_text('"""A package."""\n__version__ = "1"\n')
+    base = fingerprint_of('"""Module."""\n\n\ndef f(x):\n    """Doubles."""\n    return 2 * x\n')
+    reworded = fingerprint_of('"""Other words."""\n# a comment\n\ndef f(x):  # why\n'
+                              '    """Twice x,\n    over two lines."""\n    return 2*x\n')
+    assert reworded == base
+    assert fingerprint_of('def f(x):\n    return 3 * x\n') != base
+    # A string that is not a docstring is code.
+    assert fingerprint_of('def f(x):\n    s = "twice"\n    return 2 * x\n') != base
+    assert fingerprint_of('def f(x):\n    return 2 * x\n') == base
+    (package / "sub" / "extra.py").write_text("")
+    assert prediction_cache.source_fingerprint(str(package)) != base  # a new module counts

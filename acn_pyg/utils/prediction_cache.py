@@ -4,11 +4,12 @@ do not run every member's model again each time.
 
 An entry is found only for the same checkpoint bytes, the same reference
 values (so the same molecules in the same order, the same target) and the
-same code (the sources of :mod:`acn_pyg` and the versions of torch, PyG and
-e3nn): a retrained checkpoint, another split or a change of the model's code
-never reuses old predictions. An entry that cannot be read, or that does not
-hold what its name promises, is reported with a warning and computed again,
-never used."""
+same code (the syntax trees of :mod:`acn_pyg`'s sources, not their comments or
+docstrings, and the versions of torch, PyG and e3nn): a retrained checkpoint,
+another split or a change of the package's code never reuses old predictions.
+An entry that cannot be read, or that does not hold what its name promises, is
+reported with a warning and computed again, never used."""
+import ast
 import hashlib
 import os
 import warnings
@@ -29,27 +30,49 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
+def _code_only(source: bytes, filename: str) -> str:
+    """A module's syntax tree without its docstrings, comments, formatting or
+    line numbers: what it computes, not how it is written down."""
+    tree = ast.parse(source, filename=filename)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def source_fingerprint(root: str) -> str:
+    """SHA-256 of every ``.py`` file below :obj:`root`, by relative path and
+    syntax tree (:func:`_code_only`): a change to code changes it; a change to
+    comments, docstrings or formatting alone does not."""
+    h = hashlib.sha256()
+    sources = sorted(os.path.relpath(os.path.join(d, f), root)
+                     for d, _, files in os.walk(root) for f in files if f.endswith(".py"))
+    for rel in sources:
+        with open(os.path.join(root, rel), "rb") as f:
+            code = _code_only(f.read(), rel)
+        h.update(f"{rel}\n{len(code)}\n{code}".encode())
+    return h.hexdigest()
+
+
 def code_fingerprint() -> str:
-    """SHA-256 of every ``.py`` source of the installed :mod:`acn_pyg` (by
-    relative path and content) and of the torch, torch_geometric and e3nn
+    """SHA-256 of the installed :mod:`acn_pyg`'s code
+    (:func:`source_fingerprint`) and of the torch, torch_geometric and e3nn
     versions: what a model's predictions depend on besides its weights.
-    Computed once per process."""
+    Computed once per process. Comments and docstrings do not count, so an
+    edit of them alone keeps the cache."""
     global _FINGERPRINT
     if _FINGERPRINT is None:
         import e3nn
         import torch_geometric
 
         import acn_pyg
-        root = os.path.dirname(os.path.abspath(acn_pyg.__file__))
         h = hashlib.sha256()
         for version in (torch.__version__, torch_geometric.__version__, e3nn.__version__):
             h.update(f"{version}\n".encode())
-        sources = sorted(os.path.relpath(os.path.join(d, f), root)
-                         for d, _, files in os.walk(root) for f in files if f.endswith(".py"))
-        for rel in sources:
-            h.update(f"{rel}\n".encode())
-            with open(os.path.join(root, rel), "rb") as f:
-                h.update(f.read())
+        h.update(source_fingerprint(os.path.dirname(os.path.abspath(acn_pyg.__file__))).encode())
         _FINGERPRINT = h.hexdigest()
     return _FINGERPRINT
 

@@ -78,13 +78,13 @@ class QM9(InMemoryDataset):
     static polarizability tensor, :math:`a_0^3`), :obj:`frequencies`
     (harmonic frequencies, cm\ :sup:`-1`) and :obj:`smiles`.
 
-    Processing takes well under two minutes and is cached in
-    :obj:`root/processed`. The cache records the source files, the processing
-    version and the pre-transform and pre-filter; a cache that does not match
-    them, or that fails to load or to pass consistency checks, is rebuilt with
-    a warning, never silently used. It is written to a temporary file and
-    then moved into place, so that runs started at once, or a write cut
-    short, never leave or read half a cache.
+    Processing runs once and is cached in :obj:`root/processed`. The cache
+    records the source files, the processing version and the pre-transform
+    and pre-filter; a cache that does not match them, or that fails to load
+    or to pass consistency checks, is rebuilt with a warning, never silently
+    used. It is written to a temporary file and then moved into place, so
+    that runs started at once, or a write cut short, never leave or read
+    half a cache.
 
     Args:
         root (str): Root folder.

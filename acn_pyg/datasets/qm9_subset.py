@@ -1,9 +1,8 @@
 r"""A compact file of chosen QM9 molecules (only what a 3D model reads), for
-machines without :obj:`qm9pack`, such as a GPU node with no internet: the
-whole processed QM9 is about 100 MB, the 21,000 molecules of a 10,000-molecule
-learning-curve split 6.7 MiB. Kept: :obj:`z`, :obj:`pos`, :obj:`y` and
-:obj:`idx`, everything :class:`~acn_pyg.models.AtomCloudNet` and the training
-loop read."""
+machines without :obj:`qm9pack`, such as a GPU node with no internet access,
+and much smaller than the whole processed data set. Kept: :obj:`z`, :obj:`pos`,
+:obj:`y` and :obj:`idx`, everything :class:`~acn_pyg.models.AtomCloudNet` and
+the training loop read."""
 import os
 from typing import Callable, Optional, Sequence
 

@@ -127,9 +127,8 @@ def _radius_graph_torch_cluster(pos: Tensor, r: float, batch: Tensor, loop: bool
     num_atoms = pos.size(0)
     # torch_cluster assumes a sorted batch vector: sort it stably and map back.
     # Large systems are also put in spatial (cell) order within each graph,
-    # which keeps torch_cluster's tree queries cache-friendly: at 100,000
-    # atoms it made them 1.45x faster and their cost per edge about the same
-    # as at 10,000 (otherwise 1.45x higher).
+    # which keeps torch_cluster's tree queries cache-friendly (in random order
+    # their cost per edge grows with the system).
     perm = None
     if num_atoms >= SPATIAL_SORT_MIN_ATOMS:
         cell, num_cells = _order_cells(pos, r)

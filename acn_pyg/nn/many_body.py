@@ -90,7 +90,7 @@ class ManyBodyTerms(torch.nn.Module):
         else:
             edge_index = radius_graph(pos, self.cutoff, batch)
         j, i = edge_index
-        # index_select rather than advanced indexing: several times faster on CPU.
+        # index_select rather than advanced indexing: faster on CPU.
         vec = pos.index_select(0, j) - pos.index_select(0, i)
         dist2 = vec.pow(2).sum(-1)
         dist = dist2.sqrt()

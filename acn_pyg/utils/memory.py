@@ -3,12 +3,11 @@ r"""Keeping freed memory for reuse on CPU (glibc).
 glibc's :obj:`malloc` serves every block larger than its mmap threshold (at
 most 32 MB) with a fresh :obj:`mmap` and unmaps it on :obj:`free`, so each
 large tensor of a step is page-faulted and zeroed by the kernel again on the
-next step. Per-edge tensors of a 100,000-atom system are hundreds of MB, and
-this cost grows faster than the tensors: in
-:obj:`benchmarks/scaling.py` (two processes, two threads, the same edges) an
-:class:`AtomCloudConv` forward + backward took 1.32 us per edge at 10,000
-atoms and 2.93 at 100,000 with glibc's defaults, and 0.86 and 0.82 with
-freed memory kept in the heap. :func:`reuse_freed_memory` switches that on for the whole process.
+next step. The per-edge tensors of a large system are hundreds of MB, and this
+cost grows faster than the tensors, so a step's time is no longer linear in
+the number of edges (``benchmarks/scaling.py`` measures both settings).
+:func:`reuse_freed_memory` keeps freed memory in the heap instead, for the
+whole process.
 """
 import ctypes
 import ctypes.util
@@ -36,8 +35,7 @@ def reuse_freed_memory(enable: bool = True) -> bool:
     :obj:`mallopt(M_TRIM_THRESHOLD, -1)`; the same as the environment
     variables :obj:`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1`). For large
     systems on CPU (tens of thousands of atoms and more) this makes each step
-    faster (1.5x at 10,000 atoms, 3.6x at 100,000 in one benchmark) and its
-    time linear in the number of edges.
+    faster and its time linear in the number of edges.
     The cost: the process keeps its peak heap size until it exits (or until
     :obj:`malloc_trim` is called), which a training or simulation process
     reaches on every step anyway.

@@ -71,23 +71,21 @@ class AtomCloudConv(MessagePassing):
             batch. (default: :obj:`16.0`)
         power_spectrum (bool, optional): If :obj:`True`, the invariants
             :math:`\sum_m A^2` feed the scalar outputs. (default: :obj:`True`)
-        radial_gain (float, optional): Initialisation factor of the radial
-            MLP's output layer (:class:`~acn_pyg.nn.RadialMLP`'s :obj:`gain`):
-            with PyTorch's default initialisation the cloud starts about 50x
-            smaller than the self-interaction, and a model first learns
-            without geometry; a gain of about 30 starts it at a comparable
-            scale. The products (:obj:`product_channels`) are quadratic in
-            the cloud, and the cloud grows with each layer's input: with
-            them, a gain of 30 starts the last layer's output at RMS 24 to 465
-            (five init seeds) against 1.1 to 1.6 at gain 1 or 10
-            (``benchmarks/init_scale.py``): keep it near 10 there.
-            (default: :obj:`1.0`)
         product_channels (int, optional): If positive, the products of the
             cloud with itself, :math:`\mathbf{B}_i` of
             :class:`~acn_pyg.nn.conv.SymmetricProduct` with this many channels
             per irrep, join :math:`\mathbf{W}_\mathrm{out}`'s input: every
             output irrep, not only the scalars, sees pairs of neighbours.
             (default: :obj:`0`, off)
+        radial_gain (float, optional): Initialisation factor of the radial
+            MLP's output layer (:class:`~acn_pyg.nn.RadialMLP`'s :obj:`gain`).
+            With PyTorch's default initialisation the cloud term starts much
+            smaller than the self-interaction, so a model first learns
+            without geometry; a larger gain starts the two at comparable
+            scales. The products (:obj:`product_channels`) are quadratic in
+            the cloud, and the cloud grows with each layer's input, so with
+            products a large gain makes the initial outputs very large:
+            keep it moderate there. (default: :obj:`1.0`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -168,11 +166,10 @@ class AtomCloudConv(MessagePassing):
                                    + [2] * len(product_irreps) + [1])
         self.reset_parameters()
 
-    #: Layout of the state dict, saved in its metadata: 2 since acn_pyg 0.2.1
-    #: (fused output/self-interaction linear, cloud blocks grouped by irrep).
-    #: State dicts saved before carry PyTorch's default 1 and cannot be told
-    #: apart from development versions of 0.2 that ordered the same tensors
-    #: differently, so loading them warns.
+    #: Layout of the state dict, saved in its metadata (fused output and
+    #: self-interaction linear, cloud blocks grouped by irrep). A state dict
+    #: without it carries PyTorch's default 1, which cannot tell this layout
+    #: from an older ordering of the same tensors, so loading one warns.
     _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):

@@ -87,8 +87,7 @@ class SymmetricProduct(torch.nn.Module):
         self._out_dims = [ir.dim for _, ir in out]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The first implementation (never released; it trained this
-        # project's first product runs) kept an e3nn TensorProduct here, whose
+        # An earlier implementation kept an e3nn TensorProduct here, whose
         # state was constants only (no weights): those keys are dropped.
         for key in [k for k in state_dict if k.startswith(prefix + "tensor_product.")]:
             if state_dict[key].numel() and key.endswith(".weight"):

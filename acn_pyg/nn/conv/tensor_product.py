@@ -171,8 +171,8 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     def aggregate(self, message: Tensor, slot: Tensor, sh_dense: Tensor) -> Tensor:
         r"""Per atom: :math:`\sum_j Y(\hat{\mathbf{r}}_{ij}) \otimes \mathbf{m}_{ij}`,
         shape :math:`(|\mathcal{V}|, (l_\mathrm{max}+1)^2, \mathrm{message\_dim})`
-        (harmonics first: the batched product then reads the padded messages
-        as they lie, where the other order made a CPU copy of them)."""
+        (harmonics first, so that the batched product reads the padded
+        messages as they lie instead of copying them)."""
         num_nodes, max_neighbors, _ = sh_dense.shape
         # In place into fresh zeros: no copy of the padded tensor.
         dense = message.new_zeros(num_nodes * max_neighbors, message.size(1))

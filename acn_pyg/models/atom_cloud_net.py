@@ -72,13 +72,13 @@ class AtomCloudNet(torch.nn.Module):
             radius graph; :obj:`None` keeps every neighbour. (default: :obj:`None`)
         avg_num_neighbors (float, optional): Aggregation normaliser of every
             layer. (default: :obj:`16.0`)
-        radial_gain (float, optional): Initialisation factor of every
-            layer's radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
-            (default: :obj:`1.0`)
         product_channels (int, optional): If positive, every layer also
             couples its cloud with itself (:obj:`product_channels` channels per
             irrep): see :class:`~acn_pyg.nn.conv.SymmetricProduct`.
             (default: :obj:`0`, off)
+        radial_gain (float, optional): Initialisation factor of every
+            layer's radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
+            (default: :obj:`1.0`)
         many_body (bool or tuple of str, optional): If :obj:`True` (all
             terms) or a tuple of term names, the invariant many-body features
             of :class:`~acn_pyg.nn.ManyBodyTerms` (normalised) are computed on
@@ -291,8 +291,7 @@ class AtomCloudNet(torch.nn.Module):
         # On a GPU, where a step costs what its kernel launches cost, radial MLPs
         # of one shape run as one set of kernels. On a CPU the extra copies
         # this takes (stacking the weights' gradients) cost more than the
-        # calls it saves (a 128-molecule train step ran 8% slower), so there
-        # every layer runs its own.
+        # calls it saves, so there every layer runs its own.
         groups = self._radial_groups if pos.is_cuda or STACK_RADIAL_ON_CPU else []
         for group in groups:
             stacked = stacked_radial_weights([self.convs[t].radial for t in group],

@@ -1,11 +1,13 @@
 """AtomCloudNet for PyTorch Geometric."""
 from acn_pyg import datasets, graph, models, nn, transforms, units, utils
-from acn_pyg.graph import radius_graph
+from acn_pyg.datasets import QM9
+from acn_pyg.graph import RadiusGraph, radius_graph
 from acn_pyg.models import AtomCloudNet
 from acn_pyg.nn import AtomCloudConv
+from acn_pyg.transforms import ManyBodyFeatures
 
-__version__ = "0.2.13"
+__version__ = "0.3.0"
 
 __all__ = ["datasets", "graph", "models", "nn", "transforms", "units", "utils",
-           "radius_graph", "AtomCloudConv", "AtomCloudNet",
-           "__version__"]
+           "AtomCloudConv", "AtomCloudNet", "radius_graph", "RadiusGraph", "ManyBodyFeatures",
+           "QM9", "__version__"]

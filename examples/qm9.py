@@ -5,7 +5,10 @@ target and report the test MAE.
     python examples/qm9.py --target gap --model schnet --time-budget 20
     python examples/qm9.py --learning-curve 100,1000 --target U_atom --test-size 10000
 
-Writes metrics.json, parity.png and checkpoints (last.pt, best.pt) to --out.
+Writes metrics.json, parity.png (predicted against reference, less the
+per-element linear baseline, and the error histogram), learning_curve.png
+(training and validation error per epoch) and checkpoints (last.pt, best.pt)
+to --out.
 """
 import argparse
 import dataclasses
@@ -13,15 +16,15 @@ import json
 import os
 import sys
 
-from acn_pyg.cli import add_config_arguments, config_from_args
-from acn_pyg.training import run, summary
+from acn_pyg.train import add_config_arguments, config_from_args, run, summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(p)  # one flag per Config field: --target, --model, --lr, ...
-    p.add_argument("--no-plot", action="store_true", help="skip the parity plot")
+    p.add_argument("--no-plot", action="store_true",
+                   help="skip the plots (parity.png, learning_curve.png)")
     p.add_argument("--learning-curve", default=None,
                    help="comma-separated training sizes, e.g. 100,1000,10000: one run per size "
                         "on the same test set, each with --time-budget, into OUT/n<size>")

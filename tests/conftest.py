@@ -54,7 +54,7 @@ def _float64_and_seed():
 QM9_SUBSET_SIZE = 40
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def source_dir(tmp_path_factory):
     """The first molecules of the real qm9pack CSVs, split over two part files."""
     from acn_pyg.datasets.qm9 import qm9pack_data_dir

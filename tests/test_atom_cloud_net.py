@@ -246,3 +246,25 @@ def test_cuda_forces_and_many_body_match_cpu(batch_of_molecules):
     e_gpu, f_gpu = energy_and_forces("cuda")
     torch.testing.assert_close(e_gpu, e_cpu, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(f_gpu, f_cpu, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("pooling", ["add", "mean"])
+def test_atom_features_are_what_the_readout_reads(pooling, batch_of_molecules):
+    from torch_geometric.nn import global_add_pool, global_mean_pool
+
+    _, z, pos, batch = batch_of_molecules
+    net = model(pooling=pooling, mean=0.5, std=2.0, many_body=True)
+    a, edge_index = net.atom_features(z, pos, batch)
+    assert a.shape == (z.numel(), net.hidden_channels)
+    assert edge_index.size(0) == 2 and bool((batch[edge_index[0]] == batch[edge_index[1]]).all())
+    if pooling == "add":
+        expected = global_add_pool(2.0 * net.output_mlp(a) + 0.5, batch)
+    else:
+        expected = 2.0 * net.output_mlp(global_mean_pool(a, batch)) + 0.5
+    torch.testing.assert_close(net(z, pos, batch), expected, rtol=1e-12, atol=1e-12)
+    # Invariant, and checked like forward's inputs.
+    rot = random_orthogonal(seed=5, reflect=True)
+    torch.testing.assert_close(net.atom_features(z, pos @ rot.T, batch)[0], a,
+                               rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="pos"):
+        net.atom_features(z, pos[:, :2], batch)

@@ -4,9 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from acn_pyg.cli import (ACN_FIELDS, MODEL_FIELDS, add_config_arguments, config_from_args,
-                         model_flags)
-from acn_pyg.training import Config, epochs_cell, epochs_trained
+from acn_pyg.train import (ACN_FIELDS, Config, add_config_arguments, config_from_args,
+                           epochs_cell, epochs_trained)
 
 
 def parser(**kwargs) -> argparse.ArgumentParser:
@@ -53,24 +52,6 @@ def test_acn_fields_are_config_fields():
     assert set(ACN_FIELDS) <= {f.name for f in dataclasses.fields(Config)}
 
 
-def test_model_flags_build_the_same_model_and_nothing_else():
-    for cfg in (Config(), Config(hidden_channels=128, hidden_irreps="128x0e + 32x1o + 32x2e",
-                                 num_layers=5, cutoff=4.5, lmax=3, product_channels=16,
-                                 radial_gain=10.0, many_body=True, batch_size=7, lr=1e-4)):
-        flags = model_flags(cfg)
-        assert all(" " not in flag for flag in flags)  # one word each in a shell
-        again = config_from_args(parser().parse_args(flags))
-        for field in MODEL_FIELDS:
-            if field == "hidden_irreps" and cfg.hidden_irreps is not None:
-                assert again.hidden_irreps == cfg.hidden_irreps.replace(" ", "")
-            else:
-                assert getattr(again, field) == getattr(cfg, field), field
-        assert (again.batch_size, again.lr) == (Config().batch_size, Config().lr)
-    assert set(MODEL_FIELDS) <= set(ACN_FIELDS)
-    with pytest.raises(ValueError, match="'schnet', not 'acn'"):
-        model_flags(Config(model="schnet"))
-
-
 def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(monkeypatch):
     import pathlib
     import sys
@@ -105,48 +86,6 @@ def test_learning_curve_script_gives_acn_its_options_and_the_baselines_theirs(mo
     assert all(getattr(schnet, f) == getattr(Config(), f) for f in ACN_FIELDS)
 
 
-def test_learning_curve_table_names_each_file_below_the_shared_folder(monkeypatch, tmp_path):
-    import json
-    import pathlib
-    import shutil
-    import sys
-    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
-    monkeypatch.syspath_prepend(str(benchmarks))
-    sys.modules.pop("learning_curve_table", None)
-    import learning_curve_table
-
-    source = benchmarks / "results" / "gpu_h100_n10000_capacity" / "acn_eq_n10000_b128" / "lc.json"
-    for run in ("a", "b"):  # gpu_learning_curve.sh's layout: OUT/RUN/lc.json
-        (tmp_path / run).mkdir()
-        shutil.copy(source, tmp_path / run / "lc.json")
-    shutil.copy(source, tmp_path / "lc_c.json")
-    learning_curve_table.main([str(tmp_path / "a" / "lc.json"), str(tmp_path / "b" / "lc.json"),
-                               "--out", str(tmp_path / "t")])
-    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
-    assert sorted(r["file"] for r in rows) == ["a/lc.json", "b/lc.json"]
-    learning_curve_table.main([str(tmp_path / "lc_c.json"), "--out", str(tmp_path / "u")])
-    assert [r["file"] for r in json.loads((tmp_path / "u.json").read_text())["rows"]] == \
-        ["lc_c.json"]
-
-
-def test_learning_curve_table_names_every_model_flag_that_differs(monkeypatch):
-    import pathlib
-    import sys
-    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
-    monkeypatch.syspath_prepend(str(benchmarks))
-    sys.modules.pop("learning_curve_table", None)
-    from learning_curve_table import variant
-
-    wide = {"hidden_channels": 128, "hidden_irreps": "128x0e+32x1o+32x2e", "num_layers": 3,
-            "lmax": 2}
-    assert variant(wide, "acn") == "acn 128x0e+32x1o+32x2e"
-    assert variant({**wide, "num_layers": 4}, "acn") == "acn 128x0e+32x1o+32x2e, 4 layers"
-    assert variant({**wide, "lmax": 3}, "acn") == "acn 128x0e+32x1o+32x2e, lmax 3"
-    assert variant({"hidden_channels": 128}, "acn") == "acn 128x0e"
-    assert variant({}, "acn") == "acn 64x0e"  # results written before these flags existed
-    assert variant({"num_layers": 4}, "schnet") == "schnet"
-
-
 def test_learning_curve_script_end_to_end_writes_its_table_and_compute(source_dir, tmp_path,
                                                                        monkeypatch, capsys):
     import json
@@ -179,4 +118,4 @@ def test_tables_show_the_epochs_trained_not_begun():
     cut = {"epochs": 10, "epochs_trained": 9.60702875399361}  # a time budget cut the last
     assert (epochs_trained(cut), epochs_cell(cut)) == (9.60702875399361, "9.61")
     assert epochs_cell({"epochs": 134, "epochs_trained": 134.0}) == "134"
-    assert epochs_cell({"epochs": 17}) == "17"  # metrics before version 0.2.8
+    assert epochs_cell({"epochs": 17}) == "17"  # metrics without epochs_trained

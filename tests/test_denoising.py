@@ -1,5 +1,5 @@
 """Denoising as an auxiliary task: the head's symmetries, the noise, the loss,
-the training option end to end (with resume) and its benchmark."""
+the training option end to end (with resume)."""
 import json
 import pathlib
 import sys
@@ -16,7 +16,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples")
 import qm9 as example  # noqa: E402
 
 from test_qm9_example import tiny_args  # noqa: E402
-from test_stationary import paired_argv, with_flags  # noqa: E402
 
 
 def test_head_is_equivariant_invariant_to_translation_and_permutation(batch_of_molecules):
@@ -175,7 +174,6 @@ def test_training_step_reuses_the_models_graph_for_the_head(source_dir, tmp_path
     (("--denoise-weight", "-1"), "must be >= 0"),
     (("--denoise-sigma", "0"), "standard deviation"),
     (("--model", "schnet"), "not available for --model schnet"),
-    (("--compile",), "forward hook"),
 ])
 def test_denoise_weight_refuses_what_it_cannot_do(source_dir, tmp_path, extra, match):
     torch.set_default_dtype(torch.float32)
@@ -184,97 +182,28 @@ def test_denoise_weight_refuses_what_it_cannot_do(source_dir, tmp_path, extra, m
         example.main(args)
 
 
-def test_denoise_benchmark_pairs_each_seed_with_its_control(source_dir, tmp_path, monkeypatch):
-    torch.set_default_dtype(torch.float32)
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-    import denoise
-    import paired
-    argv = paired_argv(source_dir, tmp_path, "--weights", "0,1", "--sigmas", "0.02,0.1")
-    assert denoise.main(argv) == 0
-    result = json.loads((tmp_path / "res.json").read_text())
-    runs = {(r["seed"], r["variant"]): r for r in result["runs"]}
-    labels = {"none", "weight 1, sigma 0.02 A", "weight 1, sigma 0.1 A"}
-    assert set(runs) == {(s, v) for s in (0, 3) for v in labels}
-    for (seed, label), r in runs.items():
-        cfg = json.loads((pathlib.Path(r["run"]) / "metrics.json").read_text())["config"]
-        assert cfg["init_seed"] == seed
-        assert cfg["denoise_weight"] == (0.0 if label == "none" else 1.0)
-        assert r["change_kcal_mol"] == pytest.approx(
-            r["test_mae_kcal_mol"] - runs[(seed, "none")]["test_mae_kcal_mol"])
-        assert (r["denoise_loss"] is None) == (label == "none")
-    assert runs[(0, "weight 1, sigma 0.1 A")]["run"].endswith("seed0_dn1_s0.1")
-    assert runs[(3, "none")]["run"].endswith("seed3_w0")  # stationary.py's control name
-    assert "| weight 1, sigma 0.02 A | 2 |" in (tmp_path / "res.md").read_text()
-    # Finished runs are read, not trained again.
-    monkeypatch.setattr(paired, "run", lambda cfg: pytest.fail("trained again"))
-    assert denoise.main(argv) == 0
-    assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
-    # A control recorded with another sigma (the default before 0.2.12) is the
-    # same run, since without denoising sigma does nothing; a denoising run
-    # recorded with another sigma is not.
-    for name, reused in (("seed3_w0", True), ("seed3_dn1_s0.1", False)):
-        path = tmp_path / "runs" / name / "metrics.json"
-        text = path.read_text()
-        metrics = json.loads(text)
-        metrics["config"]["denoise_sigma"] = 0.05
-        path.write_text(json.dumps(metrics))
-        if reused:
-            assert denoise.main(argv) == 0
-            assert json.loads((tmp_path / "res.json").read_text())["runs"] == result["runs"]
-        else:
-            with pytest.raises(SystemExit, match="seed3_dn1_s0.1 holds another run"):
-                denoise.main(argv)
-        path.write_text(text)
-    # Seeds whose run folders are gone come from an earlier result of the
-    # same comparison (--previous), with the same rows and changes.
-    assert denoise.main(with_flags(argv, seeds="0", out=str(tmp_path / "res0"))) == 0
-    assert denoise.main(with_flags(argv, seeds="0", sigmas="0.02",
-                                   out=str(tmp_path / "res0_002"))) == 0
-    runs_dir = tmp_path / "runs"
-    for folder in runs_dir.glob("seed0_*"):
-        folder.rename(tmp_path / ("gone_" + folder.name))
-    previous = str(tmp_path / "res0.json")
-    assert denoise.main(with_flags(argv, seeds="3", previous=previous,
-                                   out=str(tmp_path / "res03"))) == 0
-    merged = json.loads((tmp_path / "res03.json").read_text())
-    assert [{k: v for k, v in r.items() if k != "record"} for r in merged["runs"]] == sorted(
-        result["runs"], key=lambda r: r["seed"])
-    assert {r.get("record") for r in merged["runs"]} == {previous, None}
-    assert merged["summary"] == result["summary"]
-    assert (f"As recorded in `{previous}`, not read from run folders: seed 0 (`none`, "
-            "`weight 1, sigma 0.02 A`, `weight 1, sigma 0.1 A`).") in (
-                tmp_path / "res03.md").read_text()
-    # A seed's recorded runs come from the record, its others from their
-    # folders: the same rows, in the same order.
-    (tmp_path / "gone_seed0_dn1_s0.1").rename(runs_dir / "seed0_dn1_s0.1")
-    partial = str(tmp_path / "res0_002.json")
-    assert denoise.main(with_flags(argv, previous=partial, out=str(tmp_path / "mixed"))) == 0
-    mixed = json.loads((tmp_path / "mixed.json").read_text())
-    assert [{k: v for k, v in r.items() if k != "record"} for r in mixed["runs"]] == result["runs"]
-    assert [(r["seed"], r["variant"]) for r in mixed["runs"] if "record" in r] == [
-        (0, "none"), (0, "weight 1, sigma 0.02 A")]
-    assert mixed["summary"] == result["summary"]
-    assert (f"As recorded in `{partial}`, not read from run folders: seed 0 (`none`, "
-            "`weight 1, sigma 0.02 A`).") in (tmp_path / "mixed.md").read_text()
-    # A run in two records alike (a shared control) is taken from the first.
-    both = previous + "," + partial
-    assert denoise.main(with_flags(argv, seeds="3", previous=both,
-                                   out=str(tmp_path / "both"))) == 0
-    assert json.loads((tmp_path / "both.json").read_text())["runs"] == merged["runs"]
-    # A record of other settings, or a run recorded differently in two, is refused.
-    with pytest.raises(SystemExit, match="batch_size = 8, here 4"):
-        denoise.main(with_flags(argv, seeds="3", previous=previous, batch_size="4"))
-    other = json.loads((tmp_path / "res0_002.json").read_text())
-    other["runs"][0]["test_mae_kcal_mol"] += 0.5
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="seed 0, variant 'none' is recorded differently in"):
-        denoise.main(with_flags(argv, seeds="3", previous=previous + "," + str(
-            tmp_path / "other.json")))
+def test_denoising_loss_term_reads_the_models_atom_features(batch_of_molecules):
+    from torch_geometric.data import Batch, Data
 
+    from acn_pyg import AtomCloudNet
+    from acn_pyg.train import DenoisingLoss
 
-def test_learning_curve_tables_name_the_denoising():
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-    from learning_curve_table import variant
-    args = {"denoise_weight": 0.5, "denoise_sigma": 0.1}
-    assert "denoise 0.5 at 0.1 A" in variant(args, "acn")
-    assert "denoise" not in variant({"denoise_weight": 0.0}, "acn")
+    mols, z, pos, batch = batch_of_molecules
+    net = AtomCloudNet(hidden_channels=8, num_layers=2, cutoff=3.0)
+    term = DenoisingLoss(8, cutoff=3.0, sigma=0.1, weight=2.0)
+    data = Batch.from_data_list([Data(z=m[0], pos=m[1]) for m in mols])
+    torch.manual_seed(3)
+    value = term(net, data)
+    # By hand: the same noise, the model's atom features of the displaced
+    # positions, the head on them; the weight is the loop's to apply.
+    torch.manual_seed(3)
+    noise = centered_noise(pos, batch, num_graphs=3)
+    noisy = pos + 0.1 * noise
+    features, _ = net.atom_features(z, noisy, batch)
+    expected = denoising_loss(term.head(features, noisy, batch), noise)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    assert term.weight == 2.0
+    # It trains the model's layers as well as the head, and no hook is left behind.
+    value.backward()
+    assert net.embedding.weight.grad is not None and net.embedding.weight.grad.abs().sum() > 0
+    assert not net.atom_mlp._forward_hooks and not net._forward_hooks

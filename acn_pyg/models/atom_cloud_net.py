@@ -1,4 +1,4 @@
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from e3nn import o3
@@ -151,14 +151,7 @@ class AtomCloudNet(torch.nn.Module):
             raise ValueError(
                 f"'num_extra_features' must be a non-negative int (got {num_extra_features!r})")
         scalars = o3.Irreps(f"{hidden_channels}x0e")
-        hidden = scalars if hidden_irreps is None else as_irreps(hidden_irreps, "hidden_irreps")
-        hidden = hidden.simplify()
-        if hidden[0] != scalars[0]:
-            raise ValueError(
-                f"'hidden_irreps' must start with {hidden_channels}x0e, the hidden scalars "
-                f"(got {hidden})")
-        if hidden.lmax > lmax:
-            raise ValueError(f"'hidden_irreps' {hidden} exceeds lmax={lmax}")
+        hidden = _hidden_irreps(hidden_channels, hidden_irreps, lmax)
 
         self.hidden_channels = hidden_channels
         self.hidden_irreps = hidden
@@ -183,20 +176,7 @@ class AtomCloudNet(torch.nn.Module):
         self.embedding = torch.nn.Embedding(MAX_ATOMIC_NUMBER + 1, hidden_channels)
         self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
 
-        self.convs = torch.nn.ModuleList()
-        self.gates = torch.nn.ModuleList()
-        irreps_in = scalars
-        for t in range(num_layers):
-            irreps_out = scalars if t == num_layers - 1 else hidden
-            gate = Gate(irreps_out)
-            self.convs.append(AtomCloudConv(
-                irreps_in, gate.irreps_in, cutoff=cutoff, lmax=lmax, num_basis=num_basis,
-                radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
-                avg_num_neighbors=avg_num_neighbors, product_channels=product_channels,
-                radial_gain=radial_gain))
-            self.gates.append(gate)
-            irreps_in = irreps_out
-
+        self.convs, self.gates = self._layers(scalars, hidden, radial_gain)
         # Layers whose radial MLPs have one shape get their weights computed
         # together (same numbers, fewer kernels: see stacked_radial_weights).
         groups: Dict[int, List[int]] = {}
@@ -221,21 +201,28 @@ class AtomCloudNet(torch.nn.Module):
         )
 
         if atomref is not None:
-            atomref = torch.as_tensor(atomref, dtype=torch.get_default_dtype())
-            if atomref.dim() == 1:
-                atomref = atomref.unsqueeze(-1)
-            if (atomref.dim() != 2 or atomref.size(0) > MAX_ATOMIC_NUMBER + 1
-                    or atomref.size(1) not in (1, out_channels)):
-                raise ValueError(
-                    f"'atomref' must have shape [K] or [K, {out_channels}] with "
-                    f"K <= {MAX_ATOMIC_NUMBER + 1}, indexed by atomic number "
-                    f"(got {list(atomref.shape)})")
-            padded = atomref.new_zeros(MAX_ATOMIC_NUMBER + 1, out_channels)
-            padded[:atomref.size(0)] = atomref
-            self.register_buffer("atomref", padded)
+            self.register_buffer("atomref", _padded_atomref(atomref, out_channels))
         else:
             self.atomref = None
         self.reset_parameters()
+
+    def _layers(self, scalars: o3.Irreps, hidden: o3.Irreps, radial_gain: float):
+        """The convolutions and their gates: scalars in, :obj:`hidden`
+        between layers, scalars out of the last."""
+        convs, gates = torch.nn.ModuleList(), torch.nn.ModuleList()
+        irreps_in = scalars
+        for t in range(self.num_layers):
+            irreps_out = scalars if t == self.num_layers - 1 else hidden
+            gate = Gate(irreps_out)
+            convs.append(AtomCloudConv(
+                irreps_in, gate.irreps_in, cutoff=self.cutoff, lmax=self.lmax,
+                num_basis=self.num_basis, radial_hidden=self.radial_hidden,
+                max_num_neighbors=self.max_num_neighbors,
+                avg_num_neighbors=self.avg_num_neighbors,
+                product_channels=self.product_channels, radial_gain=radial_gain))
+            gates.append(gate)
+            irreps_in = irreps_out
+        return convs, gates
 
     def reset_parameters(self) -> None:
         self.embedding.reset_parameters()
@@ -257,28 +244,71 @@ class AtomCloudNet(torch.nn.Module):
             extra_features (torch.Tensor, optional): Extra invariant atom
                 features, required when :obj:`num_extra_features > 0`.
         """
-        num_atoms = pos.size(0) if isinstance(pos, Tensor) else 0
-        if not is_tracing():
-            check_same_device(z=z, pos=pos, batch=batch, extra_features=extra_features)
-            check_matches_module(self, z=z, pos=pos, extra_features=extra_features)
-            # All input checks and the graph count in one host sync, before
-            # the layers, while the GPU queue is short.
-            size = check_atoms(z, pos, batch)
-            if self.num_extra_features > 0:
-                if extra_features is None:
-                    raise ValueError(
-                        f"'extra_features' of shape [{num_atoms}, {self.num_extra_features}] "
-                        f"is required (num_extra_features={self.num_extra_features})")
-                check_features(extra_features, num_atoms, self.num_extra_features,
-                               "extra_features")
-            elif extra_features is not None:
-                raise ValueError("'extra_features' was given but the model was built with "
-                                 "num_extra_features=0")
-        else:
-            size = self._num_graphs(batch, num_atoms) if self.readout != "atom" else 0
-
+        size = self._check_inputs(z, pos, batch, extra_features)
         if batch is None:
-            batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
+            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        a, _ = self._encode(z, pos, batch, extra_features, size)
+
+        if self.readout == "atom" or self.pooling == "add":
+            y = self._scale_shift(self.output_mlp(a))
+            if self.atomref is not None:
+                y = y + self.atomref.index_select(0, z)
+            if self.readout == "atom":
+                return y
+            return global_add_pool(y, batch, size)
+
+        if self.pooling == "mean":
+            pooled = global_mean_pool(a, batch, size)
+        elif self.pooling == "max":
+            pooled = global_max_pool(a, batch, size)
+        else:
+            pooled = global_power_mean_pool(a, batch, size)
+        y = self._scale_shift(self.output_mlp(pooled))
+        if self.atomref is not None:
+            y = y + global_add_pool(self.atomref.index_select(0, z), batch, size)
+        return y
+
+    def atom_features(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
+                      extra_features: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        r"""The invariant atom features :math:`\mathbf{a}_i` that the output
+        MLP reads, and the interaction graph they were computed on: what an
+        auxiliary head (e.g. :class:`~acn_pyg.nn.DenoisingHead`) reads.
+        Same arguments as :meth:`forward`.
+
+        Shapes:
+            - **output:** :math:`(|\mathcal{V}|, \mathrm{hidden\_channels})`
+              and :obj:`edge_index` :math:`(2, |\mathcal{E}|)`
+        """
+        size = self._check_inputs(z, pos, batch, extra_features)
+        if batch is None:
+            batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+        return self._encode(z, pos, batch, extra_features, size)
+
+    def _check_inputs(self, z: Tensor, pos: Tensor, batch: Optional[Tensor],
+                      extra_features: Optional[Tensor]) -> int:
+        """Checks the inputs (unless traced) and returns the number of graphs."""
+        num_atoms = pos.size(0) if isinstance(pos, Tensor) else 0
+        if is_tracing():
+            return self._num_graphs(batch, num_atoms) if self.readout != "atom" else 0
+        check_same_device(z=z, pos=pos, batch=batch, extra_features=extra_features)
+        check_matches_module(self, z=z, pos=pos, extra_features=extra_features)
+        # All input checks and the graph count in one host sync, before
+        # the layers, while the GPU queue is short.
+        size = check_atoms(z, pos, batch)
+        if self.num_extra_features > 0:
+            if extra_features is None:
+                raise ValueError(
+                    f"'extra_features' of shape [{num_atoms}, {self.num_extra_features}] "
+                    f"is required (num_extra_features={self.num_extra_features})")
+            check_features(extra_features, num_atoms, self.num_extra_features,
+                           "extra_features")
+        elif extra_features is not None:
+            raise ValueError("'extra_features' was given but the model was built with "
+                             "num_extra_features=0")
+        return size
+
+    def _encode(self, z: Tensor, pos: Tensor, batch: Tensor, extra_features: Optional[Tensor],
+                size: int) -> Tuple[Tensor, Tensor]:
         if isinstance(self.interaction_graph, RadiusGraph) and not is_tracing():
             edge_index = self.interaction_graph(pos, batch, batch_size=size)
         else:
@@ -311,25 +341,7 @@ class AtomCloudNet(torch.nn.Module):
         if extra_features is not None:
             parts.append(extra_features)
         a = self.atom_mlp(torch.cat(parts, dim=-1) if len(parts) > 1 else h)
-
-        if self.readout == "atom" or self.pooling == "add":
-            y = self._scale_shift(self.output_mlp(a))
-            if self.atomref is not None:
-                y = y + self.atomref.index_select(0, z)
-            if self.readout == "atom":
-                return y
-            return global_add_pool(y, batch, size)
-
-        if self.pooling == "mean":
-            pooled = global_mean_pool(a, batch, size)
-        elif self.pooling == "max":
-            pooled = global_max_pool(a, batch, size)
-        else:
-            pooled = global_power_mean_pool(a, batch, size)
-        y = self._scale_shift(self.output_mlp(pooled))
-        if self.atomref is not None:
-            y = y + global_add_pool(self.atomref.index_select(0, z), batch, size)
-        return y
+        return a, edge_index
 
     def _scale_shift(self, y: Tensor) -> Tensor:
         # sigma * y + mu, without the two kernels when they are 1 and 0.
@@ -347,3 +359,34 @@ class AtomCloudNet(torch.nn.Module):
         return (f"{self.__class__.__name__}(hidden_irreps={self.hidden_irreps}, "
                 f"num_layers={self.num_layers}, cutoff={self.cutoff}, lmax={self.lmax}, "
                 f"pooling={self.pooling!r}, readout={self.readout!r})")
+
+
+def _hidden_irreps(hidden_channels: int, hidden_irreps: Optional[IrrepsLike],
+                   lmax: int) -> o3.Irreps:
+    """The checked irreps between layers (default: the scalars alone)."""
+    scalars = o3.Irreps(f"{hidden_channels}x0e")
+    hidden = scalars if hidden_irreps is None else as_irreps(hidden_irreps, "hidden_irreps")
+    hidden = hidden.simplify()
+    if hidden[0] != scalars[0]:
+        raise ValueError(
+            f"'hidden_irreps' must start with {hidden_channels}x0e, the hidden scalars "
+            f"(got {hidden})")
+    if hidden.lmax > lmax:
+        raise ValueError(f"'hidden_irreps' {hidden} exceeds lmax={lmax}")
+    return hidden
+
+
+def _padded_atomref(atomref, out_channels: int) -> Tensor:
+    """:obj:`atomref` checked and padded to :obj:`[MAX_ATOMIC_NUMBER + 1, out_channels]`."""
+    atomref = torch.as_tensor(atomref, dtype=torch.get_default_dtype())
+    if atomref.dim() == 1:
+        atomref = atomref.unsqueeze(-1)
+    if (atomref.dim() != 2 or atomref.size(0) > MAX_ATOMIC_NUMBER + 1
+            or atomref.size(1) not in (1, out_channels)):
+        raise ValueError(
+            f"'atomref' must have shape [K] or [K, {out_channels}] with "
+            f"K <= {MAX_ATOMIC_NUMBER + 1}, indexed by atomic number "
+            f"(got {list(atomref.shape)})")
+    padded = atomref.new_zeros(MAX_ATOMIC_NUMBER + 1, out_channels)
+    padded[:atomref.size(0)] = atomref
+    return padded

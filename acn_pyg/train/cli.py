@@ -1,14 +1,13 @@
-"""Command-line flags of :class:`acn_pyg.training.Config`, shared by
+"""Command-line flags of :class:`acn_pyg.train.Config`, shared by
 ``examples/qm9.py`` and the benchmarks: one flag per field, with the same
 name (``--hidden-irreps`` for ``hidden_irreps``), help text and default."""
 import argparse
 import dataclasses
-from typing import Iterable, List, Optional
-
-from e3nn import o3
+import functools
+from typing import Callable, Iterable, Optional
 
 from acn_pyg.datasets.qm9 import DESCRIPTIONS, TARGETS, UNITS, target_index
-from acn_pyg.training import MODELS, Config
+from acn_pyg.train.config import MODELS, Config
 
 #: The fields that configure AtomCloudNet only; the baselines keep their own
 #: published settings and ignore them (the denoising head reads AtomCloudNet's
@@ -17,14 +16,14 @@ ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax"
               "product_channels", "radial_gain", "many_body", "compile", "denoise_weight",
               "denoise_sigma")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
-#: a model built with the same values (see :func:`model_flags`).
+#: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
                 "product_channels", "radial_gain", "many_body")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
                          skip: Iterable[str] = ()) -> None:
-    """Adds a flag for every field of :class:`~acn_pyg.training.Config` but
+    """Adds a flag for every field of :class:`~acn_pyg.train.Config` but
     those in :obj:`skip` (and :obj:`plot`, which a caller offers as
     ``--no-plot`` if it plots), defaulting to :obj:`defaults`."""
     d = defaults if defaults is not None else Config()
@@ -33,23 +32,40 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
     if unknown:
         raise ValueError(f"'skip' names no Config field: {sorted(unknown)}")
 
-    def add(field: str, flag: Optional[str] = None, **kwargs) -> None:
-        if field not in skip:
-            parser.add_argument(flag or "--" + field.replace("_", "-"), dest=field, **kwargs)
+    for title, flags in _GROUPS:
+        flags(functools.partial(_add, parser.add_argument_group(title), skip), d)
 
+
+def _add(group, skip, field: str, flag: Optional[str] = None, **kwargs) -> None:
+    if field not in skip:
+        group.add_argument(flag or "--" + field.replace("_", "-"), dest=field, **kwargs)
+
+
+def _data_flags(add: Callable[..., None], d: Config) -> None:
+    """Flags of the QM9 target, the split and the data files."""
     t = target_index(d.target)
     add("target", default=d.target,
         help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)} "
              f"(default: {d.target}, {DESCRIPTIONS[t]} in {UNITS[t]})")
-    add("model", default=d.model, choices=MODELS,
-        help="acn (AtomCloudNet), or a PyG baseline with its published QM9 settings "
-             f"(default: {d.model})")
     add("train_size", type=int, default=d.train_size,
         help=f"training molecules (default: {d.train_size})")
     add("val_size", type=int, default=d.val_size,
         help=f"validation molecules, for checkpoint selection (default: {d.val_size})")
     add("test_size", type=int, default=d.test_size,
         help=f"held-out test molecules (default: {d.test_size})")
+    add("seed", type=int, default=d.seed,
+        help=f"seed of the split and the initialisation (default: {d.seed})")
+    add("root", default=d.root, help=f"dataset folder (default: {d.root})")
+    add("data_source", default=d.data_source,
+        help="folder of qm9pack-format CSVs (default: the installed qm9pack)")
+    add("subset", default=d.subset,
+        help="a QM9 subset file (acn_pyg.datasets.save_qm9_subset, benchmarks/qm9_subset.py) "
+             "to use instead of ROOT, where qm9pack is missing; the split must lie in it "
+             "(default: none)")
+
+
+def _optim_flags(add: Callable[..., None], d: Config) -> None:
+    """Flags of optimisation, schedule and loss terms."""
     add("epochs", type=int, default=d.epochs,
         help=f"maximum number of epochs (default: {d.epochs})")
     add("time_budget", type=float, default=d.time_budget,
@@ -69,30 +85,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
     add("ema", type=float, default=d.ema,
         help=f"decay per step of the weight average used for validation, test and "
              f"checkpoints; 0 disables it (default: {d.ema})")
-    add("stationary_weight", type=float, default=d.stationary_weight,
-        help="weight of a penalty on the mean squared gradient of the predicted energies "
-             "with respect to the positions (in target standard deviations per Angstrom), "
-             "which QM9's optimised geometries make zero for the electronic energy; energy "
-             "targets only; costs a double backward, about 3x the step "
-             f"(default: {d.stationary_weight:g}; 0: off)")
     add("denoise_weight", type=float, default=d.denoise_weight,
         help="weight of an auxiliary denoising loss: each step also runs the model on "
              "positions displaced by Gaussian noise (--denoise-sigma), and a vector head on "
              "its atom features predicts the displacement (mean squared error in units of "
              "the noise); the energy is trained on the true positions only; acn only; "
-             "about 2x the step; it helped at 100 and 1,000 QM9 molecules and lost at "
-             "10,000 under a time budget (benchmarks/results/gpu_h100_n10000_denoise) "
+             "about 2x the cost of a step "
              f"(default: {d.denoise_weight:g}; 0: off)")
     add("denoise_sigma", type=float, default=d.denoise_sigma,
         help=f"standard deviation of that noise in Angstrom; without --denoise-weight it "
              f"does nothing (default: {d.denoise_sigma:g})")
-    add("device", default=d.device, choices=("auto", "cpu", "cuda"),
-        help=f"where to train; auto takes CUDA when available (default: {d.device})")
-    add("seed", type=int, default=d.seed,
-        help=f"seed of the split and the initialisation (default: {d.seed})")
     add("init_seed", type=int, default=d.init_seed,
         help="seed of the initialisation and shuffling only, to vary them on the same split "
              "(default: the split's seed)")
+
+
+def _model_flags(add: Callable[..., None], d: Config) -> None:
+    """Flags of the model and, for AtomCloudNet, its architecture."""
+    add("model", default=d.model, choices=MODELS,
+        help="acn (AtomCloudNet), or a PyG baseline with its published QM9 settings "
+             f"(default: {d.model})")
     add("hidden_channels", type=int, default=d.hidden_channels,
         help=f"AtomCloudNet scalar channels (default: {d.hidden_channels})")
     add("hidden_irreps", default=d.hidden_irreps,
@@ -112,25 +124,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
              f"(default: {d.radial_gain:g})")
     add("many_body", action="store_true",
         help="concatenate the Coulomb/London/ATM many-body atom features")
-    add("root", default=d.root, help=f"dataset folder (default: {d.root})")
-    add("data_source", default=d.data_source,
-        help="folder of qm9pack-format CSVs (default: the installed qm9pack)")
-    add("subset", default=d.subset,
-        help="a QM9 subset file (acn_pyg.datasets.save_qm9_subset, benchmarks/qm9_subset.py) "
-             "to use instead of ROOT, where qm9pack is missing; the split must lie in it "
-             "(default: none)")
-    add("out", default=d.out, help=f"output folder (default: {d.out})")
-    add("resume", action="store_true",
-        help="continue from the output folder's last.pt (same flags as the interrupted run)")
-    add("init_from", default=d.init_from,
-        help="warm start: the weights of an earlier run's best.pt or last.pt (same model "
-             "flags), then a fresh optimizer and learning-rate schedule; --resume of this "
-             "run takes precedence once it has a last.pt (default: none)")
-    add("grow", action="store_true",
-        help="with --init-from: the checkpoint may come from a model with fewer layers (the "
-             "other model flags the same); its layers are kept, its last stays last, and the "
-             "new ones, put in before it, start as the identity, so the run starts from the "
-             "checkpoint's function (acn_pyg.models.grown_state_dict)")
+
+
+def _run_flags(add: Callable[..., None], d: Config) -> None:
+    """Flags of device, speed, output folder, resume and warm start."""
+    add("device", default=d.device, choices=("auto", "cpu", "cuda"),
+        help=f"where to train; auto takes CUDA when available (default: {d.device})")
     add("threads", type=int, default=d.threads,
         help=f"CPU threads for torch; 0 keeps torch's default (default: {d.threads})")
     add("workers", type=int, default=d.workers,
@@ -139,15 +138,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Con
              f"(default: {d.workers})")
     add("reuse_memory", "--no-reuse-memory", action="store_false",
         help="on CPU, keep glibc's default of giving large freed "
-             "blocks back to the system (by default they are kept for reuse: faster steps, "
-             "see acn_pyg.utils.reuse_freed_memory)")
+             "blocks back to the system (by default they are kept for reuse, which makes "
+             "steps faster: see acn_pyg.utils.reuse_freed_memory)")
     add("compile", action="store_true",
         help="run the training step through torch.compile (dynamic shapes; the first steps "
              "compile for a minute or so)")
+    add("out", default=d.out, help=f"output folder (default: {d.out})")
+    add("resume", action="store_true",
+        help="continue from the output folder's last.pt (same flags as the interrupted run)")
+    add("init_from", default=d.init_from,
+        help="warm start: the weights of an earlier run's best.pt or last.pt (same model "
+             "flags), then a fresh optimizer and learning-rate schedule; --resume of this "
+             "run takes precedence once it has a last.pt (default: none)")
+
+
+_GROUPS = (("data", _data_flags), ("training", _optim_flags), ("model", _model_flags),
+           ("run", _run_flags))
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> Config:
-    """The :class:`~acn_pyg.training.Config` of parsed flags: every field with
+    """The :class:`~acn_pyg.train.Config` of parsed flags: every field with
     a flag of its name, :obj:`plot` from ``--no-plot`` if there is one, then
     :obj:`overrides`; the rest keep their defaults."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
@@ -156,24 +166,3 @@ def config_from_args(args: argparse.Namespace, **overrides) -> Config:
         values["plot"] = not args.no_plot
     values.update(overrides)
     return Config(**values)
-
-
-def model_flags(cfg: Config) -> List[str]:
-    """The flags that build :obj:`cfg`'s AtomCloudNet again (the fields of
-    :data:`MODEL_FIELDS`), e.g. to warm-start a run from another run's
-    checkpoint with ``--init-from`` (``benchmarks/run_flags.py`` prints them
-    for a finished run)."""
-    if cfg.model != "acn":
-        raise ValueError(f"model_flags: the run trained {cfg.model!r}, not 'acn', whose "
-                         "flags these are")
-    flags: List[str] = []
-    for field in MODEL_FIELDS:
-        value = getattr(cfg, field)
-        flag = "--" + field.replace("_", "-")
-        if field == "many_body":
-            flags += [flag] if value else []
-        elif field == "hidden_irreps" and value is not None:
-            flags += [flag, str(o3.Irreps(value))]  # no spaces: one word in a shell
-        elif value is not None:
-            flags += [flag, str(value)]
-    return flags

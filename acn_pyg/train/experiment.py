@@ -1,0 +1,156 @@
+"""One training run from a :class:`~acn_pyg.train.Config`: data, model,
+optimizer, the loop, the test and the reports."""
+import os
+from dataclasses import asdict
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+
+from acn_pyg.models import AtomCloudNet
+from acn_pyg.train.checkpoints import TrainState, restore_last, warm_start
+from acn_pyg.train.config import Config, check_config
+from acn_pyg.train.data import Prepared, make_loaders, prepare
+from acn_pyg.train.losses import DenoisingLoss
+from acn_pyg.train.loop import Trainer, predict, train
+from acn_pyg.train.report import (learning_curve_plot, machine, parity_plot, with_energy_units,
+                                  write_metrics)
+from acn_pyg.utils.ema import ExponentialMovingAverage
+from acn_pyg.utils.memory import reuse_freed_memory
+
+
+def pick_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_model(cfg: Config, extensive: bool, mean: float, std: float,
+                atomref: Optional[Tensor]) -> torch.nn.Module:
+    """The model of :obj:`cfg`: AtomCloudNet, or a PyG baseline with its
+    published QM9 settings; summed over atoms for extensive targets."""
+    if cfg.model == "acn":
+        return AtomCloudNet(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
+                            num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
+                            product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
+                            many_body=cfg.many_body, pooling="add" if extensive else "mean",
+                            mean=mean, std=std, atomref=atomref)
+    from acn_pyg.train.baselines import build_baseline
+    return build_baseline(cfg.model, extensive, mean=mean, std=std,
+                          atomref=None if atomref is None else atomref.float())
+
+
+def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.nn.Module:
+    """The model of a finished run (:obj:`cfg`, from
+    :func:`~acn_pyg.train.run_config`, on the data :obj:`prep` of
+    :func:`~acn_pyg.train.prepare`) with the weights of its ``best.pt``."""
+    best = os.path.join(run_dir, "best.pt")
+    if not os.path.exists(best):
+        raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
+    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
+    model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    return model
+
+
+def _setup(cfg: Config) -> torch.device:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if device.type == "cpu" and cfg.reuse_memory:
+        # Large per-step tensors are then not page-faulted afresh each step.
+        reuse_freed_memory()
+    os.makedirs(cfg.out, exist_ok=True)
+    # The split follows cfg.seed; initialisation and shuffling follow
+    # cfg.init_seed (default: the same), so seeds can vary on one test set.
+    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
+    return device
+
+
+def _trainer(cfg: Config, prep: Prepared, device: torch.device) -> Trainer:
+    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
+    # Built after the model, so the model starts from the same weights with
+    # and without it.
+    aux = ({"denoise": DenoisingLoss(model.hidden_channels, cfg.cutoff, cfg.denoise_sigma,
+                                     cfg.denoise_weight).to(device)}
+           if cfg.denoise_weight > 0 else {})
+    params = list(model.parameters()) + [p for term in aux.values() for p in term.parameters()]
+    fused = True if device.type == "cuda" else None  # one kernel on a GPU, same update
+    optimizer = (torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay,
+                                   fused=fused)
+                 if cfg.weight_decay > 0 else torch.optim.Adam(params, lr=cfg.peak_lr,
+                                                               fused=fused))
+    ema = ExponentialMovingAverage(model, cfg.ema) if cfg.ema > 0 else None
+    # The compiled step shares the parameters of `model`, which the weight
+    # average, checkpoints and evaluation use eagerly.
+    step_model = torch.compile(model, dynamic=True) if cfg.compile else model
+    return Trainer(model, step_model, optimizer, ema, aux, prep.t_index, prep.std)
+
+
+def _start(cfg: Config, tr: Trainer, shuffle_rng: torch.Generator, device: torch.device,
+           steps_per_epoch: int) -> TrainState:
+    last_path = os.path.join(cfg.out, "last.pt")
+    if cfg.resume and os.path.exists(last_path):
+        state = restore_last(last_path, tr.model, tr.optimizer, tr.ema, shuffle_rng,
+                             tr.aux_losses.get("denoise"), device, steps_per_epoch)
+        print(f"resumed from {last_path} at epoch {state.epoch} "
+              f"({state.elapsed / 60:.1f} min trained)")
+        return state
+    if cfg.init_from is not None:
+        warm_start(cfg.init_from, tr.model, tr.ema, device)
+        print(f"initialised from {cfg.init_from}")
+    return TrainState()
+
+
+def _test(cfg: Config, prep: Prepared, model: torch.nn.Module, loaders, device):
+    from torch_geometric.loader import DataLoader
+
+    best_path = os.path.join(cfg.out, "best.pt")
+    if os.path.exists(best_path):
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    pred, true = predict(model, loaders["test"], prep.t_index, device)
+    # The same model on its own training molecules, in order: beside the
+    # validation error, it tells underfitting (both high) from overfitting.
+    train_loader = DataLoader(prep.dataset[prep.split["train"]], batch_size=cfg.batch_size)
+    fit_pred, fit_true = predict(model, train_loader, prep.t_index, device)
+    return pred, true, float((fit_pred - fit_true).abs().mean())
+
+
+def run(cfg: Config) -> Dict[str, object]:
+    """Trains one model on one target of QM9 as :obj:`cfg` says, tests its
+    best checkpoint, and returns its metrics; writes ``metrics.json``,
+    ``best.pt``, ``last.pt`` and (with :obj:`cfg.plot`) ``parity.png`` and
+    ``learning_curve.png`` to :obj:`cfg.out`."""
+    check_config(cfg)
+    device = _setup(cfg)
+    prep = prepare(cfg)
+    tr = _trainer(cfg, prep, device)
+    loaders, shuffle_rng = make_loaders(cfg, prep, device)
+    state = _start(cfg, tr, shuffle_rng, device, len(loaders["train"]))
+    wall = train(tr, loaders, device, state, epochs=cfg.epochs, budget_s=cfg.budget_s,
+                 peak_lr=cfg.peak_lr, warmup=cfg.warmup, out=cfg.out, shuffle_rng=shuffle_rng,
+                 unit=prep.unit, desc=f"{cfg.model} {prep.name}")
+
+    pred, true, train_mae = _test(cfg, prep, tr.evaluated, loaders, device)
+    test_mae = float((pred - true).abs().mean())
+    base_pred = prep.baseline_prediction("test")
+    metrics = with_energy_units({
+        "target": prep.name, "unit": prep.unit, "model": cfg.model,
+        "test_mae": test_mae, "baseline_test_mae": float((base_pred - true).abs().mean()),
+        "train_mae": train_mae, "best_val_mae": state.best_val, "epochs": state.epoch,
+        "steps": state.steps, "epochs_trained": state.steps / max(len(loaders["train"]), 1),
+        "wall_time_s": wall, "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
+        "parameters": sum(p.numel() for p in tr.model.parameters()),
+        "device": str(device), "machine": machine(), "config": asdict(cfg),
+        "history": state.history,
+    })
+    write_metrics(metrics, cfg.out)
+    if cfg.plot:
+        title = f"{cfg.model} on QM9 {prep.name}"
+        parity_plot(pred, true, base_pred, f"{title}: test MAE {test_mae:.4g} {prep.unit}",
+                    prep.unit, os.path.join(cfg.out, "parity.png"))
+        learning_curve_plot(state.history, prep.std, title, prep.unit,
+                            os.path.join(cfg.out, "learning_curve.png"))
+    return metrics

@@ -1,0 +1,211 @@
+"""The training loop, as small functions: :func:`take_step` (one optimizer
+step), :func:`train_one_epoch`, :func:`evaluate` and :func:`train` (epochs
+under a time budget, with validation, checkpoints and a progress bar). Each
+is handed what it uses: model, optimizer, weight average, loss terms."""
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from acn_pyg.train.checkpoints import TrainState, save_last
+from acn_pyg.train.losses import target_loss
+from acn_pyg.utils.ema import ExponentialMovingAverage
+
+
+def lr_factor(progress: float, warmup: float = 0.0) -> float:
+    r"""The learning rate's schedule over a run's progress :math:`p \in [0, 1]`
+    (whichever runs out first, epochs or time): cosine decay to 1% of the peak,
+
+    .. math::
+        f(p) = \min\left(1, \frac{p}{w}\right) \left(0.01 + 0.99\,
+        \frac{1 + \cos \pi p}{2}\right),
+
+    times a linear warm-up over the first fraction :math:`w` (:obj:`warmup`;
+    none when 0), which starts at 1% of the peak."""
+    factor = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+    if warmup > 0 and progress < warmup:
+        factor *= max(progress / warmup, 0.01)
+    return factor
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader, target: int, device) -> Tuple[Tensor, Tensor]:
+    """Predictions and reference values of column :obj:`target` over
+    :obj:`loader`, in its order, as float64 on the CPU; the model is put back
+    in training mode after."""
+    model.eval()
+    preds, trues = [], []
+    for batch in loader:  # kept on the device: one transfer at the end, no sync per batch
+        batch = batch.to(device, non_blocking=True)
+        preds.append(model(batch.z, batch.pos, batch.batch).view(-1).double())
+        trues.append(batch.y[:, target].double())
+    model.train()
+    return torch.cat(preds).cpu(), torch.cat(trues).cpu()
+
+
+def evaluate(model: torch.nn.Module, loader, target: int, device) -> float:
+    """The mean absolute error of :obj:`model` over :obj:`loader`."""
+    pred, true = predict(model, loader, target, device)
+    return float((pred - true).abs().mean())
+
+
+@dataclass
+class Trainer:
+    """What a training step uses: the trained model (:obj:`step_model` is
+    the same module, or its :func:`torch.compile`), the optimizer, the weight
+    average, the auxiliary loss terms (each with a :obj:`weight`), the target
+    column and its standard deviation."""
+    model: torch.nn.Module
+    step_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: Optional[ExponentialMovingAverage]
+    aux_losses: Dict[str, torch.nn.Module]
+    target: int
+    std: float
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The model validated, tested and kept in ``best.pt``: the weight
+        average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def take_step(tr: Trainer, data) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """One optimizer step on batch :obj:`data`; returns the target loss and
+    each auxiliary loss, detached and on the device (no host sync)."""
+    tr.optimizer.zero_grad()
+    pred = tr.step_model(data.z, data.pos, data.batch).view(-1)
+    loss = target_loss(pred, data.y[:, tr.target], tr.std)
+    total, aux = loss, {}
+    for name, term in tr.aux_losses.items():
+        value = term(tr.model, data)
+        aux[name] = value.detach()
+        total = total + term.weight * value
+    total.backward()
+    tr.optimizer.step()
+    if tr.ema is not None:
+        tr.ema.update_parameters(tr.model)
+    return loss.detach(), aux
+
+
+def train_one_epoch(tr: Trainer, loader, device, progress: Callable[[int], float],
+                    set_lr: Callable[[float], None],
+                    on_step: Callable[[float], None] = lambda p: None
+                    ) -> Tuple[Dict[str, float], int, bool]:
+    """One pass over :obj:`loader`, stopped early when :obj:`progress` (of
+    the step about to be taken) reaches 1. Returns the mean losses per
+    molecule (``train_loss`` and ``train_<name>_loss`` of each auxiliary
+    term), the molecules seen and whether the run is out of time."""
+    running = torch.zeros((), device=device)
+    aux_running = {name: torch.zeros((), device=device) for name in tr.aux_losses}
+    seen, steps = 0, 0
+    for step, data in enumerate(loader):
+        p = progress(step)
+        if p >= 1.0:
+            return _means(running, aux_running, seen), steps, True
+        set_lr(p)
+        on_step(p)
+        data = data.to(device, non_blocking=True)
+        loss, aux = take_step(tr, data)
+        running += loss * data.num_graphs
+        for name, value in aux.items():
+            aux_running[name] += value * data.num_graphs
+        seen += data.num_graphs
+        steps += 1
+    return _means(running, aux_running, seen), steps, False
+
+
+def _means(running: Tensor, aux: Dict[str, Tensor], seen: int) -> Dict[str, float]:
+    if seen == 0:
+        return {}
+    means = {"train_loss": float(running) / seen}
+    means.update({f"train_{name}_loss": float(value) / seen for name, value in aux.items()})
+    return means
+
+
+class _Progress:
+    """The progress bar of :func:`train`: it tracks the time budget (or the
+    epochs when there is no budget) through the schedule's progress."""
+
+    def __init__(self, desc: str, budget_s: float, epochs: int, start: float):
+        self.timed = math.isfinite(budget_s)
+        self.total = budget_s if self.timed else float(epochs)
+        self.bar = tqdm(total=round(self.total, 1), desc=desc, unit="s" if self.timed else "ep",
+                        initial=round(min(start, 1.0) * self.total, 1),
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                                   "[{elapsed}<{remaining}{postfix}]")
+
+    def update(self, progress: float) -> None:
+        self.bar.update(round(min(progress, 1.0) * self.total - self.bar.n, 1))
+
+    def close(self, progress: float) -> None:
+        self.update(progress)
+        self.bar.close()
+
+
+def train(tr: Trainer, loaders, device, state: TrainState, *, epochs: int, budget_s: float,
+          peak_lr: float, warmup: float, out: str, shuffle_rng: torch.Generator,
+          unit: str = "", desc: str = "train") -> float:
+    """Trains until :obj:`epochs` are done or :obj:`budget_s` seconds have
+    passed (the learning rate follows :func:`lr_factor` over whichever runs
+    out first), validating every so many epochs, keeping the best weights in
+    ``out/best.pt`` and everything in ``out/last.pt`` after every epoch.
+    Updates :obj:`state` and returns the training wall time in seconds."""
+    steps_per_epoch = len(loaders["train"])
+    total_steps = max(epochs * steps_per_epoch, 1)
+    # Validate about as often as it costs no more than the training it follows.
+    eval_every = max(1, math.ceil(len(loaders["val"].dataset)
+                                  / max(len(loaders["train"].dataset), 1)))
+    start = time.perf_counter() - state.elapsed
+    best_path, last_path = os.path.join(out, "best.pt"), os.path.join(out, "last.pt")
+
+    def progress(step: int) -> float:
+        return max((state.epoch * steps_per_epoch + step) / total_steps,
+                   (time.perf_counter() - start) / budget_s)
+
+    def set_lr(p: float) -> None:
+        for group in tr.optimizer.param_groups:
+            group["lr"] = peak_lr * lr_factor(p, warmup)
+
+    def validate(losses: Dict[str, float]) -> None:
+        val_mae = evaluate(tr.evaluated, loaders["val"], tr.target, device)
+        state.history.append({"epoch": state.epoch, **losses, "val_mae": val_mae,
+                              "time_s": round(time.perf_counter() - start, 1)})
+        if val_mae < state.best_val:
+            state.best_val = val_mae
+            torch.save(tr.evaluated.state_dict(), best_path)
+
+    bar = _Progress(desc, budget_s, epochs, progress(0))
+    out_of_time = state.elapsed >= budget_s
+    while state.epoch < epochs and not out_of_time:
+        losses, steps, out_of_time = train_one_epoch(tr, loaders["train"], device, progress,
+                                                     set_lr, bar.update)
+        if steps == 0:
+            break
+        state.steps += steps
+        state.epoch += 1
+        if state.epoch % eval_every == 0 or out_of_time or state.epoch >= epochs:
+            validate(losses)
+        state.elapsed = time.perf_counter() - start
+        save_last(last_path, tr.model, tr.optimizer, tr.ema, state, shuffle_rng,
+                  tr.aux_losses.get("denoise"))
+        bar.update(progress(0))
+        bar.bar.set_postfix_str(_postfix(state, unit))
+    if state.epoch > 0 and (not state.history or state.history[-1]["epoch"] < state.epoch):
+        validate({"train_loss": float("nan")})
+    bar.close(progress(0))
+    return time.perf_counter() - start
+
+
+def _postfix(state: TrainState, unit: str) -> str:
+    text = f"epoch {state.epoch}"
+    if state.history:
+        last = state.history[-1]
+        text += f", loss {last.get('train_loss', float('nan')):.4f}, " \
+                f"val MAE {last['val_mae']:.4g} {unit}"
+    return text

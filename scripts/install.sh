@@ -9,6 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 
+# Nothing to do when this checkout is installed with everything it needs.
+if "$PY" - 2>/dev/null <<'CHECK'; then
+import os
+import acn_pyg, e3nn, matplotlib, pandas, pytest, qm9pack, torch, torch_cluster  # noqa
+import torch_geometric, torch_scatter, tqdm  # noqa
+assert torch.__version__.startswith("2.13.")
+assert os.path.samefile(os.path.dirname(acn_pyg.__file__), "acn_pyg")
+CHECK
+    echo "acn_pyg $("$PY" -c 'import acn_pyg; print(acn_pyg.__version__)') and its dependencies are installed"
+    [ "${1:-}" = "--benchmarks" ] || exit 0
+fi
+
 "$PY" -m pip install --quiet "torch==2.13.0"
 "$PY" -m pip install --quiet "torch_geometric==2.8.1" "e3nn==0.6.0" tqdm ninja pytest \
     qm9pack pandas matplotlib

@@ -1,9 +1,7 @@
 """Shared helpers of the benchmark scripts: real QM9 batches, alternating
 timers and a machine description for the JSON results."""
-import argparse
 import ctypes
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -13,50 +11,7 @@ from typing import Callable, Dict, List
 
 import torch
 
-from acn_pyg.training import cpu_model
-
-
-def run_folder_parser(doc: str, runs_help: str, cache: bool = False) -> argparse.ArgumentParser:
-    """The command line of a script that reads finished run folders: the
-    folders, --device, --root, --subset, --threads, --out and, with
-    :obj:`cache`, --cache / --no-cache (the prediction cache of
-    ``acn_pyg.ensemble.ensemble_test``)."""
-    p = argparse.ArgumentParser(description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help=runs_help)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--root", default=None, help="QM9 folder, if not the runs' own")
-    p.add_argument("--subset", default=None, help="QM9 subset file, if not the runs' own")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--out", default=None, help="output stem for .json and .md (default: none)")
-    if cache:
-        p.add_argument("--cache", default=os.path.join("runs", "prediction_cache"),
-                       help="folder of cached member predictions, reused for the same "
-                            "checkpoint, molecules and code (default: runs/prediction_cache)")
-        p.add_argument("--no-cache", action="store_true",
-                       help="compute every member's predictions, store none")
-    return p
-
-
-def parse_run_folder_args(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parses :obj:`argv` and sets the torch CPU threads (--threads > 0)."""
-    args = p.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    return args
-
-
-def write_results(out, text: str, payload: Dict[str, object]) -> None:
-    """Prints :obj:`text` and, when :obj:`out` (an output stem) is given,
-    writes it to ``out.md`` and :obj:`payload` with the machine's
-    description to ``out.json``."""
-    print(text)
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out + ".json", "w") as f:
-            json.dump({"machine": machine(), **payload}, f, indent=2)
-        with open(out + ".md", "w") as f:
-            f.write(text)
+from acn_pyg.train import cpu_model
 
 
 def machine() -> Dict[str, object]:

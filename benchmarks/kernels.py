@@ -2,9 +2,8 @@
 on the same real QM9 batch: a device-independent proxy for GPU step time.
 
 On a GPU, a train step of these models at 32-128 small molecules is bound by
-launch overhead, not arithmetic: on the H100 (benchmarks/results/speed_cuda.md,
-measured before this script existed) the step time was nearly flat from 32 to
-128 molecules and tracked the number of kernels. This script counts, for each
+launch overhead, not arithmetic: the step time changes little from 32 to 128
+molecules and follows the number of kernels. This script counts, for each
 model, the ATen ops that launch a kernel (views excluded) and the host syncs
 among them, twice:
 

@@ -13,8 +13,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine  # noqa: E402
 
-from acn_pyg.cli import ACN_FIELDS, add_config_arguments, config_from_args  # noqa: E402
-from acn_pyg.training import Config, epochs_text, run  # noqa: E402
+from acn_pyg.train import (ACN_FIELDS, Config, add_config_arguments,  # noqa: E402
+                           config_from_args, epochs_text, run)
 
 #: The published learning curve (kcal/mol): CM and SLATM kernel ridge
 #: regression, and the original AtomCloudNet (3 A cutoff).

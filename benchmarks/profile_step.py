@@ -7,7 +7,7 @@ For each model it prints and saves (``OUT.json`` and ``OUT_<model>.txt``):
   the device spent in kernels per step: a step whose kernel time is far below
   its wall time is bound by launch and Python overhead, not by arithmetic;
 * the number of kernels launched per step;
-* the profiler's table of ops, sorted by device time (CUDA) or CPU time.
+* the profiler's table of ops, sorted by GPU time (CUDA) or CPU time.
 
     python benchmarks/profile_step.py --device cuda --subset data/qm9_subset.pt
 """
@@ -44,7 +44,7 @@ def profile_model(name: str, data, device: str, steps: int, warmup: int = 5):
             train()
         sync(device)
     events = prof.key_averages()
-    # Kernels are the profiler's device events (ops' device times would count
+    # Kernels are the profiler's device events (the ops' GPU times would count
     # them twice), less annotated spans such as the optimizer step's.
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
                and not getattr(e, "is_user_annotation", False)]

@@ -10,7 +10,7 @@ import sys
 import torch
 
 from acn_pyg.datasets import QM9, save_qm9_subset
-from acn_pyg.training import split_indices
+from acn_pyg.train import split_indices
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ from common import (count_ops, machine, median, peak_memory_mb, qm9_batch,  # no
                     time_alternating)
 
 from acn_pyg import AtomCloudNet  # noqa: E402
-from acn_pyg.baselines import HAS_TORCH_SPARSE  # noqa: E402
+from acn_pyg.train.baselines import HAS_TORCH_SPARSE  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TARGETS = {"cpu": {"schnet": 2.0, "dimenet++": 1.5}, "cuda": {"schnet": 1.0}}
@@ -39,7 +39,7 @@ def build(name: str) -> torch.nn.Module:
         return AtomCloudNet(hidden_irreps="64x0e+16x1o+16x2e")
     if name == "acn-products":  # and the products of each layer's cloud with itself
         return AtomCloudNet(hidden_irreps="64x0e+16x1o+16x2e", product_channels=16)
-    from acn_pyg.baselines import DIMENET_PP_QM9, DIMENET_QM9, DimeNetWithGraph, SchNetGraph
+    from acn_pyg.train.baselines import DIMENET_PP_QM9, DIMENET_QM9, DimeNetWithGraph, SchNetGraph
     from torch_geometric.nn.models import DimeNet, DimeNetPlusPlus, SchNet
     if name == "schnet":  # PyG's defaults: cutoff 10, 32 neighbours, 6 interactions
         return SchNet(interaction_graph=SchNetGraph(10.0, 32))

@@ -1,16 +1,15 @@
 """Does denoising as an auxiliary task (``--denoise-weight``, ``--denoise-sigma``)
 help? Paired runs, seed by seed, with and without it, at equal epochs::
 
-    python benchmarks/denoise.py --train-size 100 --epochs 270 --seeds 0,1,2,3 \\
-        --weights 0,1 --sigmas 0.05 --runs runs/denoise_n100 --out benchmarks/results/denoise_n100
+    python research/denoise.py --train-size 100 --epochs 270 --seeds 0,1,2,3 \\
+        --weights 0,1 --sigmas 0.05 --runs runs/denoise_n100 --out research/results/denoise_n100
 
 With the option each step also runs the model on positions displaced by
 Gaussian noise of standard deviation sigma (Angstrom), and a vector head on
 its atom features predicts the displacement: the atom features must say
 where each atom's equilibrium position is. The energy itself is trained on
 the true positions, so the runs of one seed see the same batches. Each
-control run is named ``seed<S>_w0``, as in ``stationary.py``, so one runs
-folder serves both comparisons. The table gives each run's test MAE, its
+control run is named ``seed<S>_w0``. The table gives each run's test MAE, its
 change against its seed's control, its best validation and training errors,
 its last epoch's denoising loss (1 is no better than predicting zero), its
 epochs and training minutes.

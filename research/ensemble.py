@@ -13,11 +13,12 @@ import torch
 from torch import Tensor
 
 from acn_pyg.datasets.qm9 import ENERGY_TARGETS
-from acn_pyg.training import (epochs_trained, load_best_model, load_run, pick_device, predict,
-                              prepare, relocated, reproduces, run_config)
+from acn_pyg.train import (epochs_trained, load_best_model, load_run, pick_device, predict,
+                           prepare, run_config)
 from acn_pyg.units import EV_TO_KCALMOL
 from acn_pyg.utils.memory import reuse_freed_memory
-from acn_pyg.utils.prediction_cache import PredictionCache, file_digest
+from finished_runs import relocated, reproduces
+from prediction_cache import PredictionCache, file_digest
 
 #: Config fields that runs must share to be averaged: the same target, split and data.
 ENSEMBLE_SHARED = ("target", "seed", "train_size", "val_size", "test_size")
@@ -223,8 +224,8 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
             validation molecules (the test molecules play no part in it).
             Both are reported either way (``*_all`` and ``selected``).
         root, subset: where the runs' data are, if not where they found them.
-        cache_dir (str, optional): a :class:`~acn_pyg.utils.prediction_cache.
-            PredictionCache` folder: each member's validation and test
+        cache_dir (str, optional): a :class:`~prediction_cache.PredictionCache`
+            folder: each member's validation and test
             predictions are taken from it when an entry for the same
             checkpoint, molecules and code is there (``cached`` in the result
             says which), else computed and stored (after the check above).
@@ -233,7 +234,7 @@ def ensemble_test(run_dirs: Sequence[str], device: str = "auto", batch_size: int
             (``predictions``: split name -> :math:`[K, N]`, in the order of
             :obj:`run_dirs`) and the reference values (``true``: split name
             -> :math:`[N]`), in the target's unit, and the data they are of
-            (``prepared``: :func:`~acn_pyg.training.prepare`'s result, with
+            (``prepared``: :func:`~acn_pyg.train.prepare`'s result, with
             the split and the molecules). Default: :obj:`False`.
 
     The result's ``compute`` lists each member's own training; ``ancestors``

@@ -5,10 +5,10 @@ composition (and, with the full data set's SMILES, whether the molecule is
 charge-separated), with the worst molecules named by their QM9 index; with
 several runs, the same for their mean prediction.
 
-    python benchmarks/error_analysis.py benchmarks/checkpoints/h100x2_cpu_n10000_wide_wd0 \\
-        --subset data/qm9_subset.pt --out benchmarks/results/error_analysis_n10000
+    python research/error_analysis.py runs/gpu/acn_eq_wide_n10000_b128/acn_n10000 \\
+        --subset data/qm9_subset.pt --out research/results/error_analysis_n10000
 
-Predictions come from ``acn_pyg.ensemble.ensemble_test`` (each checkpoint
+Predictions come from ``ensemble.ensemble_test`` (each checkpoint
 checked to reproduce its run's test MAE) and share its prediction cache.
 """
 import os
@@ -20,10 +20,9 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
+from ensemble import ensemble_test  # noqa: E402
+from finished_runs import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 from fit_diagnostic import display_unit  # noqa: E402
-
-from acn_pyg.ensemble import ensemble_test  # noqa: E402
 
 #: Elements whose presence splits the molecules into groups (QM9: H C N O F).
 ELEMENTS = {6: "C", 7: "N", 8: "O", 9: "F"}

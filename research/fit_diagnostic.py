@@ -5,8 +5,8 @@ Runs since version 0.2.4 record ``train_mae`` themselves; this recomputes it
 for any finished run folder (``metrics.json`` + ``best.pt``), e.g. those
 trained on a GPU before, on this machine's CPU::
 
-    python benchmarks/fit_diagnostic.py runs/gpu14/b128/acn_n10000 \\
-        --out benchmarks/results/fit_diagnostic_n10000
+    python research/fit_diagnostic.py runs/gpu/b128/acn_n10000 \\
+        --out research/results/fit_diagnostic_n10000
 
 A training error close to the validation error says the model underfits
 (more capacity or less regularisation may help); a large gap says it
@@ -20,10 +20,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from finished_runs import machine, reproduces  # noqa: E402
 
-from acn_pyg.training import (epochs_cell, load_best_model, load_run,  # noqa: E402
-                              predict, prepare, reproduces, run_config)
+from acn_pyg.train import (epochs_cell, load_best_model, load_run, predict,  # noqa: E402
+                           prepare, run_config)
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 

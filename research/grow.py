@@ -1,13 +1,27 @@
 """Deepening a trained :class:`~acn_pyg.models.AtomCloudNet` (network
 growing, as in Net2Net: Chen et al., ICLR 2016): the weights of a model with
 fewer layers placed in a deeper one so that it computes the same function,
-from where training goes on."""
+from where training goes on (a warm start with ``--init-from``)::
+
+    python research/grow.py runs/qm9 --num-layers 5 --out runs/grown5.pt
+    python examples/qm9.py $(python research/run_flags.py runs/qm9) --num-layers 5 \\
+        --init-from runs/grown5.pt --lr 3e-4 ...
+
+The new layers start as the identity, so the deeper model starts from the
+trained model's function.
+"""
+import argparse
+import dataclasses
+import os
 import re
+import sys
 from typing import Dict
 
+import torch
 from torch import Tensor
 
-from acn_pyg.models.atom_cloud_net import AtomCloudNet
+from acn_pyg.models import AtomCloudNet
+from acn_pyg.train import EXTENSIVE_TARGETS, build_model, load_run, load_weights, run_config
 
 _CONV = re.compile(r"^convs\.(\d+)\.(.*)$")
 
@@ -71,3 +85,44 @@ def grown_state_dict(model: AtomCloudNet, state: Dict[str, Tensor]) -> Dict[str,
                     key.startswith(f"convs.{t}.linear.biases."):
                 target[key] = target[key].new_zeros(target[key].shape)
     return target
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a finished AtomCloudNet run folder (metrics.json and best.pt)")
+    p.add_argument("--num-layers", type=int, required=True,
+                   help="layers of the deeper model (at least the run's own)")
+    p.add_argument("--checkpoint", default=None,
+                   help="the weights to grow: a best.pt, or a last.pt whose weight average is "
+                        "taken (default: the run's best.pt)")
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="seed of the new layers' initialisation but for their zero output map "
+                        "(default: the run's init seed)")
+    p.add_argument("--out", required=True, help="where to write the grown state dict (.pt)")
+    args = p.parse_args(argv)
+    cfg = run_config(load_run(args.run))
+    if cfg.model != "acn":
+        raise SystemExit(f"{args.run} trained {cfg.model!r}: only an AtomCloudNet is grown")
+    state = load_weights(args.checkpoint or os.path.join(args.run, "best.pt"))
+    seed = args.init_seed if args.init_seed is not None else (
+        cfg.seed if cfg.init_seed is None else cfg.init_seed)
+    torch.manual_seed(seed)
+    deeper = dataclasses.replace(cfg, num_layers=args.num_layers)
+    # mean and std are not in a state dict (the run's data set them again).
+    model = build_model(deeper, cfg.target in EXTENSIVE_TARGETS, 0.0, 1.0, state.get("atomref"))
+    try:
+        grown = grown_state_dict(model, state)
+        model.load_state_dict(grown)  # checks every shape
+    except (ValueError, RuntimeError) as err:
+        raise SystemExit(f"cannot grow {args.run}: {err}") from None
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    torch.save(grown, args.out)
+    print(f"grown from {state_num_layers(state)} to {args.num_layers} layers: {args.out} "
+          f"(train it with the run's model flags, --num-layers {args.num_layers} and "
+          f"--init-from {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,7 @@ than the self-interaction (the first epochs learn without geometry, which
 ``radial_gain`` fixes); the products are quadratic in the cloud, so a large
 gain makes them blow up in the last layers.
 
-    python benchmarks/init_scale.py --gains 1,10,30 --products 0,16
+    python research/init_scale.py --gains 1,10,30 --products 0,16
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, qm9_batch  # noqa: E402
+from finished_runs import machine, qm9_batch  # noqa: E402
 
 from acn_pyg.models import AtomCloudNet  # noqa: E402
 
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--molecules", type=int, default=64, help="QM9 molecules (default: 64)")
     p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
     p.add_argument("--out", default=os.path.join(RESULTS, "init_scale"),
-                   help="output stem (default: benchmarks/results/init_scale)")
+                   help="output stem (default: research/results/init_scale)")
     args = p.parse_args(argv)
     batch = qm9_batch(args.molecules, args.root)
     rows = []

@@ -6,10 +6,11 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
 from learning_curve import PUBLISHED, TARGETS  # noqa: E402
 
-from acn_pyg.training import epochs_cell, epochs_trained  # noqa: E402
+from acn_pyg.train import epochs_cell, epochs_trained  # noqa: E402
 
 
 def variant(args: dict, model: str, seed: bool = True) -> str:
@@ -38,7 +39,7 @@ def variant(args: dict, model: str, seed: bool = True) -> str:
         parts.append(f"warm start from {args['init_from']}")
     if args.get("warmup", 0.0):
         parts.append(f"warm-up {args['warmup']}")
-    if args.get("stationary_weight", 0.0):
+    if args.get("stationary_weight", 0.0):  # an option of earlier versions' runs
         parts.append(f"stationary {args['stationary_weight']:g}")
     if args.get("denoise_weight", 0.0):
         parts.append(f"denoise {args['denoise_weight']:g} at {args.get('denoise_sigma', 0.05):g} A")

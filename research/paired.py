@@ -2,7 +2,7 @@
 without an option, at equal epochs (the learning-rate schedule follows the
 epochs, not the clock), so that the runs of one seed see the same
 initialisation and the same batches in the same order, and the option's
-effect is read seed by seed (``stationary.py``, ``denoise.py``).
+effect is read seed by seed (``denoise.py``).
 
 A run folder that already holds a finished run of the same config is read,
 not trained again; one that holds another run is refused. Runs whose
@@ -17,10 +17,10 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_results  # noqa: E402
+from finished_runs import write_results  # noqa: E402
 
-from acn_pyg.cli import add_config_arguments, config_from_args  # noqa: E402
-from acn_pyg.training import Config, load_run, run, run_config  # noqa: E402
+from acn_pyg.train import (Config, add_config_arguments, config_from_args,  # noqa: E402
+                           load_run, run, run_config)
 from acn_pyg.units import EV_TO_KCALMOL  # noqa: E402
 
 #: Fields that only say where or how fast a run ran: a finished run is
@@ -30,7 +30,7 @@ PLACE_FIELDS = ("root", "subset", "data_source", "out", "threads", "device", "pl
 
 def same_run(cfg: Config, metrics: dict) -> bool:
     """Whether a finished run's config (fields recorded before they existed
-    at their defaults, as :func:`~acn_pyg.training.run_config` reads them)
+    at their defaults, as :func:`~acn_pyg.train.run_config` reads them)
     is :obj:`cfg`, wherever each ran. Without denoising (``denoise_weight``
     0 in both) the noise's ``denoise_sigma`` does nothing, and a run recorded
     with another (the default before version 0.2.12) is the same run."""
@@ -43,8 +43,8 @@ def same_run(cfg: Config, metrics: dict) -> bool:
 
 #: Config fields a comparison sets per run, or that a paired run must not
 #: take from the command line (no resuming, warm starts or compilation).
-OWN_FIELDS = ("model", "init_seed", "out", "stationary_weight", "denoise_weight",
-              "denoise_sigma", "resume", "init_from", "grow", "device", "compile")
+OWN_FIELDS = ("model", "init_seed", "out", "denoise_weight", "denoise_sigma", "resume",
+              "init_from", "device", "compile")
 
 
 def base_config(args) -> Config:
@@ -55,7 +55,7 @@ def base_config(args) -> Config:
 
 def add_arguments(p, runs: str) -> None:
     """The arguments of a paired comparison: every flag of ``examples/qm9.py``
-    (:func:`~acn_pyg.cli.add_config_arguments`) but those of
+    (:func:`~acn_pyg.train.add_config_arguments`) but those of
     :data:`OWN_FIELDS`, with this comparison's defaults (U_atom, 100 training
     molecules, 500 validation, 10,000 test, 270 epochs and a 100-minute time
     budget, well above the epochs' time, so that the learning-rate schedule

@@ -1,5 +1,5 @@
 r"""Predictions of a checkpoint on fixed molecules, kept on disk so that
-ensembles over many finished runs (:func:`acn_pyg.ensemble.ensemble_test`)
+ensembles over many finished runs (:func:`ensemble.ensemble_test`)
 do not run every member's model again each time.
 
 An entry is found only for the same checkpoint bytes, the same reference

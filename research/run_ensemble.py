@@ -2,8 +2,8 @@
 (``examples/qm9.py`` or ``learning_curve.py`` run folders with ``metrics.json``
 and ``best.pt``) that share target, split and sizes, beside each member's own.
 
-    python benchmarks/ensemble.py runs/a/acn_n1000 runs/b/acn_n1000 \\
-        --out benchmarks/results/ensemble_n1000
+    python research/run_ensemble.py runs/a/acn_n1000 runs/b/acn_n1000 \\
+        --out research/results/ensemble_n1000
 
 With ``--select greedy`` the members are chosen among the runs given on the
 validation molecules alone (greedy forward selection: add the run that most
@@ -14,16 +14,17 @@ and code only), so choosing again among many runs costs only the new ones.
 The ensemble costs the chosen members' training compute together, their
 warm-start ancestors included (each run once); the JSON lists it. An ancestor
 whose run folder is gone (``runs/`` of an earlier machine) is counted from its
-recorded copy with ``--records benchmarks/checkpoints benchmarks/results``.
+recorded copy with ``--records DIR ...`` (folders of run folders copied from
+elsewhere, e.g. ``research/results``).
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
+from ensemble import SELECTIONS, ensemble_test  # noqa: E402
+from finished_runs import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
 
-from acn_pyg.ensemble import SELECTIONS, ensemble_test  # noqa: E402
-from acn_pyg.training import epochs_cell  # noqa: E402
+from acn_pyg.train import epochs_cell  # noqa: E402
 
 
 def main(argv=None) -> int:

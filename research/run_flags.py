@@ -1,7 +1,7 @@
 """The model flags of a finished run (its ``metrics.json``), to continue it
 or warm-start from its ``best.pt`` with the model it was trained with:
 
-    python benchmarks/run_flags.py runs/gpu/acn_eq_wide_l4_n10000_b128/acn_n10000
+    python research/run_flags.py runs/gpu/acn_eq_wide_l4_n10000_b128/acn_n10000
     --hidden-channels 128 --hidden-irreps 128x0e+32x1o+32x2e --num-layers 4 ...
 
 With ``--denoising`` also its denoising flags (``--denoise-weight`` and
@@ -13,8 +13,10 @@ import argparse
 import os
 import sys
 
-from acn_pyg.cli import model_flags
-from acn_pyg.training import load_run, run_config
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from finished_runs import model_flags  # noqa: E402
+
+from acn_pyg.train import load_run, run_config  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -5,11 +5,8 @@ in order of validation error, each kept if the average with it has a lower
 validation error), beside the uniform average of all and each checkpoint.
 Only the chosen average is tested.
 
-    python benchmarks/weight_average.py benchmarks/checkpoints/h100_n10000_wide_wd0 \\
-        benchmarks/checkpoints/h100_cpu_n10000_wide_wd0 \\
-        benchmarks/checkpoints/h100x2_n10000_wide_wd0 \\
-        benchmarks/checkpoints/h100x2_cpu_n10000_wide_wd0 \\
-        --subset data/qm9_subset.pt --out benchmarks/results/weight_average_n10000/wide
+    python research/weight_average.py runs/wide runs/wide_warm1 runs/wide_warm2 \\
+        --subset data/qm9_subset.pt --out research/results/weight_average_n10000/wide
 """
 import os
 import sys
@@ -17,13 +14,13 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import parse_run_folder_args, run_folder_parser, write_results  # noqa: E402
+from ensemble import ENSEMBLE_SHARED, average_state_dicts, require_same  # noqa: E402
+from finished_runs import (parse_run_folder_args, relocated, reproduces,  # noqa: E402
+                           run_folder_parser, write_results)
 from fit_diagnostic import display_unit  # noqa: E402
 
-from acn_pyg.cli import MODEL_FIELDS  # noqa: E402
-from acn_pyg.ensemble import ENSEMBLE_SHARED, average_state_dicts, require_same  # noqa: E402
-from acn_pyg.training import (load_best_model, load_run, pick_device, predict,  # noqa: E402
-                              prepare, relocated, reproduces, run_config)
+from acn_pyg.train import (MODEL_FIELDS, load_best_model, load_run, pick_device,  # noqa: E402
+                           predict, prepare, run_config)
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,16 @@
+"""Growing a trained AtomCloudNet deeper (grow.py): the deeper model computes
+the same function, and a run warm-started from the grown weights starts
+where the shallower run ended."""
+import json
+
 import pytest
 import torch
 
 from acn_pyg import AtomCloudNet
-from acn_pyg.models import grown_state_dict
+from acn_pyg.train import run
+
+import grow
+from grow import grown_state_dict
 
 DT = torch.float64
 SMALL = dict(hidden_channels=16, cutoff=3.0, radial_hidden=16)
@@ -11,6 +19,14 @@ VARIANTS = {
     "vectors": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e"),
     "products": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e", product_channels=2),
 }
+
+
+@pytest.fixture(autouse=True)
+def _float64_and_seed():
+    """Modules built in float64, so that Clebsch-Gordan buffers are exact
+    and the tolerances tight (e3nn's test convention)."""
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(12345)
 
 
 def trained_like(seed, **kwargs):
@@ -74,3 +90,33 @@ def test_grow_refuses_what_it_cannot_grow():
     deep = AtomCloudNet(num_layers=3, **SMALL)
     with pytest.raises(RuntimeError, match="size mismatch"):
         deep.load_state_dict(grown_state_dict(deep, wide.state_dict()))
+
+
+def test_grow_script_starts_a_deeper_run_from_a_shallower_one(tiny_config, tmp_path, capsys):
+    torch.set_default_dtype(torch.float32)  # as the training program runs
+    first = run(tiny_config(tmp_path / "run", num_layers=2))
+    grown = str(tmp_path / "grown.pt")
+    deeper = tiny_config(tmp_path / "deep", num_layers=4, init_from=grown, lr=1e-30, epochs=1)
+    # Not without growing: the shallower weights do not fit the deeper model.
+    with pytest.raises(ValueError, match="another model"):
+        run(tiny_config(tmp_path / "deep", num_layers=4, lr=1e-30, epochs=1,
+                        init_from=str(tmp_path / "run" / "best.pt")))
+    assert grow.main([str(tmp_path / "run"), "--num-layers", "4", "--out", grown]) == 0
+    assert "grown from 2 to 4 layers" in capsys.readouterr().out
+    deep = run(deeper)
+    assert deep["parameters"] > first["parameters"]
+    # With a learning rate of ~0 the deeper model keeps the grown weights: the
+    # shallower model's function, so its errors.
+    assert deep["history"][0]["val_mae"] == pytest.approx(first["best_val_mae"], rel=1e-5)
+    assert deep["test_mae"] == pytest.approx(first["test_mae"], rel=1e-5)
+    # Only an AtomCloudNet grows, and only deeper.
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics["config"]["model"] = "schnet"
+    (tmp_path / "schnet").mkdir()
+    (tmp_path / "schnet" / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(SystemExit, match="only an AtomCloudNet is grown"):
+        grow.main([str(tmp_path / "schnet"), "--num-layers", "4", "--out", grown])
+    with pytest.raises(SystemExit, match="only grown deeper"):
+        grow.main([str(tmp_path / "deep"), "--num-layers", "3", "--out", grown])
+    assert json.loads((tmp_path / "deep" / "metrics.json").read_text())["config"][
+        "init_from"] == grown

@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-from acn_pyg.utils import prediction_cache
-from acn_pyg.utils.prediction_cache import PredictionCache
+import prediction_cache
+from prediction_cache import PredictionCache
 
 
 @pytest.fixture

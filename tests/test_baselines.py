@@ -5,8 +5,8 @@ from unittest import mock
 import pytest
 import torch
 
-import acn_pyg.baselines as baselines
-from acn_pyg.baselines import build_baseline, triplets_torch
+import acn_pyg.train.baselines as baselines
+from acn_pyg.train.baselines import build_baseline, triplets_torch
 from acn_pyg.graph import radius_graph
 
 

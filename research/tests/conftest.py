@@ -48,7 +48,7 @@ def _float32():
     torch.set_default_dtype(old)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def source_dir(tmp_path_factory):
     """The first molecules of the real qm9pack CSVs, split over two part files."""
     from acn_pyg.datasets.qm9 import qm9pack_data_dir
@@ -64,7 +64,7 @@ def source_dir(tmp_path_factory):
     return str(out)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_config(source_dir, tmp_path_factory):
     """The config of a tiny run on :func:`source_dir`'s molecules (U0, 16
     training, 8 validation and 8 test molecules, 2 epochs, one 8-channel

@@ -1,6 +1,5 @@
-"""The README's benchmark figure, drawn from the JSON results of speed.py,
-accuracy.py, learning_curve.py (CPU, and the merged GPU runs of
-learning_curve_table.py) and scaling.py (whichever exist)."""
+"""The benchmark summary figure, drawn from the JSON results of speed.py,
+accuracy.py, learning_curve.py and scaling.py (whichever exist)."""
 import argparse
 import json
 import os
@@ -28,7 +27,7 @@ def main(argv=None) -> int:
 
     speed, accuracy, curve = load("speed_cpu.json"), load("accuracy.json"), \
         load("learning_curve.json")
-    curve_gpu, scaling = load("learning_curve_gpu.json"), load("scaling_cpu.json")
+    scaling = load("scaling_cpu.json")
     scaling_system = load("scaling_cpu_system_malloc.json")
     panels = [x for x in (speed, accuracy, curve, scaling) if x is not None]
     if not panels:
@@ -78,17 +77,6 @@ def main(argv=None) -> int:
         for model in curve["rows"][0]["runs"]:
             ax.loglog(sizes, [r["runs"][model]["test_mae_kcal_mol"] for r in curve["rows"]],
                       "s-", label=f"{model} (this work, CPU)")
-        if curve_gpu is not None:
-            for model, marker in (("acn", "*"), ("schnet", "x")):
-                best = {}
-                for r in curve_gpu["rows"]:
-                    if r["model"] == model:
-                        n = r["train_size"]
-                        best[n] = min(best.get(n, float("inf")), r["test_mae_kcal_mol"])
-                if best:
-                    ns = sorted(best)
-                    ax.loglog(ns, [best[n] for n in ns], marker, ms=9,
-                              label=f"{model} best (this work, GPU)")
         ax.set_xlabel("training molecules")
         ax.set_ylabel("U_atom test MAE (kcal/mol)")
         ax.set_title("QM9 learning curve", fontsize=9)

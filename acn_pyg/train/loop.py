@@ -141,7 +141,9 @@ class _Progress:
                                    "[{elapsed}<{remaining}{postfix}]")
 
     def update(self, progress: float) -> None:
-        self.bar.update(round(min(progress, 1.0) * self.total - self.bar.n, 1))
+        # Set, not added up: rounding cannot carry the bar past its total.
+        self.bar.n = round(min(progress, 1.0) * self.total, 1)
+        self.bar.update(0)  # redraws, at most every tqdm.mininterval
 
     def close(self, progress: float) -> None:
         self.update(progress)

@@ -9,7 +9,7 @@ from e3nn.util.test import assert_equivariant
 
 from acn_pyg import AtomCloudConv, AtomCloudNet, radius_graph
 
-from conftest import random_molecule
+from molecules import random_molecule
 
 DT = torch.float64
 

@@ -4,7 +4,7 @@ from torch_geometric.data import Batch, Data
 
 from acn_pyg import AtomCloudNet
 
-from conftest import random_molecule, random_orthogonal
+from molecules import random_molecule, random_orthogonal
 
 DT = torch.float64
 SMALL = dict(hidden_channels=16, num_layers=2, cutoff=3.0, radial_hidden=16)

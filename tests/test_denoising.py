@@ -10,7 +10,7 @@ from torch_geometric.utils import scatter
 
 from acn_pyg.nn import DenoisingHead, centered_noise, denoising_loss
 
-from conftest import random_orthogonal
+from molecules import random_orthogonal
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 import qm9 as example  # noqa: E402

@@ -9,7 +9,7 @@ from acn_pyg.nn import ManyBodyTerms, signed_log1p
 from acn_pyg.transforms import ManyBodyFeatures
 from torch_geometric.data import Batch, Data
 
-from conftest import random_molecule, random_orthogonal
+from molecules import random_molecule, random_orthogonal
 
 
 def brute_force(z, pos, cutoff=None):

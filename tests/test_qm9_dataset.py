@@ -8,7 +8,7 @@ from acn_pyg import AtomCloudNet
 from acn_pyg.datasets import QM9, TARGETS, target_index
 from acn_pyg.transforms import ManyBodyFeatures
 
-from conftest import QM9_SUBSET_SIZE as NUM_MOLECULES
+from molecules import QM9_SUBSET_SIZE as NUM_MOLECULES
 
 HA_TO_EV = 27.211386246  # independent of acn_pyg.units on purpose
 

@@ -145,6 +145,9 @@ class _Progress:
         self.bar.n = round(min(progress, 1.0) * self.total, 1)
         self.bar.update(0)  # redraws, at most every tqdm.mininterval
 
+    def show(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
+
     def close(self, progress: float) -> None:
         self.update(progress)
         self.bar.close()
@@ -197,7 +200,7 @@ def train(tr: Trainer, loaders, device, state: TrainState, *, epochs: int, budge
         save_last(last_path, tr.model, tr.optimizer, tr.ema, state, shuffle_rng,
                   tr.aux_losses.get("denoise"))
         bar.update(progress(0))
-        bar.bar.set_postfix_str(_postfix(state, unit))
+        bar.show(_postfix(state, unit))
     if state.epoch > 0 and (not state.history or state.history[-1]["epoch"] < state.epoch):
         validate({"train_loss": float("nan")})
     bar.close(progress(0))

@@ -268,3 +268,21 @@ def test_atom_features_are_what_the_readout_reads(pooling, batch_of_molecules):
                                rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match="pos"):
         net.atom_features(z, pos[:, :2], batch)
+
+
+def test_z_of_another_integer_dtype_and_a_bad_user_graph_are_named(molecule):
+    z, pos = molecule
+    net = model()
+    for dtype in (torch.uint8, torch.int16):
+        with pytest.raises(ValueError, match=rf"'z' must hold .* \(got {dtype}; convert"):
+            net(z.to(dtype), pos)
+    torch.testing.assert_close(net(z.int(), pos), net(z, pos))
+
+    def out_of_range(pos, batch):
+        return torch.tensor([[0, 1], [1, pos.size(0)]])
+    bad = model(interaction_graph=out_of_range)
+    with pytest.raises(ValueError, match="interaction_graph's edge_index' holds atom indices "
+                                         r"outside 0\.\.11"):
+        bad(z, pos)
+    with pytest.raises(ValueError, match=r"shape \[2, num_edges\]"):
+        model(interaction_graph=lambda pos, batch: torch.zeros(3, 2, dtype=torch.long))(z, pos)

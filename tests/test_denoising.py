@@ -150,9 +150,9 @@ def test_denoise_weight_trains_records_and_resumes(source_dir, tmp_path):
     head = torch.load(tmp_path / "on" / "last.pt", weights_only=True)["denoise_head"]
     assert any(not torch.equal(head[k], ckpt_on["denoise_head"][k]) for k in head)
     # A checkpoint cannot switch the option on or off.
-    with pytest.raises(ValueError, match="saved with --denoise-weight"):
+    with pytest.raises(ValueError, match=r"trained with --denoise-weight 2.0 \(here 0.0\)"):
         example.main(run_args(source_dir, tmp_path, "on", "--epochs", "4", "--resume"))
-    with pytest.raises(ValueError, match="saved without --denoise-weight"):
+    with pytest.raises(ValueError, match=r"trained with --denoise-weight 0.0 \(here 1.0\)"):
         example.main(run_args(source_dir, tmp_path, "off", "--epochs", "4", "--resume",
                               "--denoise-weight", "1"))
 

@@ -89,19 +89,20 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(source_dir, tmp
     whole = json.loads((tmp_path / "run" / "metrics.json").read_text())
 
     # The same run, killed after its second epoch's checkpoint, then resumed.
-    real_save, saved = torch.save, []
+    import acn_pyg.train.loop as loop
+    real_save_last, saved = loop.save_last, []
 
-    def save_then_die(obj, path, *a, **k):
-        real_save(obj, path, *a, **k)
-        saved.append(str(path))
-        if str(path).endswith("last.pt") and sum(p.endswith("last.pt") for p in saved) == 2:
+    def save_then_die(*a, **k):
+        real_save_last(*a, **k)
+        saved.append(a[0])
+        if len(saved) == 2:
             raise KeyboardInterrupt
 
     out = ["--out", str(tmp_path / "cut")]
-    monkeypatch.setattr(torch, "save", save_then_die)
+    monkeypatch.setattr(loop, "save_last", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         example.main(args + out)
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(loop, "save_last", real_save_last)
     example.main(args + out + ["--resume"])
     resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     for key in ("epoch", "train_loss", "val_mae"):  # same batches, steps and weights
@@ -386,7 +387,7 @@ def test_plots_show_the_error_and_the_learning_curve(tmp_path):
     assert fig.axes[1].get_xlim()[0] < 0.1 < fig.axes[1].get_xlim()[1]
     parity_plot(pred, true, baseline, "t", "eV", str(tmp_path / "parity.png"))
     history = [{"epoch": e, "train_loss": 1.0 / e, "val_mae": 2.0 / e} for e in range(1, 6)]
-    history.append({"epoch": 6, "train_loss": float("nan"), "val_mae": 0.3})
+    history.append({"epoch": 6, "train_loss": None, "val_mae": 0.3})
     learning_curve_plot(history, 0.5, "t", "eV", str(tmp_path / "curve.png"))
     for name in ("parity.png", "curve.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

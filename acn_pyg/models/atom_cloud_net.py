@@ -12,8 +12,9 @@ from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms
 from acn_pyg.nn.radial_mlp import stacked_radial_weights
 from acn_pyg.nn.pool import global_power_mean_pool
-from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_atoms, check_features,
-                                  check_matches_module, check_same_device, is_tracing)
+from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_atoms, check_edge_index,
+                                  check_features, check_matches_module, check_same_device,
+                                  is_tracing)
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps
 
 POOLINGS = ("add", "mean", "max", "power")
@@ -313,6 +314,8 @@ class AtomCloudNet(torch.nn.Module):
             edge_index = self.interaction_graph(pos, batch, batch_size=size)
         else:
             edge_index = self.interaction_graph(pos, batch)
+            if not is_tracing():  # a user's graph builder: its output is checked
+                check_edge_index(edge_index, pos.size(0), "the interaction_graph's edge_index")
         edge_features = self.edge_embedding(pos, edge_index)
 
         h = self.embedding(z)

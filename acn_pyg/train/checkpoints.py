@@ -3,13 +3,16 @@
 error), warm starts from either, and the model of a finished run."""
 import json
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
+from acn_pyg.train.config import RESUMABLE_FIELDS, Config
 from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
+from acn_pyg.utils.io import atomic_save, load_checkpoint
 
 
 @dataclass
@@ -24,28 +27,52 @@ class TrainState:
     history: List[Dict[str, float]] = field(default_factory=list)
 
 
-def save_last(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              ema: Optional[ExponentialMovingAverage], state: TrainState,
-              shuffle_rng: torch.Generator, denoise: Optional[torch.nn.Module] = None) -> None:
-    """Writes everything :func:`restore_last` needs to continue the run."""
-    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+def save_last(path: str, cfg: Config, model: torch.nn.Module,
+              optimizer: torch.optim.Optimizer, ema: Optional[ExponentialMovingAverage],
+              state: TrainState, shuffle_rng: torch.Generator,
+              denoise: Optional[torch.nn.Module] = None) -> None:
+    """Writes everything :func:`restore_last` needs to continue the run
+    (:func:`~acn_pyg.utils.io.atomic_save`: a failed save keeps the previous
+    file)."""
+    ckpt = {"config": json.dumps(asdict(cfg)),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "ema": ema.state_dict() if ema is not None else {},
             "epoch": state.epoch, "steps": state.steps, "elapsed": state.elapsed,
             "best_val": state.best_val, "history": json.dumps(state.history),
             "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state()}
     if denoise is not None:
         ckpt.update(denoise_head=denoise.head.state_dict(), denoise_weight=denoise.weight)
-    torch.save(ckpt, path)
+    atomic_save(ckpt, path)
 
 
-def restore_last(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 ema: Optional[ExponentialMovingAverage], shuffle_rng: torch.Generator,
-                 denoise: Optional[torch.nn.Module], device: torch.device,
-                 steps_per_epoch: int) -> TrainState:
+def check_resumable(path: str, saved: Optional[str], cfg: Config) -> None:
+    """Raises a :class:`ValueError` naming every flag in which :obj:`cfg`
+    differs from the config :obj:`saved` with the checkpoint :obj:`path`,
+    but those a resumed run may change (:data:`RESUMABLE_FIELDS`)."""
+    if saved is None:
+        warnings.warn(f"{path} holds no config (saved by acn_pyg < 0.3): the flags of this "
+                      "run are not checked against it")
+        return
+    saved = json.loads(saved)
+    ours = asdict(cfg)
+    differ = [k for k in ours if k not in RESUMABLE_FIELDS and k in saved and saved[k] != ours[k]]
+    if differ:
+        flags = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (here {ours[k]!r})"
+                          for k in differ)
+        raise ValueError(f"--resume: {path} was trained with {flags}; resume with its flags, "
+                         "or start a new run in another --out")
+
+
+def restore_last(path: str, cfg: Config, model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, ema: Optional[ExponentialMovingAverage],
+                 shuffle_rng: torch.Generator, denoise: Optional[torch.nn.Module],
+                 device: torch.device, steps_per_epoch: int) -> TrainState:
     """Loads a ``last.pt`` of :func:`save_last` into the run's objects and
     returns its :class:`TrainState`; the random generators continue where
-    they were, so the run goes on as if never stopped."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    they were, so the run goes on as if never stopped. Refuses a checkpoint
+    of other flags (:func:`check_resumable`)."""
+    ckpt = load_checkpoint(path, device)
+    check_resumable(path, ckpt.get("config"), cfg)
     model.load_state_dict(ckpt["model"])
     if ema is not None:
         ema.load_state_dict(ckpt["ema"])
@@ -79,7 +106,7 @@ def load_weights(path: str, device=None) -> Dict[str, Tensor]:
     whatever device the run saved them from."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--init-from: no checkpoint at {path!r}")
-    ckpt = torch.load(path, map_location="cpu" if device is None else device, weights_only=True)
+    ckpt = load_checkpoint(path, "cpu" if device is None else device)
     if isinstance(ckpt, dict) and "model" in ckpt and "optimizer" in ckpt:  # a last.pt
         averaged = averaged_module_state(ckpt.get("ema") or {})
         return averaged if averaged else ckpt["model"]

@@ -8,6 +8,12 @@ from typing import Optional
 EXTENSIVE_TARGETS = frozenset(("alpha", "r2", "zpve", "U0", "U", "H", "G", "cv", "U0_atom",
                                "U_atom", "H_atom", "G_atom"))
 MODELS = ("acn", "schnet", "dimenet++", "dimenet")
+#: The fields a resumed run may change: where things are and how fast they
+#: run, and how long to go on. Every other field defines the run and must be
+#: the checkpoint's.
+RESUMABLE_FIELDS = frozenset(("resume", "epochs", "time_budget", "out", "root", "data_source",
+                              "subset", "device", "threads", "workers", "compile",
+                              "reuse_memory", "plot", "init_from"))
 #: Peak learning rate per model when none is given: the baselines keep
 #: their published 1e-3.
 DEFAULT_LR = {"acn": 3e-3, "schnet": 1e-3, "dimenet++": 1e-3, "dimenet": 1e-3}
@@ -70,19 +76,33 @@ class Config:
 
 def check_config(cfg: Config) -> None:
     """Raises a :class:`ValueError` naming the flag of the first field of
-    :obj:`cfg` that no run can use."""
+    :obj:`cfg` that no run can use, before any work is done."""
     if cfg.model not in MODELS:
         raise ValueError(f"--model must be one of {MODELS} (got {cfg.model!r})")
-    if not 0.0 <= cfg.warmup < 1.0:
-        raise ValueError(f"--warmup is a fraction of the schedule in [0, 1) (got {cfg.warmup})")
-    if cfg.workers < 0:
-        raise ValueError(f"--workers is a number of processes, >= 0 (got {cfg.workers})")
-    if cfg.denoise_weight < 0:
-        raise ValueError(f"--denoise-weight must be >= 0 (got {cfg.denoise_weight})")
+    for name in ("train_size", "val_size", "test_size", "epochs", "batch_size"):
+        _require(name, getattr(cfg, name), lambda v: isinstance(v, int) and v >= 1,
+                 "a whole number >= 1")
+    _require("threads", cfg.threads, lambda v: isinstance(v, int) and v >= 0,
+             "a whole number >= 0")
+    _require("workers", cfg.workers, lambda v: isinstance(v, int) and v >= 0,
+             "a number of processes >= 0")
+    _require("time_budget", cfg.time_budget, lambda v: v is None or v > 0,
+             "a time in minutes > 0 (inf for none)")
+    _require("lr", cfg.lr, lambda v: v is None or 0 < v < math.inf, "finite and > 0")
+    _require("weight_decay", cfg.weight_decay, lambda v: 0 <= v < math.inf, ">= 0")
+    _require("ema", cfg.ema, lambda v: 0 <= v < 1, "a decay per step in [0, 1)")
+    _require("warmup", cfg.warmup, lambda v: 0 <= v < 1,
+             "a fraction of the schedule in [0, 1)")
+    _require("denoise_weight", cfg.denoise_weight, lambda v: 0 <= v < math.inf, ">= 0")
     if cfg.denoise_weight > 0:
-        if not cfg.denoise_sigma > 0:
-            raise ValueError(f"--denoise-sigma is the noise's standard deviation in Angstrom, "
-                             f"> 0 (got {cfg.denoise_sigma})")
+        _require("denoise_sigma", cfg.denoise_sigma, lambda v: 0 < v < math.inf,
+                 "the noise's standard deviation in Angstrom, > 0")
         if cfg.model != "acn":
             raise ValueError(f"--denoise-weight reads AtomCloudNet's atom features; "
                              f"not available for --model {cfg.model}")
+
+
+def _require(name: str, value, ok, what: str) -> None:
+    # NaN fails every comparison, so it is refused with the rest.
+    if not ok(value):
+        raise ValueError(f"--{name.replace('_', '-')} must be {what} (got {value!r})")

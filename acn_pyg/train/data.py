@@ -18,6 +18,9 @@ def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[
     """Random disjoint splits. The test set is drawn first, so runs with the
     same seed and test size share it whatever their training size, and a
     smaller training set is a subset of a larger one."""
+    for name, size in (("train", train), ("val", val), ("test", test)):
+        if not (isinstance(size, int) and size >= 0):
+            raise ValueError(f"split size '{name}' must be a whole number >= 0 (got {size!r})")
     if train + val + test > num:
         raise ValueError(f"train+val+test = {train + val + test} exceeds the {num} molecules")
     perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))

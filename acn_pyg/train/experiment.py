@@ -16,6 +16,7 @@ from acn_pyg.train.loop import Trainer, predict, train
 from acn_pyg.train.report import (learning_curve_plot, machine, parity_plot, with_energy_units,
                                   write_metrics)
 from acn_pyg.utils.ema import ExponentialMovingAverage
+from acn_pyg.utils.io import RunLock, load_checkpoint
 from acn_pyg.utils.memory import reuse_freed_memory
 
 
@@ -51,7 +52,7 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     if not os.path.exists(best):
         raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
-    model.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    model.load_state_dict(load_checkpoint(best, device))
     return model
 
 
@@ -62,7 +63,6 @@ def _setup(cfg: Config) -> torch.device:
     if device.type == "cpu" and cfg.reuse_memory:
         # Large per-step tensors are then not page-faulted afresh each step.
         reuse_freed_memory()
-    os.makedirs(cfg.out, exist_ok=True)
     # The split follows cfg.seed; initialisation and shuffling follow
     # cfg.init_seed (default: the same), so seeds can vary on one test set.
     torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
@@ -93,7 +93,7 @@ def _start(cfg: Config, tr: Trainer, shuffle_rng: torch.Generator, device: torch
            steps_per_epoch: int) -> TrainState:
     last_path = os.path.join(cfg.out, "last.pt")
     if cfg.resume and os.path.exists(last_path):
-        state = restore_last(last_path, tr.model, tr.optimizer, tr.ema, shuffle_rng,
+        state = restore_last(last_path, cfg, tr.model, tr.optimizer, tr.ema, shuffle_rng,
                              tr.aux_losses.get("denoise"), device, steps_per_epoch)
         print(f"resumed from {last_path} at epoch {state.epoch} "
               f"({state.elapsed / 60:.1f} min trained)")
@@ -109,7 +109,7 @@ def _test(cfg: Config, prep: Prepared, model: torch.nn.Module, loaders, device):
 
     best_path = os.path.join(cfg.out, "best.pt")
     if os.path.exists(best_path):
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        model.load_state_dict(load_checkpoint(best_path, device))
     pred, true = predict(model, loaders["test"], prep.t_index, device)
     # The same model on its own training molecules, in order: beside the
     # validation error, it tells underfitting (both high) from overfitting.
@@ -122,16 +122,21 @@ def run(cfg: Config) -> Dict[str, object]:
     """Trains one model on one target of QM9 as :obj:`cfg` says, tests its
     best checkpoint, and returns its metrics; writes ``metrics.json``,
     ``best.pt``, ``last.pt`` and (with :obj:`cfg.plot`) ``parity.png`` and
-    ``learning_curve.png`` to :obj:`cfg.out`."""
+    ``learning_curve.png`` to :obj:`cfg.out`, which it locks
+    (:class:`~acn_pyg.utils.io.RunLock`) while it runs."""
     check_config(cfg)
+    with RunLock(cfg.out):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Dict[str, object]:
     device = _setup(cfg)
     prep = prepare(cfg)
     tr = _trainer(cfg, prep, device)
     loaders, shuffle_rng = make_loaders(cfg, prep, device)
     state = _start(cfg, tr, shuffle_rng, device, len(loaders["train"]))
-    wall = train(tr, loaders, device, state, epochs=cfg.epochs, budget_s=cfg.budget_s,
-                 peak_lr=cfg.peak_lr, warmup=cfg.warmup, out=cfg.out, shuffle_rng=shuffle_rng,
-                 unit=prep.unit, desc=f"{cfg.model} {prep.name}")
+    wall = train(tr, loaders, device, state, cfg, shuffle_rng, unit=prep.unit,
+                 desc=f"{cfg.model} {prep.name}")
 
     pred, true, train_mae = _test(cfg, prep, tr.evaluated, loaders, device)
     test_mae = float((pred - true).abs().mean())

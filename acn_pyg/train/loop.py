@@ -13,8 +13,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from acn_pyg.train.checkpoints import TrainState, save_last
+from acn_pyg.train.config import Config
 from acn_pyg.train.losses import target_loss
 from acn_pyg.utils.ema import ExponentialMovingAverage
+from acn_pyg.utils.io import atomic_save
 
 
 def lr_factor(progress: float, warmup: float = 0.0) -> float:
@@ -153,21 +155,22 @@ class _Progress:
         self.bar.close()
 
 
-def train(tr: Trainer, loaders, device, state: TrainState, *, epochs: int, budget_s: float,
-          peak_lr: float, warmup: float, out: str, shuffle_rng: torch.Generator,
-          unit: str = "", desc: str = "train") -> float:
-    """Trains until :obj:`epochs` are done or :obj:`budget_s` seconds have
-    passed (the learning rate follows :func:`lr_factor` over whichever runs
-    out first), validating every so many epochs, keeping the best weights in
-    ``out/best.pt`` and everything in ``out/last.pt`` after every epoch.
-    Updates :obj:`state` and returns the training wall time in seconds."""
+def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
+          shuffle_rng: torch.Generator, unit: str = "", desc: str = "train") -> float:
+    """Trains until :obj:`cfg.epochs` are done or its time budget has passed
+    (the learning rate follows :func:`lr_factor` from :obj:`cfg.peak_lr`
+    over whichever runs out first), validating every so many epochs, keeping
+    the best weights in ``cfg.out/best.pt`` and everything in
+    ``cfg.out/last.pt`` after every epoch. Updates :obj:`state` and returns
+    the training wall time in seconds."""
+    epochs, budget_s = cfg.epochs, cfg.budget_s
     steps_per_epoch = len(loaders["train"])
     total_steps = max(epochs * steps_per_epoch, 1)
     # Validate about as often as it costs no more than the training it follows.
     eval_every = max(1, math.ceil(len(loaders["val"].dataset)
                                   / max(len(loaders["train"].dataset), 1)))
     start = time.perf_counter() - state.elapsed
-    best_path, last_path = os.path.join(out, "best.pt"), os.path.join(out, "last.pt")
+    best_path, last_path = os.path.join(cfg.out, "best.pt"), os.path.join(cfg.out, "last.pt")
 
     def progress(step: int) -> float:
         return max((state.epoch * steps_per_epoch + step) / total_steps,
@@ -175,7 +178,7 @@ def train(tr: Trainer, loaders, device, state: TrainState, *, epochs: int, budge
 
     def set_lr(p: float) -> None:
         for group in tr.optimizer.param_groups:
-            group["lr"] = peak_lr * lr_factor(p, warmup)
+            group["lr"] = cfg.peak_lr * lr_factor(p, cfg.warmup)
 
     def validate(losses: Dict[str, float]) -> None:
         val_mae = evaluate(tr.evaluated, loaders["val"], tr.target, device)
@@ -183,7 +186,7 @@ def train(tr: Trainer, loaders, device, state: TrainState, *, epochs: int, budge
                               "time_s": round(time.perf_counter() - start, 1)})
         if val_mae < state.best_val:
             state.best_val = val_mae
-            torch.save(tr.evaluated.state_dict(), best_path)
+            atomic_save(tr.evaluated.state_dict(), best_path)
 
     bar = _Progress(desc, budget_s, epochs, progress(0))
     out_of_time = state.elapsed >= budget_s
@@ -197,12 +200,12 @@ def train(tr: Trainer, loaders, device, state: TrainState, *, epochs: int, budge
         if state.epoch % eval_every == 0 or out_of_time or state.epoch >= epochs:
             validate(losses)
         state.elapsed = time.perf_counter() - start
-        save_last(last_path, tr.model, tr.optimizer, tr.ema, state, shuffle_rng,
+        save_last(last_path, cfg, tr.model, tr.optimizer, tr.ema, state, shuffle_rng,
                   tr.aux_losses.get("denoise"))
         bar.update(progress(0))
         bar.show(_postfix(state, unit))
     if state.epoch > 0 and (not state.history or state.history[-1]["epoch"] < state.epoch):
-        validate({"train_loss": float("nan")})
+        validate({"train_loss": None})  # no epoch ended since the last validation
     bar.close(progress(0))
     return time.perf_counter() - start
 
@@ -211,6 +214,7 @@ def _postfix(state: TrainState, unit: str) -> str:
     text = f"epoch {state.epoch}"
     if state.history:
         last = state.history[-1]
-        text += f", loss {last.get('train_loss', float('nan')):.4f}, " \
-                f"val MAE {last['val_mae']:.4g} {unit}"
+        if last.get("train_loss") is not None:
+            text += f", loss {last['train_loss']:.4f}"
+        text += f", val MAE {last['val_mae']:.4g} {unit}"
     return text

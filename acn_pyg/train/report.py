@@ -1,6 +1,7 @@
 """What a run reports: ``metrics.json``, a text summary, the parity plot and
 the learning-curve plot, and the helpers that read finished runs back."""
 import json
+import math
 import os
 import platform
 from typing import Dict, List
@@ -46,10 +47,23 @@ def with_energy_units(metrics: Dict[str, object]) -> Dict[str, object]:
     return metrics
 
 
+def strict_json(value):
+    """:obj:`value` with every NaN or infinite float replaced by
+    :obj:`None`, so that it is valid JSON (which has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_metrics(metrics: Dict[str, object], out: str) -> str:
+    """Writes :obj:`metrics` as strict JSON to ``out/metrics.json``."""
     path = os.path.join(out, "metrics.json")
     with open(path, "w") as f:
-        json.dump(metrics, f, indent=2)
+        json.dump(strict_json(metrics), f, indent=2, allow_nan=False)
     return path
 
 
@@ -158,11 +172,12 @@ def learning_curve_plot(history: List[Dict[str, float]], std: float, title: str,
     the target's unit: the loss times the target's scale :obj:`std`) and
     validation MAE per epoch, on a log scale."""
     plt = _pyplot()
-    epochs = [h["epoch"] for h in history]
-    train = [h["train_loss"] * std for h in history]
+    trained = [h for h in history if h.get("train_loss") is not None]
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(epochs, train, "o-", ms=2, label="training (running, during the epoch)")
-    ax.plot(epochs, [h["val_mae"] for h in history], "o-", ms=2, label="validation")
+    ax.plot([h["epoch"] for h in trained], [h["train_loss"] * std for h in trained], "o-", ms=2,
+            label="training (running, during the epoch)")
+    ax.plot([h["epoch"] for h in history], [h["val_mae"] for h in history], "o-", ms=2,
+            label="validation")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"mean absolute error ({unit})")

@@ -30,8 +30,9 @@ def _check_z_layout(z: Tensor, name: str) -> None:
         raise ValueError(f"'{name}' must be a torch.Tensor (got {type(z).__name__})")
     if z.dim() != 1:
         raise ValueError(f"'{name}' must have shape [num_atoms] (got {list(z.shape)})")
-    if z.is_floating_point() or z.dtype == torch.bool or z.is_complex():
-        raise ValueError(f"'{name}' must hold integer atomic numbers (got {z.dtype})")
+    if z.dtype not in (torch.long, torch.int32):
+        raise ValueError(f"'{name}' must hold integer atomic numbers as torch.long or "
+                         f"torch.int32 (got {z.dtype}; convert it with .long())")
 
 
 def _check_batch_layout(batch: Tensor, num_atoms: int, name: str) -> None:

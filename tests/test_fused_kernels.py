@@ -146,7 +146,7 @@ def test_model_forward_has_two_host_syncs_besides_the_graph(batch_of_molecules):
     with CountSyncs() as counter:  # no graph work counted: the edges are given
         model(z, pos, batch)
     # One for every input check and the graph count, one for the padding
-    # width and the zero-length check of the edges.
+    # (the buckets and their widths) and the zero-length check of the edges.
     assert counter.count <= 2
 
 

@@ -248,8 +248,8 @@ class AtomCloudConv(MessagePassing):
         :obj:`edge_features`."""
         if weight is None:
             weight = self.radial(edge_features.basis)  # the envelope is in sh_dense
-        cloud = self.propagate(edge_index, x=x, weight=weight, slot=edge_features.slot,
-                               sh_dense=edge_features.sh_dense, size=(x.size(0), x.size(0)))
+        cloud = self.propagate(edge_index, x=x, weight=weight, neighbors=edge_features,
+                               size=(x.size(0), x.size(0)))
         # One block per irrep, cut by one split (its backward is one cat).
         blocks = split_blocks(cloud, self._cloud_dims, dim=1)
         spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
@@ -277,9 +277,9 @@ class AtomCloudConv(MessagePassing):
     def message(self, x_j: Tensor, weight: Tensor) -> Tensor:
         return self.tensor_product.message(x_j, weight)
 
-    def aggregate(self, inputs: Tensor, slot: Tensor, sh_dense: Tensor) -> Tensor:
+    def aggregate(self, inputs: Tensor, neighbors: EdgeFeatures) -> Tensor:
         # The cloud projection: sum over neighbours of message (x) Y(r_ij).
-        return self.tensor_product.aggregate(inputs, slot, sh_dense)
+        return self.tensor_product.aggregate(inputs, neighbors)
 
     def update(self, inputs: Tensor) -> Tensor:
         return self.tensor_product.couple(inputs)  # 1 / avg_num_neighbors folded in

@@ -7,6 +7,7 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from acn_pyg.nn.embedding import EdgeFeatures
 from acn_pyg.utils.irreps import split_blocks
 
 
@@ -36,7 +37,7 @@ class ChannelwiseTensorProduct(torch.nn.Module):
        out path-major, so the channel index runs fastest);
     2. :meth:`aggregate`, per atom: the cloud projection
        :math:`\mathbf{B}_i = \sum_j \mathbf{m}_{ij} \otimes Y(\hat{\mathbf{r}}_{ij})`,
-       one batched matrix product over each atom's (padded) neighbour list;
+       batched matrix products over each atom's (padded) neighbour list;
     3. :meth:`couple`, per atom: :math:`\mathbf{A}_i = C\, \mathbf{B}_i`, one
        dense matrix product per input irrep.
 
@@ -168,17 +169,25 @@ class ChannelwiseTensorProduct(torch.nn.Module):
                 for x, w, (_, mul, d1, num_paths, _) in zip(xs, ws, self._blocks)]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
-    def aggregate(self, message: Tensor, slot: Tensor, sh_dense: Tensor) -> Tensor:
+    def aggregate(self, message: Tensor, neighbors: EdgeFeatures) -> Tensor:
         r"""Per atom: :math:`\sum_j Y(\hat{\mathbf{r}}_{ij}) \otimes \mathbf{m}_{ij}`,
         shape :math:`(|\mathcal{V}|, (l_\mathrm{max}+1)^2, \mathrm{message\_dim})`
         (harmonics first, so that the batched product reads the padded
-        messages as they lie instead of copying them)."""
-        num_nodes, max_neighbors, _ = sh_dense.shape
+        messages as they lie instead of copying them). The messages are laid
+        out as the harmonics of :obj:`neighbors`, one batched product per
+        bucket of atoms."""
         # In place into fresh zeros: no copy of the padded tensor.
-        dense = message.new_zeros(num_nodes * max_neighbors, message.size(1))
-        dense = dense.index_copy_(0, slot, message)
-        dense = dense.reshape(num_nodes, max_neighbors, message.size(1))
-        return torch.bmm(sh_dense.transpose(1, 2), dense)
+        dense = message.new_zeros(neighbors.sh_dense.size(0), message.size(1))
+        dense = dense.index_copy_(0, neighbors.slot, message)
+        sizes = [n * k for n, k in neighbors.buckets]
+        clouds = [torch.bmm(sh.reshape(n, k, sh.size(1)).transpose(1, 2),
+                            m.reshape(n, k, m.size(1)))
+                  for sh, m, (n, k) in zip(split_blocks(neighbors.sh_dense, sizes, dim=0),
+                                           split_blocks(dense, sizes, dim=0),
+                                           neighbors.buckets)]
+        if neighbors.node_order is None:
+            return clouds[0]
+        return torch.cat(clouds).index_select(0, neighbors.node_order)
 
     def couple(self, cloud: Tensor) -> Tensor:
         r"""Per atom: Clebsch-Gordan coupling into :obj:`irreps_out` (e3nn layout)."""
@@ -195,10 +204,10 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out.index_select(1, self.out_index)
 
-    def forward(self, x: Tensor, edge_index: Tensor, weight: Tensor, slot: Tensor,
-                sh_dense: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, weight: Tensor,
+                neighbors: EdgeFeatures) -> Tensor:
         """Gather, tensor product and scatter in one call."""
-        return self.couple(self.aggregate(self.message(x[edge_index[0]], weight), slot, sh_dense))
+        return self.couple(self.aggregate(self.message(x[edge_index[0]], weight), neighbors))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} x {self.irreps_sh} -> "

@@ -6,6 +6,7 @@ import torch
 
 from acn_pyg import AtomCloudNet
 from acn_pyg.nn import ManyBodyTerms, signed_log1p
+from acn_pyg.nn import many_body
 from acn_pyg.transforms import ManyBodyFeatures
 from torch_geometric.data import Batch, Data
 
@@ -132,3 +133,76 @@ def test_bad_arguments():
         ManyBodyTerms(cutoff=-1.0)
     with pytest.raises(ValueError, match="'z'"):
         ManyBodyTerms()(torch.tensor([0, 1]), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="chunk_size"):
+        ManyBodyTerms(chunk_size=0)
+
+
+@pytest.mark.parametrize("cutoff", [None, 2.5])
+def test_chunked_sums_and_forces_equal_unchunked(cutoff, batch_of_molecules):
+    _, z, pos, batch = batch_of_molecules
+    perm = torch.randperm(z.numel(), generator=torch.Generator().manual_seed(0))
+
+    def sums_and_forces(chunk_size, order):
+        p = pos[order].clone().requires_grad_(True)
+        out = ManyBodyTerms(cutoff=cutoff, chunk_size=chunk_size)(z[order], p, batch[order])
+        return out, torch.autograd.grad(out.pow(2).sum(), p)[0]
+
+    whole = sums_and_forces(10 ** 9, torch.arange(z.numel()))
+    # An unsorted batch vector, chunks of one pair or triple and more.
+    for chunk_size in (1, 3, 40, 10 ** 9):
+        out, forces = sums_and_forces(chunk_size, perm)
+        torch.testing.assert_close(out, whole[0][perm], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(forces, whole[1][perm], rtol=1e-10, atol=1e-10)
+
+
+def test_large_molecule_summed_in_bounded_chunks(monkeypatch):
+    # 300 atoms: 13 million triples, over a gigabyte if made at once.
+    grid = torch.stack(torch.meshgrid(*[torch.arange(7.0)] * 3, indexing="ij"), -1).view(-1, 3)
+    g = torch.Generator().manual_seed(13)
+    pos = 1.5 * grid[:300] + 0.2 * torch.rand(300, 3, generator=g)
+    z = torch.randint(1, 10, (300,), generator=g)
+    sizes = []
+
+    def recorded(count, total=None):
+        owner, within = expand_ranges(count, total)
+        sizes.append(owner.numel())
+        return owner, within
+
+    expand_ranges = many_body.expand_ranges
+    monkeypatch.setattr(many_body, "expand_ranges", recorded)
+    small = ManyBodyTerms(normalize=False, chunk_size=2 ** 14)(z, pos)
+    # Every pair or triple list holds at most the chunk plus one atom's pairs
+    # or one pair's partners.
+    assert len(sizes) > 100 and max(sizes) <= 2 ** 14 + 300
+    sizes.clear()
+    large = ManyBodyTerms(normalize=False, chunk_size=2 ** 17)(z, pos)
+    assert max(sizes) <= 2 ** 17 + 300
+    torch.testing.assert_close(small, large, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("cutoff", [None, 3.0])
+def test_coincident_atoms_raise_the_convolutions_error(cutoff):
+    z, pos = random_molecule(6, seed=9)
+    pos[4] = pos[1]
+    with pytest.raises(ValueError) as conv_error:
+        AtomCloudNet(hidden_channels=8, num_layers=1)(z, pos)
+    with pytest.raises(ValueError, match="two atoms at the same position") as error:
+        ManyBodyTerms(cutoff=cutoff)(z, pos)
+    assert str(error.value) == str(conv_error.value)
+    with pytest.raises(ValueError, match="same position"):
+        ManyBodyFeatures(cutoff=cutoff)(Data(z=z, pos=pos))
+    # Atoms of two molecules of a batch are never a pair.
+    batch = torch.tensor([0, 0, 0, 0, 1, 1])
+    assert torch.isfinite(ManyBodyTerms(cutoff=cutoff)(z, pos, batch)).all()
+
+
+def test_finite_in_float32_for_atoms_millions_of_angstrom_apart():
+    parts = [random_molecule(4, seed=s) for s in (10, 11, 12)]
+    z = torch.cat([zp for zp, _ in parts])
+    corners = 2e6 * torch.tensor([[1.0, 0, 0], [-1, 1, 0], [0, -1, 1]])
+    pos = torch.cat([pp + c for (_, pp), c in zip(parts, corners)]).float()
+    terms = ManyBodyTerms(normalize=False)
+    out = terms(z, pos)
+    assert torch.isfinite(out).all()
+    # The float64 sums of the same (rounded) coordinates.
+    torch.testing.assert_close(out.double(), terms(z, pos.double()), rtol=1e-5, atol=1e-30)

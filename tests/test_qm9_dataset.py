@@ -1,11 +1,13 @@
 import os
+import warnings
 
 import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
 from acn_pyg import AtomCloudNet
-from acn_pyg.datasets import QM9, TARGETS, target_index
+from acn_pyg.datasets import QM9, TARGETS, QM9Subset, save_qm9_subset, target_index
+from acn_pyg.datasets.qm9 import content_sha256
 from acn_pyg.transforms import ManyBodyFeatures
 
 from molecules import QM9_SUBSET_SIZE as NUM_MOLECULES
@@ -71,14 +73,79 @@ def test_cache_is_reused_and_stale_or_corrupt_cache_rebuilt(dataset, source_dir)
     assert with_features[3].many_body.shape == (with_features[3].z.numel(), 3)
 
 
+def patch_in_place(path, tensor, index, value):
+    """Overwrites, inside the file :obj:`path`, the bytes of element
+    :obj:`index` of :obj:`tensor` (whose bytes the file holds once) with
+    :obj:`value`, leaving every other byte as it was."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    array = tensor.numpy()
+    start = raw.find(array.tobytes())
+    assert start >= 0 and raw.find(array.tobytes(), start + 1) < 0
+    changed = array.copy()
+    changed.flat[index] = value
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(changed.tobytes())
+
+
+@pytest.mark.parametrize("field, index, value", [("z", 7, 42), ("pos", 10, 123.0)])
+def test_cache_with_a_changed_byte_is_rebuilt(dataset, source_dir, field, index, value):
+    path = dataset.processed_paths[0]
+    patch_in_place(path, dataset._data[field], index, value)
+    with pytest.warns(UserWarning, match=f"QM9 cache {path} is stale or corrupt: .*SHA-256"):
+        rebuilt = QM9(dataset.root, source_dir=source_dir)
+    for key in ("z", "pos", "y", "charges", "frequencies"):
+        assert torch.equal(rebuilt._data[key], dataset._data[key])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt cache loads without a warning
+        QM9(dataset.root, source_dir=source_dir)
+
+
+def test_cache_with_an_element_qm9_cannot_hold_is_rebuilt(dataset, source_dir):
+    # A cache whose checksum matches a z of 42 (written by other code).
+    path = dataset.processed_paths[0]
+    blob = torch.load(path, weights_only=True)
+    blob["data"]["z"][3] = 42
+    blob["sha256"] = content_sha256({"data": blob["data"], "slices": blob["slices"]})
+    torch.save(blob, path)
+    with pytest.warns(UserWarning, match="other than those of H, C, N, O, F \\(42 at atom 3\\)"):
+        rebuilt = QM9(dataset.root, source_dir=source_dir)
+    assert torch.equal(rebuilt._data["z"], dataset._data["z"])
+
+
+def test_subset_file_with_a_changed_byte_is_refused(dataset, tmp_path):
+    path = str(tmp_path / "subset.pt")
+    save_qm9_subset(dataset, [0, 2, 5, 7], path)
+    subset = QM9Subset(path)
+    assert len(subset) == 4 and torch.equal(subset[1].pos, dataset[2].pos)
+    patch_in_place(path, subset._data["pos"], 4, 123.0)
+    with pytest.raises(ValueError, match=f"QM9 subset file {path} is corrupt: .*SHA-256"):
+        QM9Subset(path)
+    blob = torch.load(path, weights_only=True)
+    blob["z"][0] = 42
+    blob["sha256"] = content_sha256({k: blob[k] for k in blob if k not in ("format", "sha256")})
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match="other than those of H, C, N, O, F"):
+        QM9Subset(path)
+    blob["format"] = "acn_pyg.qm9_subset.v1"
+    del blob["sha256"]
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match="without the checksum.*write it again"):
+        QM9Subset(path)
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ValueError, match=f"QM9 subset file {path} cannot be read"):
+        QM9Subset(path)
+
+
 def test_cache_write_cut_short_leaves_the_old_cache_whole(dataset, monkeypatch):
     path = dataset.processed_paths[0]
     with open(path, "rb") as f:
         before = f.read()
 
     def cut_short(obj, f):
-        with open(f, "wb") as out:
-            out.write(b"half a cache")
+        f.write(b"half a cache")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", cut_short)

@@ -1,4 +1,5 @@
 import glob
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -11,6 +12,7 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
 from acn_pyg.units import HARTREE_TO_EV, QM9_ATOM_ENERGIES_HARTREE
+from acn_pyg.utils.io import atomic_save
 
 #: PyG's 19 QM9 targets, in PyG's order, with their units.
 TARGETS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "cv",
@@ -39,7 +41,45 @@ _POLARIZABILITY = ("A_xx", "A_xy", "A_xz", "A_xy", "A_yy", "A_yz", "A_xz", "A_yz
 _SYMBOLS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 
 #: Bump when the processed layout changes; old caches are then rebuilt.
-PROCESS_VERSION = 1
+PROCESS_VERSION = 2
+
+
+def content_sha256(values: Dict[str, object]) -> str:
+    """SHA-256 of the contents of :obj:`values`, in key order: every
+    tensor's dtype, shape and bytes, lists of strings joined, anything else
+    by its :func:`repr`; nested dictionaries (such as :obj:`slices`)
+    likewise. Written beside data files and checked when they are read, so
+    that a changed byte is found."""
+    digest = hashlib.sha256()
+
+    def update(value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                digest.update(f"\0{key}\0".encode())
+                update(value[key])
+        elif isinstance(value, Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{flat.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy())
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            digest.update(f"{len(value)} strings\0".encode())
+            digest.update("\0".join(value).encode())
+        else:
+            digest.update(repr(value).encode())
+
+    update(values)
+    return digest.hexdigest()
+
+
+def unknown_elements(z: Tensor) -> Optional[str]:
+    """:obj:`None` if every atomic number in :obj:`z` is one of QM9's
+    elements (H, C, N, O, F), else what is wrong, naming the first other."""
+    bad = ~torch.isin(z, torch.tensor(sorted(_SYMBOLS.values()), dtype=z.dtype))
+    if not bool(bad.any()):
+        return None
+    first = int(bad.nonzero()[0])
+    return (f"it holds atomic numbers other than those of {', '.join(_SYMBOLS)} "
+            f"({int(z[first])} at atom {first})")
 
 
 def qm9pack_data_dir() -> str:
@@ -79,12 +119,14 @@ class QM9(InMemoryDataset):
     (harmonic frequencies, cm\ :sup:`-1`) and :obj:`smiles`.
 
     Processing runs once and is cached in :obj:`root/processed`. The cache
-    records the source files, the processing version and the pre-transform
-    and pre-filter; a cache that does not match them, or that fails to load
-    or to pass consistency checks, is rebuilt with a warning, never silently
-    used. It is written to a temporary file and then moved into place, so
-    that runs started at once, or a write cut short, never leave or read
-    half a cache.
+    records the source files, the processing version, the pre-transform and
+    pre-filter, and a SHA-256 of its contents (:func:`content_sha256`). A
+    cache that does not match them, whose contents do not match their
+    checksum, that holds elements other than H, C, N, O and F, or that fails
+    to load or to pass consistency checks, is rebuilt with a warning that
+    names the file and the fault, never silently used. It is written to a
+    temporary file and then moved into place, so that runs started at once,
+    or a write cut short, never leave or read half a cache.
 
     Args:
         root (str): Root folder.
@@ -159,8 +201,8 @@ class QM9(InMemoryDataset):
         self.slices = blob["slices"]
 
     def _check(self, blob) -> Optional[str]:
-        if not isinstance(blob, dict) or not {"data", "slices", "meta"} <= set(blob):
-            return "it lacks the data, slices or metadata"
+        if not isinstance(blob, dict) or not {"data", "slices", "meta", "sha256"} <= set(blob):
+            return "it lacks the data, slices, metadata or checksum"
         meta, wanted = blob["meta"], self._fingerprint()
         if meta != wanted:
             if not isinstance(meta, dict):
@@ -175,9 +217,12 @@ class QM9(InMemoryDataset):
                 return f"slices of '{key}' do not match {num} molecules"
         if int(slices["z"][-1]) != data["z"].numel() or data["pos"].size(0) != data["z"].numel():
             return "atom counts are inconsistent"
+        if content_sha256({"data": data, "slices": slices}) != blob["sha256"]:
+            return ("its contents do not match their SHA-256 checksum (bytes changed after "
+                    "it was written)")
         if not bool(torch.isfinite(data["pos"]).all()):
             return "positions are not finite"
-        return None
+        return unknown_elements(data["z"])
 
     def process(self) -> None:
         data, slices = _read_qm9pack(self._source_files(),
@@ -190,15 +235,11 @@ class QM9(InMemoryDataset):
                 molecules = [self.pre_transform(m) for m in molecules]
             data, slices = self.collate(molecules)
         os.makedirs(self.processed_dir, exist_ok=True)
-        path = self.processed_paths[0]
-        part = f"{path}.part{os.getpid()}"
-        try:
-            torch.save({"data": data.to_dict(), "slices": slices, "meta": self._fingerprint()},
-                       part)
-            os.replace(part, path)  # atomic: readers see the old file or the new one
-        finally:
-            if os.path.exists(part):
-                os.remove(part)
+        data = data.to_dict()
+        # Atomic: readers see the old file or the new one.
+        atomic_save({"data": data, "slices": slices, "meta": self._fingerprint(),
+                     "sha256": content_sha256({"data": data, "slices": slices})},
+                    self.processed_paths[0])
 
     @staticmethod
     def atomref(target) -> Optional[Tensor]:

@@ -203,7 +203,8 @@ def _chunks(sizes: Tensor, chunk_size: int) -> List[Tuple[int, int, int, int]]:
     """Consecutive ranges :obj:`(start, end, begin, stop)` of the items of
     :obj:`sizes` whose sizes sum to at most :obj:`chunk_size` plus the size
     of one item; :obj:`begin` and :obj:`stop` are the sums of the sizes before
-    :obj:`start` and before :obj:`end`. One host sync."""
+    :obj:`start` and before :obj:`end`. One host sync for a single range,
+    two for several."""
     if sizes.numel() == 0:
         return []
     total = sizes.sum()

@@ -83,7 +83,7 @@ def test_bucketed_aggregation_equals_scatter_over_edges(lmax):
     message = torch.randn(edge_index.size(1), tp.message_dim, requires_grad=True)
     features = emb(pos, edge_index)
     assert len(features.buckets) > 1
-    out = tp.aggregate(message, features)
+    out = tp.aggregate(message, features).index_select(0, features.node_order)
 
     vec = pos[edge_index[0]] - pos[edge_index[1]]
     length = vec.norm(dim=-1)

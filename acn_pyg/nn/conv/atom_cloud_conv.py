@@ -281,8 +281,9 @@ class AtomCloudConv(MessagePassing):
         # The cloud projection: sum over neighbours of message (x) Y(r_ij).
         return self.tensor_product.aggregate(inputs, neighbors)
 
-    def update(self, inputs: Tensor) -> Tensor:
-        return self.tensor_product.couple(inputs)  # 1 / avg_num_neighbors folded in
+    def update(self, inputs: Tensor, neighbors: EdgeFeatures) -> Tensor:
+        # 1 / avg_num_neighbors folded in; the atoms back in order.
+        return self.tensor_product.couple(inputs, neighbors.node_order)
 
     def __repr__(self) -> str:
         product = (f", product_channels={self.product_channels}"

@@ -175,7 +175,9 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         (harmonics first, so that the batched product reads the padded
         messages as they lie instead of copying them). The messages are laid
         out as the harmonics of :obj:`neighbors`, one batched product per
-        bucket of atoms."""
+        bucket of atoms; the atoms come in the bucket order (see
+        :class:`~acn_pyg.nn.embedding.EdgeFeatures`), which :meth:`couple`
+        undoes on its smaller output."""
         # In place into fresh zeros: no copy of the padded tensor.
         dense = message.new_zeros(neighbors.sh_dense.size(0), message.size(1))
         dense = dense.index_copy_(0, neighbors.slot, message)
@@ -185,12 +187,12 @@ class ChannelwiseTensorProduct(torch.nn.Module):
                   for sh, m, (n, k) in zip(split_blocks(neighbors.sh_dense, sizes, dim=0),
                                            split_blocks(dense, sizes, dim=0),
                                            neighbors.buckets)]
-        if neighbors.node_order is None:
-            return clouds[0]
-        return torch.cat(clouds).index_select(0, neighbors.node_order)
+        return clouds[0] if len(clouds) == 1 else torch.cat(clouds)
 
-    def couple(self, cloud: Tensor) -> Tensor:
-        r"""Per atom: Clebsch-Gordan coupling into :obj:`irreps_out` (e3nn layout)."""
+    def couple(self, cloud: Tensor, node_order: Optional[Tensor] = None) -> Tensor:
+        r"""Per atom: Clebsch-Gordan coupling into :obj:`irreps_out` (e3nn
+        layout); with :obj:`node_order`, atom :obj:`i`'s output is row
+        :obj:`node_order[i]` of the coupled :obj:`cloud`."""
         num_nodes = cloud.size(0)
         if not self._blocks:
             return cloud.new_zeros(num_nodes, 0)
@@ -202,12 +204,15 @@ class ChannelwiseTensorProduct(torch.nn.Module):
                     getattr(self, f"cg_{k}")).reshape(num_nodes, mul * width)
                 for k, (b, (_, mul, d1, num_paths, width)) in enumerate(zip(parts, self._blocks))]
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        if node_order is not None:
+            out = out.index_select(0, node_order)
         return out.index_select(1, self.out_index)
 
     def forward(self, x: Tensor, edge_index: Tensor, weight: Tensor,
                 neighbors: EdgeFeatures) -> Tensor:
         """Gather, tensor product and scatter in one call."""
-        return self.couple(self.aggregate(self.message(x[edge_index[0]], weight), neighbors))
+        return self.couple(self.aggregate(self.message(x[edge_index[0]], weight), neighbors),
+                           neighbors.node_order)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} x {self.irreps_sh} -> "

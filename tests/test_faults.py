@@ -14,7 +14,7 @@ import torch
 from acn_pyg.train import split_indices
 from acn_pyg.utils.io import RunLock, atomic_save, load_checkpoint
 
-from test_qm9_example import example, tiny_args
+from test_qm9_example import example, tiny_args, two_seconds_a_step
 
 
 @pytest.fixture(autouse=True)
@@ -138,15 +138,7 @@ def test_metrics_are_strict_json(source_dir, tmp_path, monkeypatch):
     # the 6-second budget runs out as the third epoch ends, unvalidated, and
     # the run ends with a validation that has no epoch's training loss: null,
     # not NaN.
-    import acn_pyg.train.loop as loop
-    now = [0.0]
-    real_step = loop.take_step
-
-    def slow_step(*args, **kwargs):
-        now[0] += 2.0
-        return real_step(*args, **kwargs)
-    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(loop, "take_step", slow_step)
+    two_seconds_a_step(monkeypatch)
     args = tiny_args(source_dir, tmp_path, "--time-budget", "0.1")
     for flag, value in (("--epochs", "50"), ("--train-size", "8"), ("--val-size", "16")):
         args[args.index(flag) + 1] = value

@@ -28,6 +28,20 @@ def tiny_args(source_dir, tmp_path, *extra):
             "--out", str(tmp_path / "run"), *extra]
 
 
+def two_seconds_a_step(monkeypatch):
+    """The training loop's clock advances two seconds with each optimizer
+    step and stands still otherwise: time budgets run out at known steps."""
+    import acn_pyg.train.loop as loop
+    now = [0.0]
+    real_step = loop.take_step
+
+    def slow_step(*args, **kwargs):
+        now[0] += 2.0
+        return real_step(*args, **kwargs)
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(loop, "take_step", slow_step)
+
+
 def test_end_to_end_writes_metrics_plot_and_checkpoints(source_dir, tmp_path, capsys):
     assert example.main(tiny_args(source_dir, tmp_path, "--target", "gap")) == 0
     out = capsys.readouterr().out
@@ -332,22 +346,13 @@ def test_summary_says_better_or_worse_than_the_baseline():
 
 def test_an_epoch_cut_short_by_the_time_budget_is_counted_as_part(source_dir, tmp_path,
                                                                   monkeypatch, capsys):
-    import acn_pyg.train.loop as loop
     example.main(tiny_args(source_dir, tmp_path, "--no-plot"))
     full = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert full["epochs"] == 2 and full["steps"] == 4 and full["epochs_trained"] == 2.0
     assert "2 epochs in" in capsys.readouterr().out
-    # A clock that advances two seconds with each optimizer step: the budget
-    # of 0.1 min runs out during the second epoch (two steps each), after its
-    # first step.
-    now = [0.0]
-    real_step = loop.take_step
-
-    def slow_step(*args, **kwargs):
-        now[0] += 2.0
-        return real_step(*args, **kwargs)
-    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(loop, "take_step", slow_step)
+    # The budget of 0.1 min runs out during the second epoch (two steps
+    # each), after its first step.
+    two_seconds_a_step(monkeypatch)
     args = tiny_args(source_dir, tmp_path, "--no-plot", "--time-budget", "0.1")
     args[args.index("--epochs") + 1] = "50"
     example.main(args)

@@ -6,13 +6,15 @@ small molecules alone.
 
 Each case runs in a fresh subprocess, so that its peak resident memory
 (``getrusage``'s maximum RSS) is its own; the cases alternate over the rounds,
-so that a noisy machine slows all of them alike. A step is PyTorch's: the
-radius graph, forward, backward and Adam; its time is the median over the
+so that a noisy machine slows all of them alike. A step is the radius
+graph, forward, backward and Adam; its time is the median over the
 steps of a process, then over the rounds. ``step MB`` is the resident memory
-one step adds to the process (``common.peak_memory_mb``).
+one step adds to the process (``common.peak_memory_mb``); the maximum RSS also
+holds the interpreter and the libraries, once in every process, so it is
+shown but not compared.
 
 Target: the mixed batch within 1.5x of the two parts run apart (their sum),
-in time and in peak memory.
+in time and in step memory.
 """
 import argparse
 import json
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
         rows[case] = dict(results[0], **{key: median([r[key] for r in results])
                                          for key in ("step_s", "step_mb", "max_rss_mb")})
     ratios = {key: rows["mixed"][key] / (rows["cluster"][key] + rows["small"][key])
-              for key in ("step_s", "step_mb", "max_rss_mb")}
+              for key in ("step_s", "step_mb")}
 
     lines = [f"AtomCloudNet train step, float32, CPU, {args.threads} threads, median of "
              f"{args.rounds} fresh processes x {args.steps} steps", "",
@@ -151,8 +153,7 @@ def main(argv=None) -> int:
                      f"{r['max_neighbors']} | {r['step_s']:.3f} | {r['step_mb']:.0f} | "
                      f"{r['max_rss_mb']:.0f} |")
     lines.append("")
-    for key, what in (("step_s", "time"), ("step_mb", "step memory"),
-                      ("max_rss_mb", "max RSS")):
+    for key, what in (("step_s", "time"), ("step_mb", "step memory")):
         met = "MET" if ratios[key] <= TARGET else "MISSED"
         lines.append(f"target: mixed {what} <= {TARGET}x the parts' sum: "
                      f"{ratios[key]:.2f}x -> {met}")

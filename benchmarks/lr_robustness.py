@@ -63,9 +63,19 @@ def plain_run(job: dict) -> dict:
     return {**job, "unit": prep.unit, "test_mae": test, "best_val_mae": best, "epochs": epochs}
 
 
+def _targets(runs: list) -> list:
+    return sorted({r["target"] for r in runs}, key=lambda t: t != "U0")
+
+
+def _maes(runs: list, target: str, model: str, lr: float) -> list:
+    """The test MAEs of one model at one learning rate, one per seed."""
+    return [r["test_mae"] for r in runs
+            if (r["target"], r["model"], r["lr"]) == (target, model, lr)]
+
+
 def table(runs: list, models: list, lrs: list) -> list:
     lines = []
-    for target in sorted({r["target"] for r in runs}, key=lambda t: t != "U0"):
+    for target in _targets(runs):
         unit = next(r["unit"] for r in runs if r["target"] == target)
         scale, shown = (1e3, "meV") if unit == "eV" else (1.0, unit)
         lines += [f"**{target}**, test MAE in {shown} (mean over seeds; each seed in brackets)",
@@ -76,8 +86,7 @@ def table(runs: list, models: list, lrs: list) -> list:
             means = []
             cells = []
             for lr in lrs:
-                maes = [scale * r["test_mae"] for r in runs
-                        if (r["target"], r["model"], r["lr"]) == (target, model, lr)]
+                maes = [scale * m for m in _maes(runs, target, model, lr)]
                 means.append(sum(maes) / len(maes))
                 cells.append(f"{means[-1]:.1f} ({', '.join(f'{m:.1f}' for m in maes)})")
             lines.append(f"| {model} | " + " | ".join(cells) +
@@ -91,15 +100,12 @@ def plot(runs: list, models: list, lrs: list, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    targets = sorted({r["target"] for r in runs}, key=lambda t: t != "U0")
+    targets = _targets(runs)
     fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.8), squeeze=False)
     for ax, target in zip(axes[0], targets):
         for model in models:
-            mean = [sum(r["test_mae"] for r in runs if (r["target"], r["model"], r["lr"])
-                        == (target, model, lr)) / max(1, sum(
-                            (r["target"], r["model"], r["lr"]) == (target, model, lr)
-                            for r in runs)) for lr in lrs]
-            ax.plot(lrs, mean, "o-", label=model)
+            maes = [_maes(runs, target, model, lr) for lr in lrs]
+            ax.plot(lrs, [sum(m) / len(m) for m in maes], "o-", label=model)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("Adam learning rate")

@@ -77,9 +77,9 @@ class AtomCloudNet(torch.nn.Module):
             couples its cloud with itself (:obj:`product_channels` channels per
             irrep): see :class:`~acn_pyg.nn.conv.SymmetricProduct`.
             (default: :obj:`0`, off)
-        radial_gain (float, optional): Initialisation factor of every
-            layer's radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
-            (default: :obj:`1.0`)
+        radial_gain (float, optional): Constant factor on every layer's
+            radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
+            (default: :obj:`10.0`)
         many_body (bool or tuple of str, optional): If :obj:`True` (all
             terms) or a tuple of term names, the invariant many-body features
             of :class:`~acn_pyg.nn.ManyBodyTerms` (normalised) are computed on
@@ -129,7 +129,7 @@ class AtomCloudNet(torch.nn.Module):
         max_num_neighbors: Optional[int] = None,
         avg_num_neighbors: float = 16.0,
         product_channels: int = 0,
-        radial_gain: float = 1.0,
+        radial_gain: float = 10.0,
         many_body: Union[bool, Sequence[str]] = False,
         many_body_cutoff: Optional[float] = None,
         num_extra_features: int = 0,

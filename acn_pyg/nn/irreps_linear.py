@@ -13,19 +13,26 @@ class IrrepsLinear(torch.nn.Module):
     mixed by a dense matrix, shared over the :math:`2l+1` components,
 
     .. math::
-        \mathbf{y}^{(l, p)}_{v} = \sum_{k} \frac{1}{\sqrt{n^{(k)}_{l,p}}}
-        \sum_{u} W^{(k, l,p)}_{uv} \mathbf{x}^{(k, l, p)}_{u}
-        + b_v \,[l = 0,\, p = +1],
+        \mathbf{y}^{(l, p)}_{v} = \sum_{k} \sum_{u} W^{(k, l,p)}_{uv}
+        \mathbf{x}^{(k, l, p)}_{u} + b_v \,[l = 0,\, p = +1],
+        \qquad W^{(k, l,p)}_{uv} \sim \mathcal{N}\left(0, 1 / n^{(k)}_{l,p}\right)
+        \text{ at initialisation},
 
     with :math:`n^{(k)}_{l,p}` the number of channels of irrep :math:`(l, p)`
     in normalisation group :math:`k`. With one input (an
-    :class:`~e3nn.o3.Irreps` given) this is e3nn's :class:`~e3nn.o3.Linear`.
+    :class:`~e3nn.o3.Irreps` given) this is e3nn's :class:`~e3nn.o3.Linear`
+    at initialisation. e3nn keeps unit weights and multiplies by
+    :math:`1/\sqrt{n}` in the forward pass; here the factor is in the
+    weights, as in :class:`torch.nn.Linear`, so that an optimizer such as
+    Adam, whose steps have a size set by the learning rate whatever the
+    weight's scale, changes these weights at the same relative rate as a
+    :class:`torch.nn.Linear`'s at the same learning rate.
     With several inputs (a list of irreps; :meth:`forward` takes the list of
     tensors, or their concatenation) the inputs of different
-    :obj:`fan_in_groups` are normalised each on their own, which makes
+    :obj:`fan_in_groups` are initialised each by their own fan-in, which makes
     :math:`\mathrm{Linear}(\mathbf{a}) + \mathrm{Linear}(\mathbf{b})` one
     matrix product: the weights of all groups form one matrix per output
-    irrep, scaled row-wise by a constant. Output irreps that no input irrep
+    irrep. Output irreps that no input irrep
     matches are zero (plus the bias for :obj:`0e`).
 
     Args:
@@ -79,7 +86,7 @@ class IrrepsLinear(torch.nn.Module):
             fan_in = sum(mul for _, _, mul in self._input_sources[-1])
             if fan_in > 0:
                 self.weights.append(torch.nn.Parameter(torch.empty(fan_in, mul_out)))
-                # 1 / sqrt(channels of this irrep in the source's group), per row.
+                # Initial std: 1 / sqrt(channels of this irrep in the row's group).
                 group_fan = [0] * (max(fan_in_groups) + 1)
                 for i, (mul, ir_in) in enumerate(self.irreps_in):
                     if ir_in == ir:
@@ -97,9 +104,31 @@ class IrrepsLinear(torch.nn.Module):
                 self._bias_index.append(-1)
         self.reset_parameters()
 
+    #: Layout of the state dict, saved in its metadata: 2 holds the weights
+    #: with their fan-in factors; 1 (acn_pyg <= 0.3) held unit-scale weights
+    #: that the forward pass multiplied by them, and is converted on loading.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        version = local_metadata.get("version")
+        if version is not None and version > self._version:
+            raise ValueError(
+                f"the state dict of '{prefix or 'IrrepsLinear'}' has layout version {version}, "
+                f"newer than this acn_pyg's {self._version}: load it with the acn_pyg that "
+                f"saved it")
+        if version is not None and version < 2:
+            for k in range(len(self.weights)):
+                key = f"{prefix}weights.{k}"
+                if key in state_dict:
+                    state_dict[key] = state_dict[key] * getattr(self, f"scale_{k}").to(
+                        state_dict[key].device, state_dict[key].dtype)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
     def reset_parameters(self) -> None:
-        for w in self.weights:
-            torch.nn.init.normal_(w)
+        with torch.no_grad():
+            for k, w in enumerate(self.weights):
+                torch.nn.init.normal_(w)
+                w.mul_(getattr(self, f"scale_{k}"))
         for b in self.biases:
             torch.nn.init.zeros_(b)
 
@@ -140,7 +169,7 @@ class IrrepsLinear(torch.nn.Module):
                 continue
             parts = [blocks[k][b].reshape(n, mul, dim) for k, b, mul in input_sources]
             xin = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            w = self.weights[w_idx] * getattr(self, f"scale_{w_idx}")
+            w = self.weights[w_idx]
             if dim == 1:
                 out = (xin.squeeze(-1) @ w if bias is None
                        else torch.addmm(bias, xin.squeeze(-1), w))

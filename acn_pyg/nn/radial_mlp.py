@@ -8,17 +8,19 @@ class RadialMLP(torch.nn.Module):
     r"""Maps the radial basis of each edge to its tensor-product weights:
 
     .. math::
-        \mathbf{w}_{ij} = \mathbf{W}_2\, \mathrm{SiLU}(\mathbf{W}_1 \mathbf{e}(r_{ij})
-        + \mathbf{b}_1) + \mathbf{b}_2 .
+        \mathbf{w}_{ij} = g \left( \mathbf{W}_2\, \mathrm{SiLU}(\mathbf{W}_1
+        \mathbf{e}(r_{ij}) + \mathbf{b}_1) + \mathbf{b}_2 \right),
+
+    with :class:`~torch.nn.Linear`'s default initialisation and a constant
+    gain :math:`g`. A gain in the forward pass, not in the initial weights,
+    scales the output without slowing the weights' relative change under an
+    optimizer such as Adam.
 
     Args:
         num_basis (int): Size of the radial basis.
         hidden_channels (int): Width of the hidden layer.
         out_channels (int): Number of weights per edge.
-        gain (float, optional): Factor on :math:`\mathbf{W}_2` and
-            :math:`\mathbf{b}_2` at initialisation (PyTorch's default
-            :class:`~torch.nn.Linear` initialisation otherwise); training
-            is free to change them. (default: :obj:`1.0`)
+        gain (float, optional): The constant :math:`g`. (default: :obj:`1.0`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{E}|, \mathrm{num\_basis})`
@@ -38,16 +40,35 @@ class RadialMLP(torch.nn.Module):
         self.lin2 = torch.nn.Linear(hidden_channels, out_channels)
         self.reset_parameters()
 
+    #: Layout of the state dict, saved in its metadata: 2 applies the gain in
+    #: the forward pass; 1 (acn_pyg <= 0.3) held it in the initial weights,
+    #: which are divided by the gain on loading.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        version = local_metadata.get("version")
+        if version is not None and version > self._version:
+            raise ValueError(
+                f"the state dict of '{prefix or 'RadialMLP'}' has layout version {version}, "
+                f"newer than this acn_pyg's {self._version}: load it with the acn_pyg that "
+                f"saved it")
+        if version is not None and version < 2 and self.gain != 1.0:
+            for key in (f"{prefix}lin2.weight", f"{prefix}lin2.bias"):
+                if key in state_dict:
+                    state_dict[key] = state_dict[key] / self.gain
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
     def reset_parameters(self) -> None:
         self.lin1.reset_parameters()
         self.lin2.reset_parameters()
-        if self.gain != 1.0:
-            with torch.no_grad():
-                self.lin2.weight.mul_(self.gain)
-                self.lin2.bias.mul_(self.gain)
 
     def forward(self, basis: Tensor) -> Tensor:
-        return self.lin2(torch.nn.functional.silu(self.lin1(basis)))
+        h = torch.nn.functional.silu(self.lin1(basis))
+        if self.gain == 1.0:
+            return self.lin2(h)
+        # The gain on the (small) weights, not on the per-edge output.
+        return torch.nn.functional.linear(h, self.lin2.weight * self.gain,
+                                          self.lin2.bias * self.gain)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_basis} -> {self.hidden_channels} -> "
@@ -78,8 +99,8 @@ def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor) -> Tuple
     b1 = torch.cat([r.lin1.bias for r in radials], dim=0)
     h = torch.nn.functional.silu(torch.addmm(b1, basis, w1.t()))
     h = h.view(num_edges, len(radials), hidden).transpose(0, 1)
-    w2 = torch.stack([r.lin2.weight.t() for r in radials])
-    b2 = torch.stack([r.lin2.bias for r in radials]).unsqueeze(1)
+    w2 = torch.stack([r.lin2.weight.t() * r.gain for r in radials])
+    b2 = torch.stack([r.lin2.bias * r.gain for r in radials]).unsqueeze(1)
     return _BatchedLinear.apply(h, w2, b2).unbind(0)
 
 

@@ -63,6 +63,23 @@ def check_resumable(path: str, saved: Optional[str], cfg: Config) -> None:
                          "or start a new run in another --out")
 
 
+def check_same_layout(path: str, saved: Dict[str, Tensor], model: torch.nn.Module) -> None:
+    """Raises a :class:`ValueError` if a module of the state dict
+    :obj:`saved` has another layout version than :obj:`model`'s (saved by
+    another acn_pyg): its weights load, converted, but the optimizer's
+    moments, kept per tensor, would no longer match them."""
+    theirs = getattr(saved, "_metadata", None) or {}
+    ours = model.state_dict()._metadata
+    for key, meta in ours.items():
+        old = theirs.get(key, {}).get("version")
+        if old is not None and old != meta.get("version"):
+            raise ValueError(
+                f"--resume: {path} was saved by another acn_pyg, whose '{key}' lays out its "
+                f"weights differently (layout {old}, here {meta.get('version')}): the weights "
+                f"load, converted, but the optimizer's state does not. Start a new run from "
+                f"its weights instead: --init-from {path}")
+
+
 def restore_last(path: str, cfg: Config, model: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, ema: Optional[ExponentialMovingAverage],
                  shuffle_rng: torch.Generator, denoise: Optional[torch.nn.Module],
@@ -72,6 +89,7 @@ def restore_last(path: str, cfg: Config, model: torch.nn.Module,
     they were, so the run goes on as if never stopped. Refuses a checkpoint
     of other flags (:func:`check_resumable`)."""
     ckpt = load_checkpoint(path, device)
+    check_same_layout(path, ckpt["model"], model)
     check_resumable(path, ckpt.get("config"), cfg)
     model.load_state_dict(ckpt["model"])
     if ema is not None:
@@ -109,6 +127,12 @@ def load_weights(path: str, device=None) -> Dict[str, Tensor]:
     ckpt = load_checkpoint(path, "cpu" if device is None else device)
     if isinstance(ckpt, dict) and "model" in ckpt and "optimizer" in ckpt:  # a last.pt
         averaged = averaged_module_state(ckpt.get("ema") or {})
+        if averaged and getattr(averaged, "_metadata", None) is None:
+            # acn_pyg <= 0.3 saved the average without layout versions:
+            # they are the model's.
+            metadata = getattr(ckpt["model"], "_metadata", None)
+            if metadata is not None:
+                averaged._metadata = metadata
         return averaged if averaged else ckpt["model"]
     if not isinstance(ckpt, dict) or not all(isinstance(v, Tensor) for v in ckpt.values()):
         raise ValueError(f"--init-from: {path!r} is neither a best.pt (a state dict) nor a "

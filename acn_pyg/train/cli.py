@@ -120,7 +120,7 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
         help="channels per irrep of each layer's product of its cloud with itself (body "
              f"order three, as in MACE; 0: off) (default: {d.product_channels})")
     add("radial_gain", type=float, default=d.radial_gain,
-        help=f"initialisation factor of the radial MLPs' output layers "
+        help=f"constant factor on the radial MLPs' outputs "
              f"(default: {d.radial_gain:g})")
     add("many_body", action="store_true",
         help="concatenate the Coulomb/London/ATM many-body atom features")

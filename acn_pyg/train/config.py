@@ -49,7 +49,7 @@ class Config:
     cutoff: float = 5.0
     lmax: int = 2
     product_channels: int = 0
-    radial_gain: float = 1.0
+    radial_gain: float = 10.0
     many_body: bool = False
     root: str = "data/QM9"
     data_source: Optional[str] = None

@@ -1,4 +1,5 @@
 import copy
+from collections import OrderedDict
 from typing import Dict
 
 import torch
@@ -13,8 +14,16 @@ PREFIX = "module."
 def averaged_module_state(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """The averaged module's own state dict, out of the state dict of an
     :class:`ExponentialMovingAverage` (or an ``AveragedModel``): its
-    ``module.``-prefixed entries without the prefix."""
-    return {k[len(PREFIX):]: v for k, v in state_dict.items() if k.startswith(PREFIX)}
+    ``module.``-prefixed entries without the prefix, with their layout
+    metadata where the state dict has it (PyTorch's ``_metadata``)."""
+    state = OrderedDict((k[len(PREFIX):], v) for k, v in state_dict.items()
+                        if k.startswith(PREFIX))
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        state._metadata = OrderedDict(("" if k == PREFIX[:-1] else k[len(PREFIX):], v)
+                                      for k, v in metadata.items()
+                                      if k.startswith(PREFIX) or k == PREFIX[:-1])
+    return state
 
 
 class ExponentialMovingAverage(torch.nn.Module):
@@ -78,8 +87,12 @@ class ExponentialMovingAverage(torch.nn.Module):
     def state_dict(self, *args, **kwargs) -> Dict[str, Tensor]:
         # AveragedModel's layout: the module's entries under "module." and the
         # number of updates as "n_averaged".
-        state = {f"{PREFIX}{k}": v for k, v in self.module.state_dict().items()}
+        module_state = self.module.state_dict()
+        state = OrderedDict((f"{PREFIX}{k}", v) for k, v in module_state.items())
         state["n_averaged"] = torch.tensor(self.num_updates, dtype=torch.long)
+        # The module's layout versions, as AveragedModel.state_dict() keeps them.
+        state._metadata = OrderedDict((f"{PREFIX}{k}" if k else PREFIX[:-1], v)
+                                      for k, v in module_state._metadata.items())
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -90,5 +103,5 @@ class ExponentialMovingAverage(torch.nn.Module):
         if strict and any(not k.startswith(PREFIX) for k in state):
             raise KeyError("unexpected keys: "
                            + ", ".join(k for k in state if not k.startswith(PREFIX)))
-        return self.module.load_state_dict(averaged_module_state(state), strict=strict,
+        return self.module.load_state_dict(averaged_module_state(state_dict), strict=strict,
                                            assign=assign)

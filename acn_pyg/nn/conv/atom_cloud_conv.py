@@ -77,15 +77,14 @@ class AtomCloudConv(MessagePassing):
             per irrep, join :math:`\mathbf{W}_\mathrm{out}`'s input: every
             output irrep, not only the scalars, sees pairs of neighbours.
             (default: :obj:`0`, off)
-        radial_gain (float, optional): Initialisation factor of the radial
-            MLP's output layer (:class:`~acn_pyg.nn.RadialMLP`'s :obj:`gain`).
-            With PyTorch's default initialisation the cloud term starts much
-            smaller than the self-interaction, so a model first learns
-            without geometry; a larger gain starts the two at comparable
-            scales. The products (:obj:`product_channels`) are quadratic in
-            the cloud, and the cloud grows with each layer's input, so with
-            products a large gain makes the initial outputs very large:
-            keep it moderate there. (default: :obj:`1.0`)
+        radial_gain (float, optional): Constant factor on the radial MLP's
+            output (:class:`~acn_pyg.nn.RadialMLP`'s :obj:`gain`). With
+            PyTorch's default initialisation of the MLP, the default makes
+            the per-edge weights start at about unit scale, as in e3nn's
+            normalised networks, so that the cloud starts near the scale of
+            the self-interaction instead of ~50x below it and the model uses
+            geometry from its first steps at any learning rate.
+            (default: :obj:`10.0`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -107,7 +106,7 @@ class AtomCloudConv(MessagePassing):
         avg_num_neighbors: float = 16.0,
         power_spectrum: bool = True,
         product_channels: int = 0,
-        radial_gain: float = 1.0,
+        radial_gain: float = 10.0,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:

@@ -12,7 +12,7 @@ PY=${PYTHON:-python}
 # Nothing to do when this checkout is installed with everything it needs.
 if "$PY" - 2>/dev/null <<'CHECK'; then
 import importlib.util, os
-import acn_pyg, e3nn, matplotlib, pandas, pytest, torch, torch_cluster  # noqa
+import acn_pyg, ase, e3nn, matplotlib, pandas, pytest, torch, torch_cluster  # noqa
 import torch_geometric, torch_scatter, tqdm  # noqa
 assert importlib.util.find_spec("qm9pack")  # its data files, read without importing it
 assert torch.__version__.startswith("2.13.")
@@ -23,8 +23,8 @@ CHECK
 fi
 
 "$PY" -m pip install --quiet "torch==2.13.0"
-"$PY" -m pip install --quiet "torch_geometric==2.8.1" "e3nn==0.6.0" tqdm ninja pytest \
-    qm9pack pandas matplotlib
+"$PY" -m pip install --quiet "torch_geometric==2.8.1" "e3nn==0.6.0" "ase>=3.23" tqdm ninja \
+    pytest qm9pack pandas matplotlib
 if ! "$PY" -c "import torch_scatter, torch_cluster" 2>/dev/null; then
     echo "compiling torch_scatter and torch_cluster (about 12 minutes)..."
     MAX_JOBS=${MAX_JOBS:-2} "$PY" -m pip install --quiet --no-build-isolation \

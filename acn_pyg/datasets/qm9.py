@@ -1,9 +1,7 @@
 import glob
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
-import warnings
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
+from acn_pyg.datasets.cache import check_fingerprint, content_sha256, load_checked
 from acn_pyg.units import HARTREE_TO_EV, QM9_ATOM_ENERGIES_HARTREE
 from acn_pyg.utils.io import atomic_save
 
@@ -42,33 +41,6 @@ _SYMBOLS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 
 #: Bump when the processed layout changes; old caches are then rebuilt.
 PROCESS_VERSION = 2
-
-
-def content_sha256(values: Dict[str, object]) -> str:
-    """SHA-256 of the contents of :obj:`values`, in key order: every
-    tensor's dtype, shape and bytes, lists of strings joined, anything else
-    by its :func:`repr`; nested dictionaries (such as :obj:`slices`)
-    likewise. Written beside data files and checked when they are read, so
-    that a changed byte is found."""
-    digest = hashlib.sha256()
-
-    def update(value) -> None:
-        if isinstance(value, dict):
-            for key in sorted(value):
-                digest.update(f"\0{key}\0".encode())
-                update(value[key])
-        elif isinstance(value, Tensor):
-            flat = value.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{flat.dtype}{tuple(value.shape)}".encode())
-            digest.update(flat.view(torch.uint8).numpy())
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            digest.update(f"{len(value)} strings\0".encode())
-            digest.update("\0".join(value).encode())
-        else:
-            digest.update(repr(value).encode())
-
-    update(values)
-    return digest.hexdigest()
 
 
 def unknown_elements(z: Tensor) -> Optional[str]:
@@ -184,32 +156,16 @@ class QM9(InMemoryDataset):
         }
 
     def _load_checked(self) -> None:
-        path = self.processed_paths[0]
-        try:
-            blob = torch.load(path, weights_only=True)
-            problem = self._check(blob)
-        except Exception as e:  # a truncated or foreign file
-            problem = f"it could not be loaded ({type(e).__name__}: {e})"
-        if problem is not None:
-            warnings.warn(f"QM9 cache {path} is stale or corrupt: {problem}; rebuilding it")
-            self.process()
-            blob = torch.load(path, weights_only=True)
-            problem = self._check(blob)
-            if problem is not None:
-                raise RuntimeError(f"QM9 cache {path} failed its checks after a rebuild: {problem}")
+        blob = load_checked(self.processed_paths[0], self._check, self.process, "QM9")
         self._data = Data.from_dict(blob["data"])
         self.slices = blob["slices"]
 
     def _check(self, blob) -> Optional[str]:
         if not isinstance(blob, dict) or not {"data", "slices", "meta", "sha256"} <= set(blob):
             return "it lacks the data, slices, metadata or checksum"
-        meta, wanted = blob["meta"], self._fingerprint()
-        if meta != wanted:
-            if not isinstance(meta, dict):
-                return "its metadata is not a record of what it was built from"
-            differ = sorted(k for k in set(meta) | set(wanted) if meta.get(k) != wanted.get(k))
-            return ("it was built from other sources, code version or pre-transform (it "
-                    f"differs in: {', '.join(differ)})")
+        stale = check_fingerprint(blob["meta"], self._fingerprint())
+        if stale is not None:
+            return stale
         data, slices = blob["data"], blob["slices"]
         num = len(data["name"])
         for key in ("z", "pos", "y", "idx"):

@@ -1,0 +1,69 @@
+"""Processed-data caches that are checked when read: a SHA-256 of their
+contents and a record of what they were built from."""
+import hashlib
+import warnings
+from typing import Callable, Dict, Optional
+
+import torch
+from torch import Tensor
+
+
+def content_sha256(values: Dict[str, object]) -> str:
+    """SHA-256 of the contents of :obj:`values`, in key order: every
+    tensor's dtype, shape and bytes, lists of strings joined, anything else
+    by its :func:`repr`; nested dictionaries (such as :obj:`slices`)
+    likewise. Written beside data files and checked when they are read, so
+    that a changed byte is found."""
+    digest = hashlib.sha256()
+
+    def update(value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                digest.update(f"\0{key}\0".encode())
+                update(value[key])
+        elif isinstance(value, Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{flat.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy())
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            digest.update(f"{len(value)} strings\0".encode())
+            digest.update("\0".join(value).encode())
+        else:
+            digest.update(repr(value).encode())
+
+    update(values)
+    return digest.hexdigest()
+
+
+def load_checked(path: str, check: Callable[[object], Optional[str]],
+                 rebuild: Callable[[], None], what: str) -> dict:
+    """The cache at :obj:`path`. If it fails to load, or :obj:`check`
+    returns a problem (a sentence; :obj:`None` when the cache is sound), it
+    is rebuilt with a warning that names :obj:`what`, the file and the
+    problem; a rebuilt cache that still fails raises a
+    :class:`RuntimeError`."""
+    try:
+        blob = torch.load(path, weights_only=True)
+        problem = check(blob)
+    except Exception as e:  # a truncated or foreign file
+        problem = f"it could not be loaded ({type(e).__name__}: {e})"
+    if problem is None:
+        return blob
+    warnings.warn(f"{what} cache {path} is stale or corrupt: {problem}; rebuilding it")
+    rebuild()
+    blob = torch.load(path, weights_only=True)
+    problem = check(blob)
+    if problem is not None:
+        raise RuntimeError(f"{what} cache {path} failed its checks after a rebuild: {problem}")
+    return blob
+
+
+def check_fingerprint(meta, wanted: Dict[str, object]) -> Optional[str]:
+    """What differs between the record :obj:`meta` a cache was built from
+    and the one it would be built from now (:obj:`None` if nothing)."""
+    if meta == wanted:
+        return None
+    if not isinstance(meta, dict):
+        return "its metadata is not a record of what it was built from"
+    differ = sorted(k for k in set(meta) | set(wanted) if meta.get(k) != wanted.get(k))
+    return f"it was built from other sources or settings (it differs in: {', '.join(differ)})"

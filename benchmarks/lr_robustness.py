@@ -107,6 +107,7 @@ def plot(runs: list, models: list, lrs: list, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     targets = _targets(runs)
     fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.8), squeeze=False)
@@ -116,6 +117,8 @@ def plot(runs: list, models: list, lrs: list, path: str) -> None:
             ax.plot(lrs, [sum(m) / len(m) for m in maes], "o-", label=model)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("Adam learning rate")
         ax.set_ylabel(f"test MAE ({next(r['unit'] for r in runs if r['target'] == target)})")
         ax.set_title(f"QM9 {target}, plain loop")

@@ -69,6 +69,16 @@ def step_fns(model, data):
     def infer():
         model(data.z, data.pos, data.batch)
 
+    def train_forces():
+        # An energy-and-forces step: forces by autograd, then a double backward.
+        optimizer.zero_grad()
+        pos = data.pos.detach().requires_grad_(True)
+        energy = model(data.z, pos, data.batch)
+        forces, = torch.autograd.grad(energy.sum(), pos, create_graph=True)
+        ((energy - target).pow(2).mean() + forces.pow(2).mean()).backward()
+        optimizer.step()
+
+    train.forces = train_forces
     return train, infer
 
 
@@ -94,6 +104,9 @@ def main(argv=None) -> int:
                    help="QM9 subset file (benchmarks/qm9_subset.py) instead of ROOT")
     p.add_argument("--out", default=None,
                    help="output stem (default: benchmarks/results/speed_<device>)")
+    p.add_argument("--forces", action="store_true",
+                   help="also time a step on energies and forces (forces by autograd, a "
+                        "double backward), and its cost against an energy step")
     p.add_argument("--reuse-freed-memory", action="store_true",
                    help="CPU: glibc keeps freed memory for reuse (acn_pyg.utils."
                         "reuse_freed_memory, as the training loop does) for every model alike")
@@ -124,12 +137,17 @@ def main(argv=None) -> int:
         fns = {}
         for n, m in models.items():
             fns[f"{n}/train"], fns[f"{n}/infer"] = step_fns(m, data)
+            if args.forces and not n.endswith("+compile"):
+                fns[f"{n}/forces"] = fns[f"{n}/train"].forces
         times = time_alternating(fns, repeats, warmup=1, device=args.device)
         for n in models:
             row = {"model": n, "batch_size": size,
                    "parameters": sum(q.numel() for q in models[n].parameters()),
                    "train_mol_per_s": size / median(times[f"{n}/train"]),
                    "infer_mol_per_s": size / median(times[f"{n}/infer"])}
+            if f"{n}/forces" in times:
+                row["train_forces_mol_per_s"] = size / median(times[f"{n}/forces"])
+                row["forces_step_cost"] = median(times[f"{n}/forces"]) / median(times[f"{n}/train"])
             if not args.quick:
                 row["peak_memory_mb"] = peak_memory_mb(fns[f"{n}/train"], args.device)
             if not n.endswith("+compile"):
@@ -174,6 +192,11 @@ def main(argv=None) -> int:
             f"{r.get('train_ratio_vs_dimenet++', float('nan')):.2f} | "
             f"{r.get('ops_forward_backward', '-')} | {r.get('host_syncs_forward_backward', '-')} |")
     lines.append("")
+    for r in rows:
+        if "forces_step_cost" in r:
+            lines.append(f"{r['model']}, batch {r['batch_size']}: energy-and-forces step "
+                         f"{r['train_forces_mol_per_s']:.1f} mol/s, {r['forces_step_cost']:.2f}x "
+                         f"the time of an energy step")
     for c in checks:
         lines.append(f"target: {c['model']} train step >= {c['target']}x {c['baseline']} "
                      f"(batch {c['batch_size']}): {c['ratio']:.2f}x -> "

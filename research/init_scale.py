@@ -4,10 +4,10 @@ layer's input x and its output, and of the model's output (in units of the
 target's standard deviation), on real QM9 molecules, for a grid of
 ``radial_gain`` and ``product_channels`` over several init seeds.
 
-Why: with PyTorch's default initialisation the cloud starts ~50x smaller
-than the self-interaction (the first epochs learn without geometry, which
-``radial_gain`` fixes); the products are quadratic in the cloud, so a large
-gain makes them blow up in the last layers.
+Why: with a radial gain of 1 the cloud starts ~50x smaller than the
+self-interaction (the first epochs learn without geometry); the default
+gain of 10 starts it about 5x smaller. The products are quadratic in the
+cloud, so a large gain makes them blow up in the last layers.
 
     python research/init_scale.py --gains 1,10,30 --products 0,16
 """

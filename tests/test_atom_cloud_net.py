@@ -286,3 +286,39 @@ def test_z_of_another_integer_dtype_and_a_bad_user_graph_are_named(molecule):
         bad(z, pos)
     with pytest.raises(ValueError, match=r"shape \[2, num_edges\]"):
         model(interaction_graph=lambda pos, batch: torch.zeros(3, 2, dtype=torch.long))(z, pos)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"num_layers": 5},
+    {"hidden_channels": 16},
+    {"hidden_channels": 128},
+    {"hidden_irreps": "64x0e+16x1o+16x2e"},
+    {"product_channels": 8},
+])
+def test_the_cloud_starts_near_the_self_interaction(kwargs):
+    """At initialisation every layer's cloud is within a few times the scale
+    of its input (the self-interaction's), at any depth and width, with and
+    without directions carried between layers or products."""
+    mols = [random_molecule(18, seed=s) for s in range(8)]
+    z, pos = torch.cat([m[0] for m in mols]), torch.cat([m[1] for m in mols])
+    batch = torch.arange(8).repeat_interleave(18)
+    torch.manual_seed(0)
+    model = AtomCloudNet(**kwargs)
+    ratios, products = [], []
+
+    def record(conv):
+        def hook(module, inputs, output):
+            parts = conv.linear_input_parts(inputs[0])
+            x = parts["input"][0].pow(2).mean().sqrt()
+            ratios.append(float(torch.cat(parts["cloud"], -1).pow(2).mean().sqrt() / x))
+            if parts["products"]:
+                products.append(float(parts["products"][0].pow(2).mean().sqrt() / x))
+        return hook
+    for conv in model.convs:
+        conv.linear.register_forward_hook(record(conv))
+    with torch.no_grad():
+        model(z, pos, batch)
+    assert len(ratios) == model.num_layers
+    assert all(0.1 < r < 1.0 for r in ratios), ratios
+    assert all(0.03 < r < 1.0 for r in products), products

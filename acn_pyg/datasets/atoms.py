@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from acn_pyg.datasets.cache import check_fingerprint, content_sha256, load_checked
+from acn_pyg.datasets.cache import (check_cache, filtered_and_transformed, load_checked,
+                                    write_cache)
 from acn_pyg.utils.checks import MAX_ATOMIC_NUMBER
-from acn_pyg.utils.io import atomic_save
 
 #: Calculator results with one row per atom (ASE's names).
 PER_ATOM_RESULTS = frozenset(("forces", "charges", "magmoms", "energies", "stresses"))
@@ -112,15 +112,7 @@ class AtomsDataset(InMemoryDataset):
                 "pre_filter": repr(self.pre_filter)}
 
     def _check(self, blob) -> Optional[str]:
-        if not isinstance(blob, dict) or not {"data", "slices", "meta", "sha256"} <= set(blob):
-            return "it lacks the data, slices, metadata or checksum"
-        stale = check_fingerprint(blob["meta"], self._fingerprint())
-        if stale is not None:
-            return stale
-        if content_sha256({"data": blob["data"], "slices": blob["slices"]}) != blob["sha256"]:
-            return ("its contents do not match their SHA-256 checksum (bytes changed after "
-                    "it was written)")
-        return None
+        return check_cache(blob, self._fingerprint())
 
     def process(self) -> None:
         import ase.io
@@ -132,16 +124,8 @@ class AtomsDataset(InMemoryDataset):
             raise ValueError(f"{self.path}: no structures (index {self.index!r})")
         structures = [frame_to_data(atoms, self.properties, i, self.path)
                       for i, atoms in enumerate(frames)]
-        if self.pre_filter is not None:
-            structures = [d for d in structures if self.pre_filter(d)]
-        if self.pre_transform is not None:
-            structures = [self.pre_transform(d) for d in structures]
-        data, slices = self.collate(structures)
-        os.makedirs(self.processed_dir, exist_ok=True)
-        data = data.to_dict()
-        atomic_save({"data": data, "slices": slices, "meta": self._fingerprint(),
-                     "sha256": content_sha256({"data": data, "slices": slices})},
-                    self.processed_paths[0])
+        data, slices = self.collate(filtered_and_transformed(self, structures))
+        write_cache(self, data, slices, self._fingerprint())
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({len(self)}, {os.path.basename(self.path)}, "

@@ -1,11 +1,14 @@
 """Processed-data caches that are checked when read: a SHA-256 of their
 contents and a record of what they were built from."""
 import hashlib
+import os
 import warnings
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
+
+from acn_pyg.utils.io import atomic_save
 
 
 def content_sha256(values: Dict[str, object]) -> str:
@@ -58,12 +61,41 @@ def load_checked(path: str, check: Callable[[object], Optional[str]],
     return blob
 
 
-def check_fingerprint(meta, wanted: Dict[str, object]) -> Optional[str]:
-    """What differs between the record :obj:`meta` a cache was built from
-    and the one it would be built from now (:obj:`None` if nothing)."""
-    if meta == wanted:
-        return None
-    if not isinstance(meta, dict):
-        return "its metadata is not a record of what it was built from"
-    differ = sorted(k for k in set(meta) | set(wanted) if meta.get(k) != wanted.get(k))
-    return f"it was built from other sources or settings (it differs in: {', '.join(differ)})"
+def check_cache(blob, wanted: Dict[str, object]) -> Optional[str]:
+    """What is wrong with a loaded cache :obj:`blob` of :func:`write_cache`
+    (:obj:`None` if nothing): missing parts, a record of what it was built
+    from that differs from :obj:`wanted`, or contents that do not match
+    their checksum."""
+    if not isinstance(blob, dict) or not {"data", "slices", "meta", "sha256"} <= set(blob):
+        return "it lacks the data, slices, metadata or checksum"
+    meta = blob["meta"]
+    if meta != wanted:
+        if not isinstance(meta, dict):
+            return "its metadata is not a record of what it was built from"
+        differ = sorted(k for k in set(meta) | set(wanted) if meta.get(k) != wanted.get(k))
+        return f"it was built from other sources or settings (it differs in: {', '.join(differ)})"
+    if content_sha256({"data": blob["data"], "slices": blob["slices"]}) != blob["sha256"]:
+        return ("its contents do not match their SHA-256 checksum (bytes changed after it was "
+                "written)")
+    return None
+
+
+def filtered_and_transformed(dataset, structures: List) -> List:
+    """:obj:`structures` kept by the dataset's :obj:`pre_filter` and passed
+    through its :obj:`pre_transform` (either may be :obj:`None`)."""
+    if dataset.pre_filter is not None:
+        structures = [d for d in structures if dataset.pre_filter(d)]
+    if dataset.pre_transform is not None:
+        structures = [dataset.pre_transform(d) for d in structures]
+    return structures
+
+
+def write_cache(dataset, data, slices: Dict[str, Tensor], meta: Dict[str, object]) -> None:
+    """Writes collated :obj:`data` and :obj:`slices` with the record
+    :obj:`meta` and their SHA-256 to the dataset's processed file,
+    atomically: readers see the old file or the new one."""
+    os.makedirs(dataset.processed_dir, exist_ok=True)
+    data = data.to_dict()
+    atomic_save({"data": data, "slices": slices, "meta": meta,
+                 "sha256": content_sha256({"data": data, "slices": slices})},
+                dataset.processed_paths[0])

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
-from acn_pyg.datasets.cache import check_fingerprint, content_sha256, load_checked
+from acn_pyg.datasets.cache import check_cache, filtered_and_transformed, load_checked, write_cache
+from acn_pyg.datasets.cache import content_sha256  # noqa: F401 (imported from here by users)
 from acn_pyg.units import HARTREE_TO_EV, QM9_ATOM_ENERGIES_HARTREE
-from acn_pyg.utils.io import atomic_save
 
 #: PyG's 19 QM9 targets, in PyG's order, with their units.
 TARGETS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "cv",
@@ -161,11 +161,9 @@ class QM9(InMemoryDataset):
         self.slices = blob["slices"]
 
     def _check(self, blob) -> Optional[str]:
-        if not isinstance(blob, dict) or not {"data", "slices", "meta", "sha256"} <= set(blob):
-            return "it lacks the data, slices, metadata or checksum"
-        stale = check_fingerprint(blob["meta"], self._fingerprint())
-        if stale is not None:
-            return stale
+        problem = check_cache(blob, self._fingerprint())
+        if problem is not None:
+            return problem
         data, slices = blob["data"], blob["slices"]
         num = len(data["name"])
         for key in ("z", "pos", "y", "idx"):
@@ -173,9 +171,6 @@ class QM9(InMemoryDataset):
                 return f"slices of '{key}' do not match {num} molecules"
         if int(slices["z"][-1]) != data["z"].numel() or data["pos"].size(0) != data["z"].numel():
             return "atom counts are inconsistent"
-        if content_sha256({"data": data, "slices": slices}) != blob["sha256"]:
-            return ("its contents do not match their SHA-256 checksum (bytes changed after "
-                    "it was written)")
         if not bool(torch.isfinite(data["pos"]).all()):
             return "positions are not finite"
         return unknown_elements(data["z"])
@@ -185,17 +180,8 @@ class QM9(InMemoryDataset):
                                      os.path.join(self.source_dir, "qm9_polarizability.csv"))
         if self.pre_filter is not None or self.pre_transform is not None:
             molecules = [_select(data, slices, i) for i in range(len(data.name))]
-            if self.pre_filter is not None:
-                molecules = [m for m in molecules if self.pre_filter(m)]
-            if self.pre_transform is not None:
-                molecules = [self.pre_transform(m) for m in molecules]
-            data, slices = self.collate(molecules)
-        os.makedirs(self.processed_dir, exist_ok=True)
-        data = data.to_dict()
-        # Atomic: readers see the old file or the new one.
-        atomic_save({"data": data, "slices": slices, "meta": self._fingerprint(),
-                     "sha256": content_sha256({"data": data, "slices": slices})},
-                    self.processed_paths[0])
+            data, slices = self.collate(filtered_and_transformed(self, molecules))
+        write_cache(self, data, slices, self._fingerprint())
 
     @staticmethod
     def atomref(target) -> Optional[Tensor]:

@@ -6,6 +6,7 @@ from e3nn import o3
 from torch import Tensor
 
 from acn_pyg.utils.irreps import split_blocks
+from acn_pyg.utils.checks import layout_version
 
 
 class IrrepsLinear(torch.nn.Module):
@@ -110,12 +111,7 @@ class IrrepsLinear(torch.nn.Module):
     _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        version = local_metadata.get("version")
-        if version is not None and version > self._version:
-            raise ValueError(
-                f"the state dict of '{prefix or 'IrrepsLinear'}' has layout version {version}, "
-                f"newer than this acn_pyg's {self._version}: load it with the acn_pyg that "
-                f"saved it")
+        version = layout_version(local_metadata, self._version, prefix, "IrrepsLinear")
         if version is not None and version < 2:
             for k in range(len(self.weights)):
                 key = f"{prefix}weights.{k}"

@@ -2,6 +2,7 @@ from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
+from acn_pyg.utils.checks import layout_version
 
 
 class RadialMLP(torch.nn.Module):
@@ -46,12 +47,7 @@ class RadialMLP(torch.nn.Module):
     _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        version = local_metadata.get("version")
-        if version is not None and version > self._version:
-            raise ValueError(
-                f"the state dict of '{prefix or 'RadialMLP'}' has layout version {version}, "
-                f"newer than this acn_pyg's {self._version}: load it with the acn_pyg that "
-                f"saved it")
+        version = layout_version(local_metadata, self._version, prefix, "RadialMLP")
         if version is not None and version < 2 and self.gain != 1.0:
             for key in (f"{prefix}lin2.weight", f"{prefix}lin2.bias"):
                 if key in state_dict:

@@ -42,8 +42,20 @@ def _add(group, skip, field: str, flag: Optional[str] = None, **kwargs) -> None:
 
 
 def _data_flags(add: Callable[..., None], d: Config) -> None:
-    """Flags of the QM9 target, the split and the data files."""
+    """Flags of the data, the QM9 target or the file's keys, the split and the data files."""
     t = target_index(d.target)
+    add("data", default=d.data,
+        help="'qm9', or a structure file that ASE reads (extended XYZ, ASE database, ...) "
+             f"with energies and forces (default: {d.data})")
+    add("energy_key", default=d.energy_key,
+        help=f"the file's energy key (info or calculator result; eV) (default: {d.energy_key})")
+    add("forces_key", default=d.forces_key,
+        help=f"the file's forces key (per-atom array or calculator result; eV/A) "
+             f"(default: {d.forces_key})")
+    add("reference_energies", default=d.reference_energies,
+        help="structure files: energy of each element's isolated atom, e.g. "
+             "'H:-13.6,C:-1029.9' (eV), taken as the model's atom reference; by default they "
+             "are fitted by least squares on the training structures")
     add("target", default=d.target,
         help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)} "
              f"(default: {d.target}, {DESCRIPTIONS[t]} in {UNITS[t]})")
@@ -66,6 +78,12 @@ def _data_flags(add: Callable[..., None], d: Config) -> None:
 
 def _optim_flags(add: Callable[..., None], d: Config) -> None:
     """Flags of optimisation, schedule and loss terms."""
+    add("energy_weight", type=float, default=d.energy_weight,
+        help=f"structure files: weight of the energy term, the squared error per atom in units "
+             f"of the model's scale (as MACE) (default: {d.energy_weight:g}; 0: forces only)")
+    add("forces_weight", type=float, default=d.forces_weight,
+        help=f"structure files: weight of the forces term, the squared error per component "
+             f"(as MACE) (default: {d.forces_weight:g}; 0: energies only)")
     add("epochs", type=int, default=d.epochs,
         help=f"maximum number of epochs (default: {d.epochs})")
     add("time_budget", type=float, default=d.time_budget,
@@ -74,8 +92,8 @@ def _optim_flags(add: Callable[..., None], d: Config) -> None:
     add("batch_size", type=int, default=d.batch_size,
         help=f"molecules per batch (default: {d.batch_size})")
     add("lr", type=float, default=d.lr,
-        help="peak learning rate of Adam, cosine-decayed (default: 3e-3 for acn, 1e-3 for the "
-             "baselines)" if d.lr is None else f"peak learning rate (default: {d.lr})")
+        help="peak learning rate of Adam, cosine-decayed (default: 1e-3)" if d.lr is None
+        else f"peak learning rate (default: {d.lr})")
     add("weight_decay", type=float, default=d.weight_decay,
         help=f"decoupled weight decay (AdamW) when > 0; 0 is plain Adam "
              f"(default: {d.weight_decay})")
@@ -166,3 +184,29 @@ def config_from_args(args: argparse.Namespace, **overrides) -> Config:
         values["plot"] = not args.no_plot
     values.update(overrides)
     return Config(**values)
+
+
+def main(argv=None) -> int:
+    """``acn-pyg train``: trains on QM9 (``--data qm9``) or on a structure
+    file (``--data PATH``) and prints the test errors."""
+    import os
+
+    from acn_pyg.train.experiment import run
+    from acn_pyg.train.report import summary
+
+    parser = argparse.ArgumentParser(
+        prog="acn-pyg", description="AtomCloudNet for PyTorch Geometric")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train", help="train on QM9 or on a structure file",
+        description="Train AtomCloudNet (or PyG's SchNet / DimeNet++ by the same loop) on a "
+                    "QM9 target or on the energies and forces of a structure file, test the "
+                    "best checkpoint, and write metrics.json, plots and checkpoints to --out.")
+    add_config_arguments(train)
+    train.add_argument("--no-plot", action="store_true", help="skip the plots")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    metrics = run(cfg)
+    print("\n".join(summary(metrics)))
+    print(f"metrics: {os.path.join(cfg.out, 'metrics.json')}")
+    return 0

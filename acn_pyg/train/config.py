@@ -1,6 +1,7 @@
 """The configuration of a training run: one :class:`Config` holds everything
 a run depends on, and is saved with its checkpoints and metrics."""
 import math
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,9 +15,9 @@ MODELS = ("acn", "schnet", "dimenet++", "dimenet")
 RESUMABLE_FIELDS = frozenset(("resume", "epochs", "time_budget", "out", "root", "data_source",
                               "subset", "device", "threads", "workers", "compile",
                               "reuse_memory", "plot", "init_from"))
-#: Peak learning rate per model when none is given: the baselines keep
-#: their published 1e-3.
-DEFAULT_LR = {"acn": 3e-3, "schnet": 1e-3, "dimenet++": 1e-3, "dimenet": 1e-3}
+#: Peak learning rate per model when none is given: 1e-3 for every model
+#: (the baselines' published value).
+DEFAULT_LR = {"acn": 1e-3, "schnet": 1e-3, "dimenet++": 1e-3, "dimenet": 1e-3}
 
 
 @dataclass
@@ -26,7 +27,13 @@ class Config:
     The command-line flags of :mod:`acn_pyg.train.cli` have the same names
     (``--hidden-irreps`` for :obj:`hidden_irreps`) and say what each field
     means and its unit."""
+    data: str = "qm9"
     target: str = "U0"
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    reference_energies: Optional[str] = None
     model: str = "acn"
     train_size: int = 1000
     val_size: int = 500
@@ -64,6 +71,11 @@ class Config:
     plot: bool = True
 
     @property
+    def on_qm9(self) -> bool:
+        """Whether the run trains on QM9 (else on a structure file)."""
+        return self.data.lower() == "qm9"
+
+    @property
     def peak_lr(self) -> float:
         """:obj:`lr`, or the model's default (:data:`DEFAULT_LR`)."""
         return self.lr if self.lr is not None else DEFAULT_LR[self.model]
@@ -94,6 +106,17 @@ def check_config(cfg: Config) -> None:
     _require("warmup", cfg.warmup, lambda v: 0 <= v < 1,
              "a fraction of the schedule in [0, 1)")
     _require("denoise_weight", cfg.denoise_weight, lambda v: 0 <= v < math.inf, ">= 0")
+    if not cfg.on_qm9:
+        if not os.path.isfile(cfg.data):
+            raise ValueError(f"--data must be 'qm9' or a structure file that ASE reads "
+                             f"(no file at {cfg.data!r})")
+        for name in ("energy_weight", "forces_weight"):
+            _require(name, getattr(cfg, name), lambda v: 0 <= v < math.inf, ">= 0")
+        if cfg.energy_weight == 0 and cfg.forces_weight == 0:
+            raise ValueError("--energy-weight and --forces-weight are both 0: nothing to learn")
+        if cfg.compile and cfg.forces_weight > 0:
+            raise ValueError("--compile does not support training on forces (a double "
+                             "backward) yet; train without it")
     if cfg.denoise_weight > 0:
         _require("denoise_sigma", cfg.denoise_sigma, lambda v: 0 < v < math.inf,
                  "the noise's standard deviation in Angstrom, > 0")

@@ -1,7 +1,8 @@
 """The data side of a run: disjoint random splits, the per-element linear
 baseline fitted on the training molecules, and the loaders."""
+import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -9,6 +10,7 @@ from torch import Tensor
 from acn_pyg.datasets.qm9 import QM9, TARGETS, UNITS, target_index
 from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.train.config import EXTENSIVE_TARGETS, Config
+from acn_pyg.train.tasks import EnergyForcesTask, PropertyTask
 
 #: The element columns of the linear baseline (QM9 has H, C, N, O, F).
 ELEMENTS = (1, 6, 7, 8, 9)
@@ -28,11 +30,12 @@ def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[
             "train": perm[test + val:test + val + train]}
 
 
-def element_counts(z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    """How many atoms of each of :data:`ELEMENTS` every graph holds,
-    :math:`(|\\mathcal{G}|, 5)` in float64."""
-    counts = torch.zeros(num_graphs, len(ELEMENTS), dtype=torch.float64)
-    for k, element in enumerate(ELEMENTS):
+def element_counts(z: Tensor, batch: Tensor, num_graphs: int,
+                   elements: Sequence[int] = ELEMENTS) -> Tensor:
+    """How many atoms of each of :obj:`elements` (default: QM9's) every
+    graph holds, :math:`(|\\mathcal{G}|, |\\mathrm{elements}|)` in float64."""
+    counts = torch.zeros(num_graphs, len(elements), dtype=torch.float64)
+    for k, element in enumerate(elements):
         counts[:, k] = torch.bincount(batch[z == element], minlength=num_graphs).double()
     return counts
 
@@ -46,10 +49,13 @@ class LinearBaseline:
     Args:
         extensive (bool): Whether the target grows with the molecule (no
             intercept).
+        elements (list of int, optional): The atomic numbers counted.
+            (default: QM9's H, C, N, O, F)
     """
 
-    def __init__(self, extensive: bool):
+    def __init__(self, extensive: bool, elements: Sequence[int] = ELEMENTS):
         self.extensive = extensive
+        self.elements = tuple(elements)
         self.coef: Optional[Tensor] = None
 
     def _design(self, counts: Tensor) -> Tensor:
@@ -68,46 +74,57 @@ class LinearBaseline:
     def atomref(self) -> Tensor:
         """Per-element coefficients indexed by atomic number, shape [101]."""
         out = torch.zeros(101, dtype=torch.float64)
-        out[list(ELEMENTS)] = self.coef[:len(ELEMENTS)]
+        out[list(self.elements)] = self.coef[:len(self.elements)]
         return out
 
 
-def molecule_arrays(dataset, indices: Tensor, target: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Atomic numbers, batch vector and target column of the molecules
-    :obj:`indices` of an in-memory :obj:`dataset`, without collating them."""
+def molecule_arrays(dataset, indices: Tensor,
+                    target: Union[int, str]) -> Tuple[Tensor, Tensor, Tensor]:
+    """Atomic numbers, batch vector and target of the molecules
+    :obj:`indices` of an in-memory :obj:`dataset`, without collating them:
+    column :obj:`target` of :obj:`y`, or the per-structure property of that
+    name."""
     data = dataset._data
     ptr = dataset.slices["z"]
     counts = ptr[indices + 1] - ptr[indices]
     z = torch.cat([data.z[ptr[i]:ptr[i + 1]] for i in indices.tolist()])
     batch = torch.repeat_interleave(torch.arange(indices.numel()), counts)
-    return z, batch, data.y[indices, target]
+    y = data[target][indices].view(-1) if isinstance(target, str) else data.y[indices, target]
+    return z, batch, y
 
 
 @dataclass
 class Prepared:
     """The data side of a run: the split, the per-element linear baseline
-    fitted on its training molecules and the scale the model is built with."""
+    fitted on its training molecules, the scale the model is built with and
+    the task (:mod:`~acn_pyg.train.tasks`). :obj:`t_index` is the QM9
+    column, or :obj:`"energy"` for a structure file; :obj:`baseline` is
+    :obj:`None` when no energies are learned."""
     dataset: object
     split: Dict[str, Tensor]
-    t_index: int
+    t_index: Union[int, str]
     name: str
     unit: str
     extensive: bool
-    baseline: LinearBaseline
+    baseline: Optional[LinearBaseline]
     mean: float
     std: float
     atomref: Optional[Tensor]
+    task: object = None
 
     def baseline_prediction(self, key: str) -> Tensor:
         """The linear baseline's prediction for the molecules of split
         :obj:`key`, in their order (float64)."""
         z, batch, _ = molecule_arrays(self.dataset, self.split[key], self.t_index)
-        return self.baseline.predict(element_counts(z, batch, self.split[key].numel()))
+        return self.baseline.predict(element_counts(z, batch, self.split[key].numel(),
+                                                    self.baseline.elements))
 
 
 def prepare(cfg: Config) -> Prepared:
     """Loads the data of :obj:`cfg`, draws its split and fits the linear
     baseline; deterministic, so a finished run's model can be rebuilt."""
+    if not cfg.on_qm9:
+        return _prepare_file(cfg)
     t_index = target_index(cfg.target)
     name, unit = TARGETS[t_index], UNITS[t_index]
     extensive = name in EXTENSIVE_TARGETS
@@ -132,7 +149,90 @@ def prepare(cfg: Config) -> Prepared:
     else:
         mean, std, atomref = float(y_train.mean()), float(y_train.std()), None
     std = std if std > 0 else 1.0
-    return Prepared(dataset, split, t_index, name, unit, extensive, baseline, mean, std, atomref)
+    return Prepared(dataset, split, t_index, name, unit, extensive, baseline, mean, std, atomref,
+                    PropertyTask(t_index, std))
+
+
+def _prepare_file(cfg: Config) -> Prepared:
+    """:func:`prepare` for a structure file: energies (summed over atoms,
+    with per-element reference energies fitted on the training structures)
+    and forces."""
+    from acn_pyg.datasets.atoms import AtomsDataset
+
+    keys = {}
+    if cfg.energy_weight > 0:
+        keys["energy"] = cfg.energy_key
+    if cfg.forces_weight > 0:
+        keys["forces"] = cfg.forces_key
+    path = os.path.abspath(cfg.data)
+    dataset = AtomsDataset(os.path.dirname(path), path, properties=keys)
+    split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    z, batch, _ = molecule_arrays(dataset, split["train"], "idx")
+    elements = tuple(sorted(set(z.tolist())))
+    _check_elements(dataset, split, elements, cfg.data)
+    baseline, atomref, std = None, None, 1.0
+    if "energy" in keys:
+        counts = element_counts(z, batch, split["train"].numel(), elements)
+        energy = dataset._data.energy[split["train"]].view(-1)
+        baseline = LinearBaseline(True, elements)
+        if cfg.reference_energies is None:
+            baseline.fit(counts, energy)
+        else:
+            baseline.coef = reference_energies(cfg.reference_energies, elements)
+        atomref = baseline.atomref()
+        residual = energy - baseline.predict(counts)
+        std = float(residual.std()) if residual.numel() > 1 else 1.0
+    if "forces" in keys:  # forces set the scale when learned, as in MACE
+        ptr = dataset.slices["forces"]
+        forces = torch.cat([dataset._data.forces[ptr[i]:ptr[i + 1]]
+                            for i in split["train"].tolist()])
+        std = float(forces.pow(2).mean().sqrt())
+    std = std if std > 0 else 1.0
+    name = "+".join(keys)
+    return Prepared(dataset, split, "energy" if "energy" in keys else "idx", name, "eV", True,
+                    baseline, 0.0, std, atomref,
+                    EnergyForcesTask(cfg.energy_weight, cfg.forces_weight, std))
+
+
+def reference_energies(text: str, elements: Sequence[int]) -> Tensor:
+    """The energies of :obj:`elements` from :obj:`text` (``"H:-13.6,C:-1029.9"``
+    or ``"1:-13.6,6:-1029.9"``), in the order of :obj:`elements`; an element
+    it lacks, or one it names twice, is refused."""
+    from ase.data import atomic_numbers
+
+    given: Dict[int, float] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        key = key.strip()
+        number = int(key) if key.isdigit() else atomic_numbers.get(key)
+        if not sep or number is None:
+            raise ValueError(f"--reference-energies: {item.strip()!r} is not ELEMENT:ENERGY "
+                             f"(e.g. 'H:-13.6')")
+        if number in given:
+            raise ValueError(f"--reference-energies names element {key} twice")
+        given[number] = float(value)
+    missing = [z for z in elements if z not in given]
+    if missing:
+        raise ValueError(f"--reference-energies lacks the elements with atomic numbers "
+                         f"{missing}, which the training structures hold")
+    return torch.tensor([given[z] for z in elements], dtype=torch.float64)
+
+
+def _check_elements(dataset, split: Dict[str, Tensor], elements: Sequence[int],
+                    source: str) -> None:
+    """Refuses a validation or test structure with an element that no
+    training structure holds (its reference energy and embedding would be
+    untrained), naming the frame and the element."""
+    known = torch.tensor(elements)
+    for key in ("val", "test"):
+        z, batch, frames = molecule_arrays(dataset, split[key], "idx")
+        new = ~torch.isin(z, known)
+        if bool(new.any()):
+            first = int(new.nonzero()[0])
+            raise ValueError(
+                f"{source}: frame {int(frames[batch[first]])} ({key} set) holds atomic number "
+                f"{int(z[first])}, which no training structure holds (elements in training: "
+                f"{list(elements)}); put structures with it in the training set")
 
 
 def make_loaders(cfg: Config, prep: Prepared, device: torch.device):

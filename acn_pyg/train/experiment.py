@@ -13,8 +13,8 @@ from acn_pyg.train.config import Config, check_config
 from acn_pyg.train.data import Prepared, make_loaders, prepare
 from acn_pyg.train.losses import DenoisingLoss
 from acn_pyg.train.loop import Trainer, predict, train
-from acn_pyg.train.report import (learning_curve_plot, machine, parity_plot, with_energy_units,
-                                  write_metrics)
+from acn_pyg.train.report import (forces_parity_plot, learning_curve_plot, machine, parity_plot,
+                                  with_energy_units, write_metrics)
 from acn_pyg.utils.ema import ExponentialMovingAverage
 from acn_pyg.utils.io import RunLock, load_checkpoint
 from acn_pyg.utils.memory import reuse_freed_memory
@@ -86,7 +86,7 @@ def _trainer(cfg: Config, prep: Prepared, device: torch.device) -> Trainer:
     # The compiled step shares the parameters of `model`, which the weight
     # average, checkpoints and evaluation use eagerly.
     step_model = torch.compile(model, dynamic=True) if cfg.compile else model
-    return Trainer(model, step_model, optimizer, ema, aux, prep.t_index, prep.std)
+    return Trainer(model, step_model, optimizer, ema, aux, prep.task)
 
 
 def _start(cfg: Config, tr: Trainer, shuffle_rng: torch.Generator, device: torch.device,
@@ -137,6 +137,8 @@ def _run(cfg: Config) -> Dict[str, object]:
     state = _start(cfg, tr, shuffle_rng, device, len(loaders["train"]))
     wall = train(tr, loaders, device, state, cfg, shuffle_rng, unit=prep.unit,
                  desc=f"{cfg.model} {prep.name}")
+    if not cfg.on_qm9:
+        return _report_file_run(cfg, prep, tr, loaders, device, state, wall)
 
     pred, true, train_mae = _test(cfg, prep, tr.evaluated, loaders, device)
     test_mae = float((pred - true).abs().mean())
@@ -157,5 +159,50 @@ def _run(cfg: Config) -> Dict[str, object]:
         parity_plot(pred, true, base_pred, f"{title}: test MAE {test_mae:.4g} {prep.unit}",
                     prep.unit, os.path.join(cfg.out, "parity.png"))
         learning_curve_plot(state.history, prep.std, title, prep.unit,
+                            os.path.join(cfg.out, "learning_curve.png"))
+    return metrics
+
+
+def _report_file_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
+                     state: TrainState, wall: float) -> Dict[str, object]:
+    """Tests the best checkpoint of a run on a structure file: energy and
+    force errors on the test and training structures, metrics and plots."""
+    from torch_geometric.loader import DataLoader
+
+    model = tr.evaluated
+    best_path = os.path.join(cfg.out, "best.pt")
+    if os.path.exists(best_path):
+        model.load_state_dict(load_checkpoint(best_path, device))
+    task = prep.task
+    pred = task.predict(model, loaders["test"], device)
+    train_loader = DataLoader(prep.dataset[prep.split["train"]], batch_size=cfg.batch_size)
+    errors = task.errors(pred)
+    fit = task.errors(task.predict(model, train_loader, device))
+    metrics = {
+        "data": cfg.data, "target": prep.name, "unit": "eV", "forces_unit": "eV/A",
+        "model": cfg.model, **{f"test_{k}": v for k, v in errors.items()},
+        **{f"train_{k}": v for k, v in fit.items()},
+        "best_val_mae": state.best_val, "epochs": state.epoch, "steps": state.steps,
+        "epochs_trained": state.steps / max(len(loaders["train"]), 1), "wall_time_s": wall,
+        "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
+        "parameters": sum(p.numel() for p in tr.model.parameters()),
+        "device": str(device), "machine": machine(), "config": asdict(cfg),
+        "history": state.history}
+    base = None
+    if prep.baseline is not None:
+        base = prep.baseline_prediction("test")
+        metrics["baseline_test_energy_mae"] = float((base - pred["energy_ref"]).abs().mean())
+    write_metrics(metrics, cfg.out)
+    if cfg.plot:
+        title = f"{cfg.model} on {os.path.basename(cfg.data)}"
+        if base is not None:
+            parity_plot(pred["energy"], pred["energy_ref"], base,
+                        f"{title}: test energy MAE {errors['energy_mae']:.4g} eV", "eV",
+                        os.path.join(cfg.out, "parity.png"))
+        if "forces_ref" in pred:
+            forces_parity_plot(pred["forces"], pred["forces_ref"],
+                               f"{title}: test force MAE {errors['forces_mae']:.4g} eV/A",
+                               os.path.join(cfg.out, "forces_parity.png"))
+        learning_curve_plot(state.history, prep.std, title, "eV, eV/A",
                             os.path.join(cfg.out, "learning_curve.png"))
     return metrics

@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from acn_pyg.train.checkpoints import TrainState, save_last
 from acn_pyg.train.config import Config
-from acn_pyg.train.losses import target_loss
 from acn_pyg.utils.ema import ExponentialMovingAverage
 from acn_pyg.utils.io import atomic_save
 
@@ -60,15 +59,14 @@ def evaluate(model: torch.nn.Module, loader, target: int, device) -> float:
 class Trainer:
     """What a training step uses: the trained model (:obj:`step_model` is
     the same module, or its :func:`torch.compile`), the optimizer, the weight
-    average, the auxiliary loss terms (each with a :obj:`weight`), the target
-    column and its standard deviation."""
+    average, the auxiliary loss terms (each with a :obj:`weight`) and the
+    task (:mod:`~acn_pyg.train.tasks`: its loss and validation)."""
     model: torch.nn.Module
     step_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     ema: Optional[ExponentialMovingAverage]
     aux_losses: Dict[str, torch.nn.Module]
-    target: int
-    std: float
+    task: object
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -81,8 +79,7 @@ def take_step(tr: Trainer, data) -> Tuple[Tensor, Dict[str, Tensor]]:
     """One optimizer step on batch :obj:`data`; returns the target loss and
     each auxiliary loss, detached and on the device (no host sync)."""
     tr.optimizer.zero_grad()
-    pred = tr.step_model(data.z, data.pos, data.batch).view(-1)
-    loss = target_loss(pred, data.y[:, tr.target], tr.std)
+    loss = tr.task.loss(tr.step_model, data)
     total, aux = loss, {}
     for name, term in tr.aux_losses.items():
         value = term(tr.model, data)
@@ -181,8 +178,9 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
             group["lr"] = cfg.peak_lr * lr_factor(p, cfg.warmup)
 
     def validate(losses: Dict[str, float]) -> None:
-        val_mae = evaluate(tr.evaluated, loaders["val"], tr.target, device)
-        state.history.append({"epoch": state.epoch, **losses, "val_mae": val_mae,
+        scores = tr.task.validate(tr.evaluated, loaders["val"], device)
+        val_mae = scores["val_mae"]
+        state.history.append({"epoch": state.epoch, **losses, **scores,
                               "time_s": round(time.perf_counter() - start, 1)})
         if val_mae < state.best_val:
             state.best_val = val_mae

@@ -108,6 +108,8 @@ def epochs_text(metrics: Dict[str, object]) -> str:
 
 def summary(metrics: Dict[str, object]) -> List[str]:
     """The lines the training program prints at the end of a run."""
+    if "data" in metrics and "test_mae" not in metrics:
+        return _file_summary(metrics)
     unit = metrics["unit"]
     lines = [f"test MAE ({metrics['model']}, {metrics['target']}): "
              f"{metrics['test_mae']:.5g} {unit}"]
@@ -124,6 +126,23 @@ def summary(metrics: Dict[str, object]) -> List[str]:
                  f"({compared})")
     lines.append(f"{epochs_text(metrics)} in {metrics['wall_time_s'] / 60:.1f} min on "
                  f"{metrics['device']} ({metrics['sizes']['train']} training molecules)")
+    return lines
+
+
+def _file_summary(metrics: Dict[str, object]) -> List[str]:
+    lines = []
+    for key, unit, what in (("energy", "eV", "energy"), ("forces", "eV/A", "forces")):
+        if f"test_{key}_mae" in metrics:
+            lines.append(f"test {what} ({metrics['model']}): MAE {metrics[f'test_{key}_mae']:.5g} "
+                         f"{unit}, RMSE {metrics[f'test_{key}_rmse']:.5g} {unit}; on its "
+                         f"training structures MAE {metrics[f'train_{key}_mae']:.5g} {unit}")
+    if "test_energy_per_atom_mae" in metrics:
+        lines.append(f"test energy MAE per atom: {metrics['test_energy_per_atom_mae']:.5g} eV")
+    if "baseline_test_energy_mae" in metrics:
+        lines.append(f"per-element linear baseline: energy MAE "
+                     f"{metrics['baseline_test_energy_mae']:.5g} eV")
+    lines.append(f"{epochs_text(metrics)} in {metrics['wall_time_s'] / 60:.1f} min on "
+                 f"{metrics['device']} ({metrics['sizes']['train']} training structures)")
     return lines
 
 
@@ -161,6 +180,26 @@ def parity_plot(pred: Tensor, true: Tensor, baseline: Tensor, title: str, unit: 
     _save(parity_figure(pred, true, baseline, title, unit), path)
 
 
+def forces_parity_plot(pred: Tensor, true: Tensor, title: str, path: str) -> None:
+    """Predicted against reference force components (eV/A), and the
+    histogram of their errors, saved to :obj:`path`."""
+    plt = _pyplot()
+    x, y = true.reshape(-1).numpy(), pred.reshape(-1).numpy()
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(9, 4.2))
+    ax.scatter(x, y, s=2, alpha=0.3)
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("reference force component (eV/A)")
+    ax.set_ylabel("predicted force component (eV/A)")
+    hist.hist(y - x, bins=60)
+    hist.axvline(0.0, color="k", lw=0.8)
+    hist.set_xlabel("predicted - reference (eV/A)")
+    hist.set_ylabel("test force components")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
     fig.savefig(path, dpi=120)
     _pyplot().close(fig)
@@ -172,12 +211,18 @@ def learning_curve_plot(history: List[Dict[str, float]], std: float, title: str,
     the target's unit: the loss times the target's scale :obj:`std`) and
     validation MAE per epoch, on a log scale."""
     plt = _pyplot()
-    trained = [h for h in history if h.get("train_loss") is not None]
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot([h["epoch"] for h in trained], [h["train_loss"] * std for h in trained], "o-", ms=2,
-            label="training (running, during the epoch)")
-    ax.plot([h["epoch"] for h in history], [h["val_mae"] for h in history], "o-", ms=2,
-            label="validation")
+    split = [k for k in ("val_energy_mae", "val_forces_mae") if history and k in history[0]]
+    if split:  # energies and forces: their validation errors
+        for key in split:
+            ax.plot([h["epoch"] for h in history], [h[key] for h in history], "o-", ms=2,
+                    label=f"validation {key[4:-4]}")
+    else:
+        trained = [h for h in history if h.get("train_loss") is not None]
+        ax.plot([h["epoch"] for h in trained], [h["train_loss"] * std for h in trained], "o-",
+                ms=2, label="training (running, during the epoch)")
+        ax.plot([h["epoch"] for h in history], [h["val_mae"] for h in history], "o-", ms=2,
+                label="validation")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"mean absolute error ({unit})")

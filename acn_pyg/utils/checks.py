@@ -169,3 +169,15 @@ def check_edge_lengths(length: Tensor, edge_index: Tensor, name: str = "pos") ->
         raise ValueError(
             f"'{name}' gives the edge {j} -> {i} zero length ({what}); its direction is "
             f"undefined")
+
+
+def layout_version(local_metadata: dict, current: int, prefix: str, name: str):
+    """The layout version a state dict's metadata gives a module
+    (:obj:`None` when it has none), or a :class:`ValueError` if it is newer
+    than :obj:`current`, the layout this acn_pyg writes."""
+    version = local_metadata.get("version")
+    if version is not None and version > current:
+        raise ValueError(
+            f"the state dict of '{prefix or name}' has layout version {version}, newer than "
+            f"this acn_pyg's {current}: load it with the acn_pyg that saved it")
+    return version

@@ -13,7 +13,7 @@ from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.radial_mlp import RadialMLP
 from acn_pyg.utils.checks import (check_batch, check_edge_index, check_features,
                                   check_matches_module, check_pos, check_same_device,
-                                  is_tracing)
+                                  is_tracing, layout_version)
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps, split_blocks
 
 _SCALAR = o3.Irrep("0e")
@@ -178,12 +178,7 @@ class AtomCloudConv(MessagePassing):
                 f"acn_pyg 0.1, whose AtomCloudConv kept the self-interaction apart and laid "
                 f"out its weights differently; acn_pyg >= 0.2 cannot load it. Retrain, or "
                 f"load it with acn_pyg 0.1.")
-        version = local_metadata.get("version")
-        if version is not None and version > self._version:
-            raise ValueError(
-                f"the state dict of '{prefix or 'AtomCloudConv'}' has layout version {version}, "
-                f"newer than this acn_pyg's {self._version}: load it with the acn_pyg that "
-                f"saved it")
+        version = layout_version(local_metadata, self._version, prefix, "AtomCloudConv")
         if version is not None and version < self._version:
             warnings.warn(
                 f"the state dict of '{prefix or 'AtomCloudConv'}' was saved before acn_pyg "

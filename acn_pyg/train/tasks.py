@@ -1,0 +1,124 @@
+r"""What a run learns and how it is scored: one QM9 property per molecule
+(:class:`PropertyTask`), or the energies and forces of structures read from
+a file (:class:`EnergyForcesTask`). The loop calls :meth:`loss` on each batch
+and :meth:`validate` after each validated epoch."""
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor
+
+from acn_pyg.train.losses import target_loss
+
+
+class PropertyTask:
+    r"""One column :obj:`column` of :obj:`data.y`, learned with
+    :func:`~acn_pyg.train.target_loss` (MAE in units of :obj:`std`) and
+    validated by its MAE."""
+
+    def __init__(self, column: int, std: float):
+        self.column, self.std = column, std
+
+    def loss(self, model: torch.nn.Module, data) -> Tensor:
+        pred = model(data.z, data.pos, data.batch).view(-1)
+        return target_loss(pred, data.y[:, self.column], self.std)
+
+    def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
+        from acn_pyg.train.loop import evaluate
+        return {"val_mae": evaluate(model, loader, self.column, device)}
+
+
+def energy_and_forces(model: torch.nn.Module, data, forces: bool = True,
+                      create_graph: bool = False) -> Tuple[Tensor, Tensor]:
+    r"""The model's energy per structure :math:`E` and, with :obj:`forces`,
+    the forces :math:`\mathbf{F}_i = -\partial E / \partial \mathbf{p}_i`
+    (:obj:`None` otherwise); :obj:`create_graph` keeps the graph of the
+    forces, for a loss on them."""
+    pos = data.pos.detach().requires_grad_(True) if forces else data.pos
+    energy = model(data.z, pos, data.batch).view(-1)
+    if not forces:
+        return energy, None
+    grad, = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
+    return energy, -grad
+
+
+class EnergyForcesTask:
+    r"""Energies and forces, with the weighted loss of MACE in units of the
+    model's scale :math:`\sigma`:
+
+    .. math::
+        \mathcal{L} = \frac{w_E}{\sigma^2} \frac{1}{|\mathcal{G}|} \sum_g
+        \left( \frac{\hat{E}_g - E_g}{n_g} \right)^2
+        + \frac{w_F}{\sigma^2} \frac{1}{3 |\mathcal{V}|} \sum_{i, \alpha}
+        \left( \hat{F}_{i\alpha} - F_{i\alpha} \right)^2
+
+    (:math:`n_g` atoms in structure :math:`g`; forces
+    :math:`\hat{\mathbf{F}} = -\nabla \hat{E}` by autograd, so the step
+    takes a double backward). Validated by the force MAE when the forces
+    are learned (:math:`w_F > 0`), else by the energy MAE.
+
+    Args:
+        energy_weight (float): :math:`w_E`.
+        forces_weight (float): :math:`w_F`.
+        scale (float): :math:`\sigma`, in energy units.
+    """
+
+    def __init__(self, energy_weight: float, forces_weight: float, scale: float):
+        self.energy_weight, self.forces_weight, self.scale = energy_weight, forces_weight, scale
+
+    def loss(self, model: torch.nn.Module, data) -> Tensor:
+        energy, forces = energy_and_forces(model, data, self.forces_weight > 0,
+                                           create_graph=True)
+        loss = energy.new_zeros(())
+        if self.energy_weight > 0:
+            per_atom = (energy - data.energy.view(-1)) / _num_atoms(data)
+            loss = loss + self.energy_weight * per_atom.pow(2).mean()
+        if self.forces_weight > 0:
+            loss = loss + self.forces_weight * (forces - data.forces).pow(2).mean()
+        return loss / self.scale ** 2
+
+    def predict(self, model: torch.nn.Module, loader, device) -> Dict[str, Tensor]:
+        """Predictions and references over :obj:`loader`, in its order, as
+        float64 on the CPU: :obj:`energy`, :obj:`energy_ref`,
+        :obj:`num_atoms` and, when the data hold forces, :obj:`forces` and
+        :obj:`forces_ref` (one row per atom). The model is put back in
+        training mode after."""
+        model.eval()
+        out: Dict[str, list] = {}
+        for data in loader:
+            data = data.to(device)
+            has_forces = "forces" in data
+            with torch.enable_grad():
+                energy, forces = energy_and_forces(model, data, has_forces)
+            parts = {"energy": energy, "num_atoms": _num_atoms(data)}
+            if "energy" in data:
+                parts["energy_ref"] = data.energy.view(-1)
+            if has_forces:
+                parts.update(forces=forces, forces_ref=data.forces)
+            for key, value in parts.items():
+                out.setdefault(key, []).append(value.detach())
+        model.train()
+        return {key: torch.cat(values).double().cpu() for key, values in out.items()}
+
+    def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
+        """MAE and RMSE of the energies (per structure and per atom) and of
+        the force components, from :meth:`predict`'s output."""
+        errors = {}
+        if "energy_ref" in pred:
+            diff = pred["energy"] - pred["energy_ref"]
+            errors.update(energy_mae=float(diff.abs().mean()),
+                          energy_rmse=float(diff.pow(2).mean().sqrt()),
+                          energy_per_atom_mae=float((diff / pred["num_atoms"]).abs().mean()))
+        if "forces_ref" in pred:
+            diff = pred["forces"] - pred["forces_ref"]
+            errors.update(forces_mae=float(diff.abs().mean()),
+                          forces_rmse=float(diff.pow(2).mean().sqrt()))
+        return errors
+
+    def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
+        errors = self.errors(self.predict(model, loader, device))
+        key = "forces_mae" if self.forces_weight > 0 else "energy_mae"
+        return {"val_mae": errors[key], **{f"val_{k}": v for k, v in errors.items()}}
+
+
+def _num_atoms(data) -> Tensor:
+    return torch.bincount(data.batch, minlength=data.num_graphs).to(data.pos.dtype)

@@ -5,7 +5,7 @@ weight 1 and force weight 100), the same minutes each on one CPU thread, on
 the same training frames; test energy and force MAE on held-out frames.
 
     python benchmarks/md_data.py --out data/md
-    python benchmarks/forces.py --data data/md --minutes 10
+    python benchmarks/forces.py --data data/md --minutes 4
 
 Target: AtomCloudNet's force MAE at most half of SchNet's, and below
 DimeNet++'s.
@@ -63,11 +63,11 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="data/md", help="folder of .xyz files (default: data/md)")
     p.add_argument("--models", default="acn,schnet,dimenet++",
                    help="(default: acn,schnet,dimenet++)")
-    p.add_argument("--minutes", type=float, default=10.0,
-                   help="training minutes a run (default: 10)")
+    p.add_argument("--minutes", type=float, default=4.0,
+                   help="training minutes a run (default: 4)")
     p.add_argument("--train-size", type=int, default=1000, help="(default: 1000)")
     p.add_argument("--val-size", type=int, default=100, help="(default: 100)")
-    p.add_argument("--test-size", type=int, default=400, help="(default: 400)")
+    p.add_argument("--test-size", type=int, default=300, help="(default: 300)")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default: 2)")
     p.add_argument("--runs", default="runs/forces", help="run folders (default: runs/forces)")
     p.add_argument("--out", default=os.path.join(RESULTS, "forces"),

@@ -5,7 +5,7 @@ calculator); after an equilibration, a frame is kept every --every steps.
 Written as extended XYZ (energy in eV, forces in eV/A), one file a molecule,
 which ``acn-pyg train --data FILE`` and ``benchmarks/forces.py`` read.
 
-    python benchmarks/md_data.py --frames 1500 --out data/md
+    python benchmarks/md_data.py --out data/md
 
 Needs ``pip install tblite rdkit``.
 """
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--molecules", default=",".join(MOLECULES),
                    help=f"names among {', '.join(MOLECULES)} (default: all)")
-    p.add_argument("--frames", type=int, default=1500, help="frames a molecule (default: 1500)")
+    p.add_argument("--frames", type=int, default=1400, help="frames a molecule (default: 1400)")
     p.add_argument("--every", type=int, default=20,
                    help="MD steps between frames (default: 20, i.e. 20 fs)")
     p.add_argument("--equilibrate", type=int, default=1000,

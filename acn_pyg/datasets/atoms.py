@@ -153,17 +153,20 @@ def _lookup(atoms, key: str) -> Tuple[Optional[np.ndarray], bool]:
         return np.asarray(atoms.arrays[key]), True
     if key in atoms.info:
         return np.asarray(atoms.info[key]), False
-    calc = atoms.calc
-    results = getattr(calc, "results", None) or {}
+    results = _results(atoms)
     if key in results:
         return np.asarray(results[key]), key in PER_ATOM_RESULTS
     return None, False
 
 
+def _results(atoms) -> dict:
+    """The results of the frame's calculator (none without one)."""
+    return getattr(atoms.calc, "results", None) or {}
+
+
 def _available(atoms) -> List[str]:
-    results = getattr(atoms.calc, "results", None) or {}
     return sorted((set(atoms.arrays) - {"numbers", "positions"}) | set(atoms.info)
-                  | set(results))
+                  | set(_results(atoms)))
 
 
 def frame_to_data(atoms, properties: Mapping[str, str], frame: int, source: str) -> Data:

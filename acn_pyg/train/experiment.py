@@ -104,17 +104,36 @@ def _start(cfg: Config, tr: Trainer, shuffle_rng: torch.Generator, device: torch
     return TrainState()
 
 
-def _test(cfg: Config, prep: Prepared, model: torch.nn.Module, loaders, device):
-    from torch_geometric.loader import DataLoader
-
+def _load_best(cfg: Config, model: torch.nn.Module, device) -> None:
+    """Loads the run's ``best.pt`` into :obj:`model`, when the run saved one."""
     best_path = os.path.join(cfg.out, "best.pt")
     if os.path.exists(best_path):
         model.load_state_dict(load_checkpoint(best_path, device))
+
+
+def _training_loader(cfg: Config, prep: Prepared):
+    """The training molecules, in order: the tested model on them, beside
+    its validation error, tells underfitting (both high) from overfitting."""
+    from torch_geometric.loader import DataLoader
+    return DataLoader(prep.dataset[prep.split["train"]], batch_size=cfg.batch_size)
+
+
+def _run_record(cfg: Config, prep: Prepared, tr: Trainer, loaders, device, state: TrainState,
+                wall: float) -> Dict[str, object]:
+    """The metrics every run writes beside its errors: how long it trained,
+    on what, and its validation history."""
+    return {"best_val_mae": state.best_val, "epochs": state.epoch, "steps": state.steps,
+            "epochs_trained": state.steps / max(len(loaders["train"]), 1), "wall_time_s": wall,
+            "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
+            "parameters": sum(p.numel() for p in tr.model.parameters()),
+            "device": str(device), "machine": machine(), "config": asdict(cfg),
+            "history": state.history}
+
+
+def _test(cfg: Config, prep: Prepared, model: torch.nn.Module, loaders, device):
+    _load_best(cfg, model, device)
     pred, true = predict(model, loaders["test"], prep.t_index, device)
-    # The same model on its own training molecules, in order: beside the
-    # validation error, it tells underfitting (both high) from overfitting.
-    train_loader = DataLoader(prep.dataset[prep.split["train"]], batch_size=cfg.batch_size)
-    fit_pred, fit_true = predict(model, train_loader, prep.t_index, device)
+    fit_pred, fit_true = predict(model, _training_loader(cfg, prep), prep.t_index, device)
     return pred, true, float((fit_pred - fit_true).abs().mean())
 
 
@@ -146,12 +165,7 @@ def _run(cfg: Config) -> Dict[str, object]:
     metrics = with_energy_units({
         "target": prep.name, "unit": prep.unit, "model": cfg.model,
         "test_mae": test_mae, "baseline_test_mae": float((base_pred - true).abs().mean()),
-        "train_mae": train_mae, "best_val_mae": state.best_val, "epochs": state.epoch,
-        "steps": state.steps, "epochs_trained": state.steps / max(len(loaders["train"]), 1),
-        "wall_time_s": wall, "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
-        "parameters": sum(p.numel() for p in tr.model.parameters()),
-        "device": str(device), "machine": machine(), "config": asdict(cfg),
-        "history": state.history,
+        "train_mae": train_mae, **_run_record(cfg, prep, tr, loaders, device, state, wall),
     })
     write_metrics(metrics, cfg.out)
     if cfg.plot:
@@ -167,27 +181,16 @@ def _report_file_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
                      state: TrainState, wall: float) -> Dict[str, object]:
     """Tests the best checkpoint of a run on a structure file: energy and
     force errors on the test and training structures, metrics and plots."""
-    from torch_geometric.loader import DataLoader
-
-    model = tr.evaluated
-    best_path = os.path.join(cfg.out, "best.pt")
-    if os.path.exists(best_path):
-        model.load_state_dict(load_checkpoint(best_path, device))
-    task = prep.task
+    model, task = tr.evaluated, prep.task
+    _load_best(cfg, model, device)
     pred = task.predict(model, loaders["test"], device)
-    train_loader = DataLoader(prep.dataset[prep.split["train"]], batch_size=cfg.batch_size)
     errors = task.errors(pred)
-    fit = task.errors(task.predict(model, train_loader, device))
+    fit = task.errors(task.predict(model, _training_loader(cfg, prep), device))
     metrics = {
         "data": cfg.data, "target": prep.name, "unit": "eV", "forces_unit": "eV/A",
         "model": cfg.model, **{f"test_{k}": v for k, v in errors.items()},
         **{f"train_{k}": v for k, v in fit.items()},
-        "best_val_mae": state.best_val, "epochs": state.epoch, "steps": state.steps,
-        "epochs_trained": state.steps / max(len(loaders["train"]), 1), "wall_time_s": wall,
-        "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
-        "parameters": sum(p.numel() for p in tr.model.parameters()),
-        "device": str(device), "machine": machine(), "config": asdict(cfg),
-        "history": state.history}
+        **_run_record(cfg, prep, tr, loaders, device, state, wall)}
     base = None
     if prep.baseline is not None:
         base = prep.baseline_prediction("test")

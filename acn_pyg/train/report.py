@@ -4,7 +4,7 @@ import json
 import math
 import os
 import platform
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -153,51 +153,45 @@ def _pyplot():
     return plt
 
 
-def parity_figure(pred: Tensor, true: Tensor, baseline: Tensor, title: str, unit: str):
+def parity_figure(pred: Tensor, true: Tensor, baseline: Optional[Tensor], title: str,
+                  unit: str, what: str = "test molecules", quantity: str = ""):
     """Two panels: predicted against reference, both less the per-element
     linear baseline :obj:`baseline` (so the part the model learns fills the
-    axes and its error is visible), and the histogram of the errors."""
+    axes and its error is visible; :obj:`None` for none), and the histogram
+    of the errors of the :obj:`what` (its y label). :obj:`quantity` names
+    what is plotted on the axes (e.g. ``"force component"``)."""
     plt = _pyplot()
-    x, y = (true - baseline).numpy(), (pred - baseline).numpy()
+    less = "" if baseline is None else " - per-element baseline"
+    name = f" {quantity}" if quantity else ""
+    x, y = true.reshape(-1), pred.reshape(-1)
+    if baseline is not None:
+        x, y = x - baseline, y - baseline
+    x, y = x.numpy(), y.numpy()
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(9, 4.2))
     ax.scatter(x, y, s=4, alpha=0.5)
     lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax.set_xlabel(f"reference - per-element baseline ({unit})")
-    ax.set_ylabel(f"predicted - per-element baseline ({unit})")
-    hist.hist((pred - true).numpy(), bins=60)
+    ax.set_xlabel(f"reference{name}{less} ({unit})")
+    ax.set_ylabel(f"predicted{name}{less} ({unit})")
+    hist.hist((pred - true).reshape(-1).numpy(), bins=60)
     hist.axvline(0.0, color="k", lw=0.8)
     hist.set_xlabel(f"predicted - reference ({unit})")
-    hist.set_ylabel("test molecules")
+    hist.set_ylabel(what)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def parity_plot(pred: Tensor, true: Tensor, baseline: Tensor, title: str, unit: str,
-                path: str) -> None:
+def parity_plot(pred: Tensor, true: Tensor, baseline: Optional[Tensor], title: str, unit: str,
+                path: str, what: str = "test molecules", quantity: str = "") -> None:
     """Saves :func:`parity_figure` to :obj:`path`."""
-    _save(parity_figure(pred, true, baseline, title, unit), path)
+    _save(parity_figure(pred, true, baseline, title, unit, what, quantity), path)
 
 
 def forces_parity_plot(pred: Tensor, true: Tensor, title: str, path: str) -> None:
-    """Predicted against reference force components (eV/A), and the
-    histogram of their errors, saved to :obj:`path`."""
-    plt = _pyplot()
-    x, y = true.reshape(-1).numpy(), pred.reshape(-1).numpy()
-    fig, (ax, hist) = plt.subplots(1, 2, figsize=(9, 4.2))
-    ax.scatter(x, y, s=2, alpha=0.3)
-    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax.set_xlabel("reference force component (eV/A)")
-    ax.set_ylabel("predicted force component (eV/A)")
-    hist.hist(y - x, bins=60)
-    hist.axvline(0.0, color="k", lw=0.8)
-    hist.set_xlabel("predicted - reference (eV/A)")
-    hist.set_ylabel("test force components")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
+    """:func:`parity_plot` of force components (eV/A), saved to :obj:`path`."""
+    parity_plot(pred, true, None, title, "eV/A", path, what="test force components",
+                quantity="force component")
 
 
 def _save(fig, path: str) -> None:

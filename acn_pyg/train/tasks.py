@@ -7,6 +7,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
+from acn_pyg.train.loop import evaluate
 from acn_pyg.train.losses import target_loss
 
 
@@ -23,7 +24,6 @@ class PropertyTask:
         return target_loss(pred, data.y[:, self.column], self.std)
 
     def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
-        from acn_pyg.train.loop import evaluate
         return {"val_mae": evaluate(model, loader, self.column, device)}
 
 

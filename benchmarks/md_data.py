@@ -64,8 +64,16 @@ def trajectory(name: str, smiles: str, frames: int, every: int, equilibrate: int
         dyn.run(every)
         frame = atoms.copy()
         frame.set_constraint()
+        # The calculator's forces, not FixCom's projection of them: that projection
+        # (F_i - m_i lambda) is no gradient of the energy and would put a floor under
+        # every model's force error.
+        forces = atoms.get_forces(apply_constraint=False)
+        net = float(np.abs(forces.sum(axis=0)).max())
+        if net > 1e-3:
+            raise RuntimeError(f"{name}: net force {net:.2e} eV/A on frame {len(kept)}; "
+                               "the forces are not translation invariant")
         frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(),
-                                           forces=atoms.get_forces())
+                                           forces=forces)
         kept.append(frame)
     path = os.path.join(out, f"{name}.xyz")
     ase.io.write(path, kept, format="extxyz")
@@ -74,6 +82,7 @@ def trajectory(name: str, smiles: str, frames: int, every: int, equilibrate: int
             "path": path, "steps": equilibrate + frames * every,
             "frame_spacing_fs": every * timestep_fs, "seconds": time.perf_counter() - start,
             "force_rms_eV_A": float(np.sqrt((forces ** 2).mean())),
+            "net_force_max_eV_A": float(np.abs(forces.reshape(frames, -1, 3).sum(1)).max()),
             "energy_std_eV": float(np.std([f.get_potential_energy() for f in kept]))}
 
 

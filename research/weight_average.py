@@ -19,6 +19,7 @@ from finished_runs import (parse_run_folder_args, relocated, reproduces,  # noqa
                            run_folder_parser, write_results)
 from fit_diagnostic import display_unit  # noqa: E402
 
+from acn_pyg.inference.checkpoint import state_dict_of  # noqa: E402
 from acn_pyg.train import (MODEL_FIELDS, load_best_model, load_run, pick_device,  # noqa: E402
                            predict, prepare, run_config)
 
@@ -42,8 +43,8 @@ def main(argv=None) -> int:
     dev = pick_device(args.device)
     loaders = {s: DataLoader(prep.dataset[prep.split[s]], batch_size=128) for s in ("val", "test")}
     model = load_best_model(args.runs[0], cfg, prep, dev)
-    states = [torch.load(os.path.join(r, "best.pt"), map_location=dev, weights_only=True)
-              for r in args.runs]
+    states = [state_dict_of(torch.load(os.path.join(r, "best.pt"), map_location=dev,
+                                       weights_only=True)) for r in args.runs]
     scale, unit = display_unit(prep.unit)
 
     def mae(state, split: str) -> float:

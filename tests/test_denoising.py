@@ -137,7 +137,7 @@ def test_denoise_weight_trains_records_and_resumes(source_dir, tmp_path):
     ckpt_off, ckpt_on = (torch.load(tmp_path / n / "last.pt", weights_only=True)
                          for n in ("off", "on"))
     assert "denoise_head" in ckpt_on and "denoise_head" not in ckpt_off
-    best = torch.load(tmp_path / "on" / "best.pt", weights_only=True)
+    best = torch.load(tmp_path / "on" / "best.pt", weights_only=True)["state_dict"]
     assert best.keys() == ckpt_off["model"].keys()  # best.pt loads into a plain model
     assert any(not torch.allclose(ckpt_off["model"][k], ckpt_on["model"][k], atol=1e-7)
                for k in best)

@@ -106,3 +106,28 @@ def test_the_weight_average_keeps_the_layout_versions():
     state = ExponentialMovingAverage(model, 0.9).state_dict()
     assert state._metadata["module.convs.0.linear"]["version"] == 2
     assert averaged_module_state(state)._metadata["convs.0.radial"]["version"] == 2
+
+
+def test_a_run_folder_of_version_0_3_loads_with_load_model_and_tests_again(
+        source_dir, tmp_path, capsys):
+    """A bare best.pt with the metrics.json of its run (how acn_pyg <= 0.4
+    left the runs behind the README's results) loads with the function that
+    loads current checkpoints, and `acn-pyg test` gives its test MAE."""
+    from dataclasses import asdict
+
+    from acn_pyg import load_model
+    from acn_pyg.cli import main
+    cfg, test_mae = _old_run(source_dir, tmp_path)
+    run_dir = tmp_path / "run"
+    (run_dir / "metrics.json").write_text(json.dumps({"config": asdict(cfg),
+                                                      "test_mae": test_mae}))
+    prep = prepare(cfg)
+    model = load_model(str(run_dir))
+    assert not model.training
+    loaders, _ = make_loaders(cfg, prep, torch.device("cpu"))
+    assert evaluate(model, loaders["test"], prep.t_index, "cpu") == pytest.approx(test_mae,
+                                                                                  rel=1e-5)
+    assert main(["test", str(run_dir / "best.pt"), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_mae"] == pytest.approx(result["reported"]["test_mae"], rel=1e-5)
+    assert result["target"] == "U0" and result["unit"] == "eV"

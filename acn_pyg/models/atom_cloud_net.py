@@ -153,6 +153,18 @@ class AtomCloudNet(torch.nn.Module):
                 f"'num_extra_features' must be a non-negative int (got {num_extra_features!r})")
         scalars = o3.Irreps(f"{hidden_channels}x0e")
         hidden = _hidden_irreps(hidden_channels, hidden_irreps, lmax)
+        self._config = dict(
+            hidden_channels=hidden_channels,
+            hidden_irreps=None if hidden_irreps is None else str(as_irreps(hidden_irreps)),
+            num_layers=num_layers, cutoff=float(cutoff), lmax=lmax, num_basis=num_basis,
+            radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
+            avg_num_neighbors=float(avg_num_neighbors), product_channels=product_channels,
+            radial_gain=float(radial_gain),
+            many_body=many_body if isinstance(many_body, bool) else list(many_body),
+            many_body_cutoff=many_body_cutoff, num_extra_features=num_extra_features,
+            pooling=pooling, readout=readout, out_channels=out_channels,
+            mean=None if mean is None else float(mean), std=None if std is None else float(std))
+        self._custom_graph = interaction_graph is not None
 
         self.hidden_channels = hidden_channels
         self.hidden_irreps = hidden
@@ -207,6 +219,37 @@ class AtomCloudNet(torch.nn.Module):
             self.atomref = None
         self.reset_parameters()
 
+    def config(self) -> Dict[str, object]:
+        """The constructor arguments of this model as plain data (numbers,
+        strings, lists and, for :obj:`atomref`, a tensor): what
+        :func:`acn_pyg.save_model` stores, and
+        ``AtomCloudNet(**model.config())`` builds the same architecture.
+        A model built with a custom :obj:`interaction_graph` (a callable)
+        has none and raises a :class:`ValueError`."""
+        if self._custom_graph:
+            raise ValueError("this AtomCloudNet was built with a custom 'interaction_graph' (a "
+                             "callable), which cannot be saved as data; build it with "
+                             "cutoff/max_num_neighbors instead")
+        atomref = None if self.atomref is None else self.atomref.detach().cpu().clone()
+        return dict(self._config, atomref=atomref)
+
+    def save(self, path: str, **info) -> None:
+        """Saves this model to :obj:`path` as a self-contained checkpoint
+        (:func:`acn_pyg.save_model`; :obj:`info`: its keyword arguments,
+        e.g. :obj:`target`, :obj:`unit`, :obj:`elements`)."""
+        from acn_pyg.inference.checkpoint import save_model
+        save_model(path, self, **info)
+
+    @classmethod
+    def load(cls, path: str, device=None) -> "AtomCloudNet":
+        """The model of a checkpoint of :meth:`save` or of ``acn-pyg train``
+        (:func:`acn_pyg.load_model`), in evaluation mode."""
+        from acn_pyg.inference.checkpoint import load_model
+        model = load_model(path, device)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not an {cls.__name__}")
+        return model
+
     def _layers(self, scalars: o3.Irreps, hidden: o3.Irreps, radial_gain: float):
         """The convolutions and their gates: scalars in, :obj:`hidden`
         between layers, scalars out of the last."""
@@ -235,7 +278,8 @@ class AtomCloudNet(torch.nn.Module):
                 module.reset_parameters()
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
-                extra_features: Optional[Tensor] = None) -> Tensor:
+                extra_features: Optional[Tensor] = None,
+                edge_index: Optional[Tensor] = None) -> Tensor:
         r"""
         Args:
             z (torch.Tensor): Atomic numbers, 1 to 100.
@@ -244,11 +288,16 @@ class AtomCloudNet(torch.nn.Module):
                 (default: :obj:`None`, one graph)
             extra_features (torch.Tensor, optional): Extra invariant atom
                 features, required when :obj:`num_extra_features > 0`.
+            edge_index (torch.Tensor, optional): The interaction graph,
+                :obj:`[2, num_edges]` (source, target), e.g. an MD engine's
+                neighbour list within :obj:`cutoff`; edges beyond the cutoff
+                contribute nothing. (default: :obj:`None`, built from
+                :obj:`pos`)
         """
         size = self._check_inputs(z, pos, batch, extra_features)
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
-        a, _ = self._encode(z, pos, batch, extra_features, size)
+        a, _ = self._encode(z, pos, batch, extra_features, size, edge_index)
 
         if self.readout == "atom" or self.pooling == "add":
             y = self._scale_shift(self.output_mlp(a))
@@ -309,8 +358,11 @@ class AtomCloudNet(torch.nn.Module):
         return size
 
     def _encode(self, z: Tensor, pos: Tensor, batch: Tensor, extra_features: Optional[Tensor],
-                size: int) -> Tuple[Tensor, Tensor]:
-        if isinstance(self.interaction_graph, RadiusGraph) and not is_tracing():
+                size: int, edge_index: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        if edge_index is not None:
+            if not is_tracing():
+                check_edge_index(edge_index, pos.size(0), "edge_index")
+        elif isinstance(self.interaction_graph, RadiusGraph) and not is_tracing():
             edge_index = self.interaction_graph(pos, batch, batch_size=size)
         else:
             edge_index = self.interaction_graph(pos, batch)

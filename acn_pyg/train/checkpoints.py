@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
+from acn_pyg.inference.checkpoint import is_checkpoint, state_dict_of
 from acn_pyg.train.config import RESUMABLE_FIELDS, Config
 from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
 from acn_pyg.utils.io import atomic_save, load_checkpoint
@@ -117,7 +118,7 @@ def restore_last(path: str, cfg: Config, model: torch.nn.Module,
 
 def load_weights(path: str, device=None) -> Dict[str, Tensor]:
     """The model weights in a checkpoint of :func:`acn_pyg.train.run`, for
-    a warm start (:obj:`Config.init_from`): a ``best.pt`` is the state dict
+    a warm start (:obj:`Config.init_from`): a ``best.pt`` holds the weights
     of the evaluated model (the weight average when there is one); of a
     ``last.pt`` the weight average is taken if it has one, else the trained
     weights. The tensors are put on :obj:`device` (default: the CPU),
@@ -134,6 +135,8 @@ def load_weights(path: str, device=None) -> Dict[str, Tensor]:
             if metadata is not None:
                 averaged._metadata = metadata
         return averaged if averaged else ckpt["model"]
+    if is_checkpoint(ckpt):
+        return state_dict_of(ckpt)
     if not isinstance(ckpt, dict) or not all(isinstance(v, Tensor) for v in ckpt.values()):
         raise ValueError(f"--init-from: {path!r} is neither a best.pt (a state dict) nor a "
                          "last.pt of acn_pyg.train.run")

@@ -186,17 +186,9 @@ def config_from_args(args: argparse.Namespace, **overrides) -> Config:
     return Config(**values)
 
 
-def main(argv=None) -> int:
-    """``acn-pyg train``: trains on QM9 (``--data qm9``) or on a structure
-    file (``--data PATH``) and prints the test errors."""
-    import os
-
-    from acn_pyg.train.experiment import run
-    from acn_pyg.train.report import summary
-
-    parser = argparse.ArgumentParser(
-        prog="acn-pyg", description="AtomCloudNet for PyTorch Geometric")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_train_command(commands) -> None:
+    """Adds ``train`` (every :class:`~acn_pyg.train.Config` flag and
+    ``--no-plot``) to an :obj:`argparse` sub-parser set."""
     train = commands.add_parser(
         "train", help="train on QM9 or on a structure file",
         description="Train AtomCloudNet (or PyG's SchNet / DimeNet++ by the same loop) on a "
@@ -204,9 +196,27 @@ def main(argv=None) -> int:
                     "best checkpoint, and write metrics.json, plots and checkpoints to --out.")
     add_config_arguments(train)
     train.add_argument("--no-plot", action="store_true", help="skip the plots")
-    args = parser.parse_args(argv)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Runs ``acn-pyg train`` on parsed flags and prints the test errors."""
+    import os
+
+    from acn_pyg.train.experiment import run
+    from acn_pyg.train.report import summary
+
     cfg = config_from_args(args)
     metrics = run(cfg)
     print("\n".join(summary(metrics)))
     print(f"metrics: {os.path.join(cfg.out, 'metrics.json')}")
     return 0
+
+
+def main(argv=None) -> int:
+    """``acn-pyg train``, raising its errors (:func:`acn_pyg.cli.main` is
+    the command with every sub-command)."""
+    parser = argparse.ArgumentParser(
+        prog="acn-pyg", description="AtomCloudNet for PyTorch Geometric")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_command(commands)
+    return train_command(parser.parse_args(argv))

@@ -99,7 +99,8 @@ class Prepared:
     fitted on its training molecules, the scale the model is built with and
     the task (:mod:`~acn_pyg.train.tasks`). :obj:`t_index` is the QM9
     column, or :obj:`"energy"` for a structure file; :obj:`baseline` is
-    :obj:`None` when no energies are learned."""
+    :obj:`None` when no energies are learned; :obj:`elements` are the atomic
+    numbers of the training structures."""
     dataset: object
     split: Dict[str, Tensor]
     t_index: Union[int, str]
@@ -111,6 +112,7 @@ class Prepared:
     std: float
     atomref: Optional[Tensor]
     task: object = None
+    elements: Tuple[int, ...] = ()
 
     def baseline_prediction(self, key: str) -> Tensor:
         """The linear baseline's prediction for the molecules of split
@@ -150,7 +152,7 @@ def prepare(cfg: Config) -> Prepared:
         mean, std, atomref = float(y_train.mean()), float(y_train.std()), None
     std = std if std > 0 else 1.0
     return Prepared(dataset, split, t_index, name, unit, extensive, baseline, mean, std, atomref,
-                    PropertyTask(t_index, std))
+                    PropertyTask(t_index, std), tuple(sorted(set(z.tolist()))))
 
 
 def _prepare_file(cfg: Config) -> Prepared:
@@ -191,7 +193,7 @@ def _prepare_file(cfg: Config) -> Prepared:
     name = "+".join(keys)
     return Prepared(dataset, split, "energy" if "energy" in keys else "idx", name, "eV", True,
                     baseline, 0.0, std, atomref,
-                    EnergyForcesTask(cfg.energy_weight, cfg.forces_weight, std))
+                    EnergyForcesTask(cfg.energy_weight, cfg.forces_weight, std), elements)
 
 
 def reference_energies(text: str, elements: Sequence[int]) -> Tensor:

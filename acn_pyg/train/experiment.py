@@ -7,7 +7,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from acn_pyg.models import AtomCloudNet
+from acn_pyg.inference.checkpoint import QM9_ENERGIES, build, save_model, state_dict_of
 from acn_pyg.train.checkpoints import TrainState, restore_last, warm_start
 from acn_pyg.train.config import Config, check_config
 from acn_pyg.train.data import Prepared, make_loaders, prepare
@@ -29,19 +29,38 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
+               atomref: Optional[Tensor]) -> Dict[str, object]:
+    """The :func:`acn_pyg.inference.build` spec of :func:`build_model`: the
+    model's name and constructor arguments, as a checkpoint stores them."""
+    if cfg.model == "acn":
+        kwargs = dict(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
+                      num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
+                      product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
+                      many_body=cfg.many_body, pooling="add" if extensive else "mean",
+                      mean=mean, std=std, atomref=atomref)
+    else:
+        kwargs = dict(extensive=extensive, mean=mean, std=std,
+                      atomref=None if atomref is None else atomref.float())
+    return {"name": cfg.model, "kwargs": kwargs}
+
+
 def build_model(cfg: Config, extensive: bool, mean: float, std: float,
                 atomref: Optional[Tensor]) -> torch.nn.Module:
     """The model of :obj:`cfg`: AtomCloudNet, or a PyG baseline with its
     published QM9 settings; summed over atoms for extensive targets."""
-    if cfg.model == "acn":
-        return AtomCloudNet(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
-                            num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
-                            product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
-                            many_body=cfg.many_body, pooling="add" if extensive else "mean",
-                            mean=mean, std=std, atomref=atomref)
-    from acn_pyg.train.baselines import build_baseline
-    return build_baseline(cfg.model, extensive, mean=mean, std=std,
-                          atomref=None if atomref is None else atomref.float())
+    return build(model_spec(cfg, extensive, mean, std, atomref))
+
+
+def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
+    """What the run's ``best.pt`` holds beside the weights
+    (:func:`acn_pyg.inference.save_model`'s arguments): the model's spec,
+    its target and unit, whether it is an energy, the training elements and
+    the config."""
+    energy = (not cfg.on_qm9) or prep.name in QM9_ENERGIES
+    return dict(spec=model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref),
+                target=prep.name if cfg.on_qm9 else "energy", unit=prep.unit, energy=energy,
+                elements=prep.elements, config=asdict(cfg))
 
 
 def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.nn.Module:
@@ -52,7 +71,7 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     if not os.path.exists(best):
         raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
-    model.load_state_dict(load_checkpoint(best, device))
+    model.load_state_dict(state_dict_of(load_checkpoint(best, device)))
     return model
 
 
@@ -108,7 +127,7 @@ def _load_best(cfg: Config, model: torch.nn.Module, device) -> None:
     """Loads the run's ``best.pt`` into :obj:`model`, when the run saved one."""
     best_path = os.path.join(cfg.out, "best.pt")
     if os.path.exists(best_path):
-        model.load_state_dict(load_checkpoint(best_path, device))
+        model.load_state_dict(state_dict_of(load_checkpoint(best_path, device)))
 
 
 def _training_loader(cfg: Config, prep: Prepared):
@@ -154,8 +173,10 @@ def _run(cfg: Config) -> Dict[str, object]:
     tr = _trainer(cfg, prep, device)
     loaders, shuffle_rng = make_loaders(cfg, prep, device)
     state = _start(cfg, tr, shuffle_rng, device, len(loaders["train"]))
+    info = checkpoint_info(cfg, prep)
     wall = train(tr, loaders, device, state, cfg, shuffle_rng, unit=prep.unit,
-                 desc=f"{cfg.model} {prep.name}")
+                 desc=f"{cfg.model} {prep.name}",
+                 save_best=lambda model, path: save_model(path, model, **info))
     if not cfg.on_qm9:
         return _report_file_run(cfg, prep, tr, loaders, device, state, wall)
 

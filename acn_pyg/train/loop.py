@@ -153,11 +153,13 @@ class _Progress:
 
 
 def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
-          shuffle_rng: torch.Generator, unit: str = "", desc: str = "train") -> float:
+          shuffle_rng: torch.Generator, unit: str = "", desc: str = "train",
+          save_best: Optional[Callable[[torch.nn.Module, str], None]] = None) -> float:
     """Trains until :obj:`cfg.epochs` are done or its time budget has passed
     (the learning rate follows :func:`lr_factor` from :obj:`cfg.peak_lr`
     over whichever runs out first), validating every so many epochs, keeping
-    the best weights in ``cfg.out/best.pt`` and everything in
+    the best weights in ``cfg.out/best.pt`` (written by :obj:`save_best`
+    (model, path); default: the bare state dict) and everything in
     ``cfg.out/last.pt`` after every epoch. Updates :obj:`state` and returns
     the training wall time in seconds."""
     epochs, budget_s = cfg.epochs, cfg.budget_s
@@ -184,7 +186,10 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
                               "time_s": round(time.perf_counter() - start, 1)})
         if val_mae < state.best_val:
             state.best_val = val_mae
-            atomic_save(tr.evaluated.state_dict(), best_path)
+            if save_best is None:
+                atomic_save(tr.evaluated.state_dict(), best_path)
+            else:
+                save_best(tr.evaluated, best_path)
 
     bar = _Progress(desc, budget_s, epochs, progress(0))
     out_of_time = state.elapsed >= budget_s

@@ -198,12 +198,13 @@ def test_ensemble_averages_finished_runs(two_seeded_runs, tiny_config, tmp_path,
 def test_ensemble_refuses_a_checkpoint_that_no_longer_gives_its_result(tiny_config, tmp_path):
     run(tiny_config(tmp_path / "run"))
     best = tmp_path / "run" / "best.pt"
-    state = torch.load(best, weights_only=True)
+    ckpt = torch.load(best, weights_only=True)
+    state = ckpt["state_dict"]
     key = next(k for k, v in state.items() if k.startswith("convs.0.linear") and v.numel() > 1)
     state[key] = state[key].flip(0)  # same shape, other order: loads, means something else
     cache = str(tmp_path / "cache")
     ensemble_test([str(tmp_path / "run")], device="cpu", cache_dir=cache)  # cached as it was
-    torch.save(state, best)
+    torch.save(ckpt, best)
     with pytest.raises(ValueError, match="does not match this code"):
         ensemble_test([str(tmp_path / "run")], device="cpu")
     # The cache holds the old weights' predictions; the new bytes are not found there.

@@ -107,9 +107,10 @@ def test_keep_checkpoint_copies_a_run_that_reproduces_and_refuses_one_that_does_
     with pytest.raises(SystemExit, match="exists"):
         keep_checkpoint.main([str(run_dir), str(kept)])
     # Other weights of the same shapes: the test MAE is not the run's, so nothing is kept.
-    state = torch.load(run_dir / "best.pt", weights_only=True)
-    torch.save({k: v.flip(0) if v.numel() > 1 else v for k, v in state.items()},
-               run_dir / "best.pt")
+    ckpt = torch.load(run_dir / "best.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v.flip(0) if v.numel() > 1 else v
+                          for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, run_dir / "best.pt")
     with pytest.raises(SystemExit, match="not kept"):
         keep_checkpoint.main([str(run_dir), str(tmp_path / "kept" / "other")])
     assert not (tmp_path / "kept" / "other").exists()

@@ -172,6 +172,10 @@ class EdgeEmbedding(torch.nn.Module):
         (:obj:`None` for one bucket of all the atoms in order); checks that
         no edge has zero length, in the same host sync."""
         num_nodes, num_edges = count.numel(), length.numel()
+        if torch.compiler.is_exporting():  # the width is data: an unbacked size
+            width = count.max().item()
+            torch._check(width >= 0)
+            return ((num_nodes, width),), None
         if num_edges == 0:
             return ((num_nodes, 0),), None
         if is_tracing():

@@ -199,3 +199,16 @@ def test_acn_pyg_test_reports_the_runs_errors(trained_run, capsys):
     for key, value in result["reported"].items():
         assert result[key] == pytest.approx(value, rel=1e-6)
     assert "test_forces_mae" in result["reported"]
+
+
+@pytest.mark.parametrize("name", ["in.pdb", "in.db", "in.traj"])
+def test_predict_reads_other_formats_that_ase_reads(trained_run, tmp_path, name):
+    run_dir, path = trained_run
+    frames = ase.io.read(path, index=":6:2")  # one molecule (ASE's PDB writer needs that)
+    ase.io.write(tmp_path / "ref.xyz", frames)
+    ase.io.write(tmp_path / name, frames)
+    model = load_trained(str(run_dir))
+    expected = predict_structures([model], read_structures([str(tmp_path / "ref.xyz")]))["y"]
+    got = predict_structures([model], read_structures([str(tmp_path / name)]))["y"]
+    # pdb keeps 3 decimals of the positions
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-3 if name.endswith("pdb") else 1e-6)

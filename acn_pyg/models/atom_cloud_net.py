@@ -9,6 +9,7 @@ from acn_pyg.graph import RadiusGraph
 from acn_pyg.nn.conv import AtomCloudConv
 from acn_pyg.nn.embedding import EdgeEmbedding
 from acn_pyg.nn.gate import Gate
+from acn_pyg.nn.heads import AtomicChargesHead, DipoleHead, SymmetricTensorHead
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms
 from acn_pyg.nn.radial_mlp import stacked_radial_weights
 from acn_pyg.nn.pool import global_power_mean_pool
@@ -21,6 +22,8 @@ POOLINGS = ("add", "mean", "max", "power")
 #: Stack the radial MLPs of equal shape on CPU too (on CUDA always); see forward().
 STACK_RADIAL_ON_CPU = False
 READOUTS = ("molecule", "atom")
+#: What the model predicts: see :class:`AtomCloudNet`'s :obj:`output`.
+OUTPUTS = ("scalar", "charges", "dipole", "tensor")
 
 
 class AtomCloudNet(torch.nn.Module):
@@ -52,6 +55,20 @@ class AtomCloudNet(torch.nn.Module):
       :math:`y = \sigma\, \mathrm{MLP}_\mathrm{out}(\mathrm{pool}_i\, \mathbf{a}_i) + \mu
       + \sum_i y^\mathrm{ref}_{z_i}`; :obj:`"power"` is the root-mean-square
       pooling of the original work.
+
+    With :obj:`output` other than :obj:`"scalar"` the model reads out
+    through a head of :mod:`acn_pyg.nn.heads` instead of
+    :math:`\mathrm{MLP}_\mathrm{out}`: :obj:`"charges"` per-atom charges
+    (:class:`~acn_pyg.nn.AtomicChargesHead`, :obj:`[num_atoms, 1]`, in e,
+    summing to the total charge), :obj:`"dipole"` a dipole vector
+    (:class:`~acn_pyg.nn.DipoleHead`, :obj:`[num_graphs, 3]`) and
+    :obj:`"tensor"` a symmetric 3x3 tensor
+    (:class:`~acn_pyg.nn.SymmetricTensorHead`, :obj:`[num_graphs, 3, 3]`).
+    For the last two the last layer also outputs :obj:`head_channels`
+    vectors (:obj:`1o`) or rank-2 tensors (:obj:`2e`), which the head maps
+    equivariantly: the dipole rotates as :math:`R\boldsymbol{\mu}` and the
+    tensor as :math:`R\mathbf{A}R^\top` when the structure is rotated or
+    reflected.
 
     Args:
         hidden_channels (int, optional): Number of scalar channels.
@@ -97,6 +114,15 @@ class AtomCloudNet(torch.nn.Module):
             (default: :obj:`"molecule"`)
         out_channels (int, optional): Number of predicted properties.
             (default: :obj:`1`)
+        output (str, optional): :obj:`"scalar"`, :obj:`"charges"`,
+            :obj:`"dipole"` or :obj:`"tensor"`, as above.
+            (default: :obj:`"scalar"`)
+        head_channels (int, optional): Vectors or tensors the last layer
+            gives the dipole or tensor head. (default: :obj:`None`, a quarter
+            of :obj:`hidden_channels`)
+        charge_constraint (bool, optional): Whether predicted charges
+            (:obj:`output="charges"` or :obj:`"dipole"`) sum to the total
+            charge. (default: :obj:`True`)
         mean (float, optional): :math:`\mu` above. (default: :obj:`None`, zero)
         std (float, optional): :math:`\sigma` above. (default: :obj:`None`, one)
         atomref (torch.Tensor, optional): Reference property per element,
@@ -114,7 +140,10 @@ class AtomCloudNet(torch.nn.Module):
           extra features :math:`(|\mathcal{V}|, \mathrm{num\_extra\_features})`
           *(optional)*
         - **output:** :math:`(|\mathcal{G}|, \mathrm{out\_channels})`, or
-          :math:`(|\mathcal{V}|, \mathrm{out\_channels})` for :obj:`readout="atom"`
+          :math:`(|\mathcal{V}|, \mathrm{out\_channels})` for :obj:`readout="atom"`;
+          :math:`(|\mathcal{V}|, 1)` for :obj:`output="charges"`,
+          :math:`(|\mathcal{G}|, 3)` for :obj:`"dipole"` and
+          :math:`(|\mathcal{G}|, 3, 3)` for :obj:`"tensor"`
     """
 
     def __init__(
@@ -136,6 +165,9 @@ class AtomCloudNet(torch.nn.Module):
         pooling: str = "add",
         readout: str = "molecule",
         out_channels: int = 1,
+        output: str = "scalar",
+        head_channels: Optional[int] = None,
+        charge_constraint: bool = True,
         mean: Optional[float] = None,
         std: Optional[float] = None,
         atomref: Optional[Tensor] = None,
@@ -146,6 +178,18 @@ class AtomCloudNet(torch.nn.Module):
             raise ValueError(f"'pooling' must be one of {POOLINGS} (got {pooling!r})")
         if readout not in READOUTS:
             raise ValueError(f"'readout' must be one of {READOUTS} (got {readout!r})")
+        if output not in OUTPUTS:
+            raise ValueError(f"'output' must be one of {OUTPUTS} (got {output!r})")
+        if output != "scalar" and (readout != "molecule" or out_channels != 1):
+            raise ValueError(f"output={output!r} has its own readout: leave 'readout' and "
+                             "'out_channels' at their defaults")
+        head_channels = max(hidden_channels // 4, 1) if head_channels is None else head_channels
+        if output in ("dipole", "tensor") and not (
+                isinstance(head_channels, int) and head_channels >= 1):
+            raise ValueError(f"'head_channels' must be a positive int (got {head_channels!r})")
+        if output == "tensor" and lmax < 2 or output == "dipole" and lmax < 1:
+            raise ValueError(f"output={output!r} needs lmax >= {2 if output == 'tensor' else 1} "
+                             f"(got {lmax})")
         if not (isinstance(num_layers, int) and num_layers >= 1):
             raise ValueError(f"'num_layers' must be a positive int (got {num_layers!r})")
         if not (isinstance(num_extra_features, int) and num_extra_features >= 0):
@@ -162,7 +206,8 @@ class AtomCloudNet(torch.nn.Module):
             radial_gain=float(radial_gain),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
             many_body_cutoff=many_body_cutoff, num_extra_features=num_extra_features,
-            pooling=pooling, readout=readout, out_channels=out_channels,
+            pooling=pooling, readout=readout, out_channels=out_channels, output=output,
+            head_channels=head_channels, charge_constraint=charge_constraint,
             mean=None if mean is None else float(mean), std=None if std is None else float(std))
         self._custom_graph = interaction_graph is not None
 
@@ -180,6 +225,8 @@ class AtomCloudNet(torch.nn.Module):
         self.pooling = pooling
         self.readout = readout
         self.out_channels = out_channels
+        self.output = output
+        self.head_channels = head_channels
         self.mean = 0.0 if mean is None else float(mean)
         self.std = 1.0 if std is None else float(std)
 
@@ -189,7 +236,10 @@ class AtomCloudNet(torch.nn.Module):
         self.embedding = torch.nn.Embedding(MAX_ATOMIC_NUMBER + 1, hidden_channels)
         self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
 
-        self.convs, self.gates = self._layers(scalars, hidden, radial_gain)
+        head_irreps = {"dipole": f"{head_channels}x1o",
+                       "tensor": f"{head_channels}x2e"}.get(output)
+        last = scalars if head_irreps is None else scalars + o3.Irreps(head_irreps)
+        self.convs, self.gates = self._layers(scalars, hidden, last, radial_gain)
         # Layers whose radial MLPs have one shape get their weights computed
         # together (same numbers, fewer kernels: see stacked_radial_weights).
         groups: Dict[int, List[int]] = {}
@@ -211,9 +261,18 @@ class AtomCloudNet(torch.nn.Module):
             torch.nn.Linear(hidden_channels, hidden_channels // 2),
             torch.nn.SiLU(),
             torch.nn.Linear(hidden_channels // 2, out_channels),
-        )
+        ) if output == "scalar" else torch.nn.Sequential()
+        std_ = 1.0 if std is None else float(std)
+        self.head = None
+        if output == "charges":
+            self.head = AtomicChargesHead(hidden_channels, charge_constraint, std_, atomref)
+        elif output == "dipole":
+            self.head = DipoleHead(hidden_channels, head_irreps, std_)
+            self.head.charges.constrain = charge_constraint
+        elif output == "tensor":
+            self.head = SymmetricTensorHead(hidden_channels, head_irreps, std_, atomref)
 
-        if atomref is not None:
+        if atomref is not None and output == "scalar":
             self.register_buffer("atomref", _padded_atomref(atomref, out_channels))
         else:
             self.atomref = None
@@ -250,13 +309,14 @@ class AtomCloudNet(torch.nn.Module):
             raise ValueError(f"{path} holds a {type(model).__name__}, not an {cls.__name__}")
         return model
 
-    def _layers(self, scalars: o3.Irreps, hidden: o3.Irreps, radial_gain: float):
+    def _layers(self, scalars: o3.Irreps, hidden: o3.Irreps, last: o3.Irreps,
+                radial_gain: float):
         """The convolutions and their gates: scalars in, :obj:`hidden`
-        between layers, scalars out of the last."""
+        between layers, :obj:`last` out of the last."""
         convs, gates = torch.nn.ModuleList(), torch.nn.ModuleList()
         irreps_in = scalars
         for t in range(self.num_layers):
-            irreps_out = scalars if t == self.num_layers - 1 else hidden
+            irreps_out = last if t == self.num_layers - 1 else hidden
             gate = Gate(irreps_out)
             convs.append(AtomCloudConv(
                 irreps_in, gate.irreps_in, cutoff=self.cutoff, lmax=self.lmax,
@@ -276,10 +336,15 @@ class AtomCloudNet(torch.nn.Module):
         for module in list(self.atom_mlp) + list(self.output_mlp):
             if isinstance(module, torch.nn.Linear):
                 module.reset_parameters()
+        if self.head is not None:
+            for module in self.head.modules():
+                if module is not self.head and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
                 extra_features: Optional[Tensor] = None,
-                edge_index: Optional[Tensor] = None) -> Tensor:
+                edge_index: Optional[Tensor] = None,
+                total_charge: Optional[Tensor] = None) -> Tensor:
         r"""
         Args:
             z (torch.Tensor): Atomic numbers, 1 to 100.
@@ -293,12 +358,21 @@ class AtomCloudNet(torch.nn.Module):
                 neighbour list within :obj:`cutoff`; edges beyond the cutoff
                 contribute nothing. (default: :obj:`None`, built from
                 :obj:`pos`)
+            total_charge (torch.Tensor, optional): Total charge of every
+                structure, :obj:`[num_graphs]`, for :obj:`output="charges"`
+                and :obj:`"dipole"`. (default: :obj:`None`, neutral)
         """
         size = self._check_inputs(z, pos, batch, extra_features)
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
-        a, _ = self._encode(z, pos, batch, extra_features, size, edge_index)
+        a, _, rest = self._encode(z, pos, batch, extra_features, size, edge_index)
 
+        if self.output == "charges":
+            return self.head(a, z, batch, size, total_charge)
+        if self.output == "dipole":
+            return self.head(a, rest, z, pos, batch, size, total_charge)
+        if self.output == "tensor":
+            return self.head(a, rest, z, batch, size)
         if self.readout == "atom" or self.pooling == "add":
             y = self._scale_shift(self.output_mlp(a))
             if self.atomref is not None:
@@ -332,7 +406,7 @@ class AtomCloudNet(torch.nn.Module):
         size = self._check_inputs(z, pos, batch, extra_features)
         if batch is None:
             batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
-        return self._encode(z, pos, batch, extra_features, size)
+        return self._encode(z, pos, batch, extra_features, size)[:2]
 
     def _check_inputs(self, z: Tensor, pos: Tensor, batch: Optional[Tensor],
                       extra_features: Optional[Tensor]) -> int:
@@ -390,13 +464,14 @@ class AtomCloudNet(torch.nn.Module):
             else:
                 h = torch.cat([out[:, :c] + h[:, :c], out[:, c:]], dim=-1)
 
+        h, rest = (h, None) if h.size(-1) == c else (h[:, :c], h[:, c:])
         parts = [h]
         if self.many_body is not None:
             parts.append(self.many_body(z, pos, batch))
         if extra_features is not None:
             parts.append(extra_features)
         a = self.atom_mlp(torch.cat(parts, dim=-1) if len(parts) > 1 else h)
-        return a, edge_index
+        return a, edge_index, rest
 
     def _scale_shift(self, y: Tensor) -> Tensor:
         # sigma * y + mu, without the two kernels when they are 1 and 0.

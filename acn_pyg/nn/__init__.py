@@ -2,6 +2,8 @@ from acn_pyg.nn.conv import AtomCloudConv, ChannelwiseTensorProduct, SymmetricPr
 from acn_pyg.nn.denoising_head import DenoisingHead, centered_noise, denoising_loss
 from acn_pyg.nn.embedding import BesselBasis, EdgeEmbedding, EdgeFeatures, PolynomialCutoff
 from acn_pyg.nn.gate import Gate
+from acn_pyg.nn.heads import (AtomicChargesHead, DipoleHead, SymmetricTensorHead,
+                              total_charge_correction)
 from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms, signed_log1p
 from acn_pyg.nn.pool import global_power_mean_pool
@@ -19,6 +21,10 @@ __all__ = [
     "EdgeEmbedding",
     "EdgeFeatures",
     "Gate",
+    "AtomicChargesHead",
+    "DipoleHead",
+    "SymmetricTensorHead",
+    "total_charge_correction",
     "IrrepsLinear",
     "ManyBodyTerms",
     "MANY_BODY_TERMS",

@@ -32,6 +32,7 @@ def test_checkpoint(trained: TrainedModel, device="cpu", batch_size: Optional[in
     from acn_pyg.train.config import Config
     from acn_pyg.train.data import prepare
     from acn_pyg.train.loop import predict
+    from acn_pyg.train.tasks import PropertyTask
 
     if trained.config is None:
         raise ValueError(f"{trained.path} holds no training configuration (saved by "
@@ -48,9 +49,13 @@ def test_checkpoint(trained: TrainedModel, device="cpu", batch_size: Optional[in
     model = trained.model.to(device)
     out = {"target": trained.target, "unit": trained.unit,
            "test_size": int(prep.split["test"].numel())}
-    if cfg.on_qm9:
+    if isinstance(prep.task, PropertyTask):
         pred, true = predict(model, loader, prep.t_index, device)
         out["test_mae"] = float((pred - true).abs().mean())
+    elif cfg.on_qm9:  # charges, the polarizability tensor, the dipole's magnitude
+        out.update({f"test_{k}": v
+                    for k, v in prep.task.errors(prep.task.predict(model, loader,
+                                                                   device)).items()})
     else:
         out.update({f"test_{k}": v
                     for k, v in prep.task.errors(prep.task.predict(model, loader,

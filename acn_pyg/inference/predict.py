@@ -85,6 +85,11 @@ def predict_structures(models: Sequence[TrainedModel],
     from acn_pyg.train.tasks import energy_and_forces
 
     check_ensemble(models)
+    output = getattr(models[0].model, "output", "scalar")
+    if output != "scalar":
+        raise ValueError(f"{models[0].path} predicts {models[0].target} ({output} output), "
+                         "not one number a structure; call the model from Python "
+                         "(acn_pyg.load_model) for it")
     if forces and not models[0].energy:
         raise ValueError(f"--forces: {models[0].path} predicts '{models[0].target}', not an "
                          "energy; forces are the gradient of an energy")

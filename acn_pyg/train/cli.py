@@ -14,11 +14,11 @@ from acn_pyg.train.config import MODELS, Config
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "radial_gain", "many_body", "compile", "denoise_weight",
-              "denoise_sigma")
+              "denoise_sigma", "output")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
-                "product_channels", "radial_gain", "many_body")
+                "product_channels", "radial_gain", "many_body", "output")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
@@ -57,7 +57,8 @@ def _data_flags(add: Callable[..., None], d: Config) -> None:
              "'H:-13.6,C:-1029.9' (eV), taken as the model's atom reference; by default they "
              "are fitted by least squares on the training structures")
     add("target", default=d.target,
-        help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)} "
+        help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)}; or 'charges' (Mulliken "
+             f"charges per atom, e) or 'polarizability' (the 3x3 tensor, a0^3) "
              f"(default: {d.target}, {DESCRIPTIONS[t]} in {UNITS[t]})")
     add("train_size", type=int, default=d.train_size,
         help=f"training molecules (default: {d.train_size})")
@@ -140,6 +141,10 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
     add("radial_gain", type=float, default=d.radial_gain,
         help=f"constant factor on the radial MLPs' outputs "
              f"(default: {d.radial_gain:g})")
+    add("output", default=d.output, choices=("auto", "scalar", "dipole"),
+        help="AtomCloudNet's output head: auto takes QM9's mu through a dipole vector (its "
+             "norm is learned), charges per atom and the polarizability tensor through their "
+             f"heads, and a scalar otherwise; scalar learns mu as a number (default: {d.output})")
     add("many_body", action="store_true",
         help="concatenate the Coulomb/London/ATM many-body atom features")
 

@@ -15,6 +15,8 @@ MODELS = ("acn", "schnet", "dimenet++", "dimenet")
 RESUMABLE_FIELDS = frozenset(("resume", "epochs", "time_budget", "out", "root", "data_source",
                               "subset", "device", "threads", "workers", "compile",
                               "reuse_memory", "plot", "init_from"))
+#: Values of :obj:`Config.output`: ``auto`` picks the target's head.
+OUTPUT_CHOICES = ("auto", "scalar", "dipole")
 #: Peak learning rate per model when none is given: 1e-3 for every model
 #: (the baselines' published value).
 DEFAULT_LR = {"acn": 1e-3, "schnet": 1e-3, "dimenet++": 1e-3, "dimenet": 1e-3}
@@ -57,6 +59,7 @@ class Config:
     lmax: int = 2
     product_channels: int = 0
     radial_gain: float = 10.0
+    output: str = "auto"
     many_body: bool = False
     root: str = "data/QM9"
     data_source: Optional[str] = None
@@ -117,6 +120,19 @@ def check_config(cfg: Config) -> None:
         if cfg.compile and cfg.forces_weight > 0:
             raise ValueError("--compile does not support training on forces (a double "
                              "backward) yet; train without it")
+    _require("output", cfg.output, lambda v: v in OUTPUT_CHOICES,
+             f"one of {', '.join(OUTPUT_CHOICES)}")
+    structured = cfg.on_qm9 and cfg.target in ("charges", "polarizability")
+    if structured and cfg.model != "acn":
+        raise ValueError(f"--target {cfg.target} needs an output head of AtomCloudNet: "
+                         f"--model acn (got {cfg.model})")
+    if cfg.output == "dipole" and not (cfg.on_qm9 and str(cfg.target) in ("mu", "0")
+                                       and cfg.model == "acn"):
+        raise ValueError("--output dipole is AtomCloudNet's dipole-vector head for QM9's "
+                         "--target mu")
+    if cfg.output == "scalar" and structured:
+        raise ValueError(f"--target {cfg.target} is not one number a molecule: leave --output "
+                         "at auto")
     if cfg.denoise_weight > 0:
         _require("denoise_sigma", cfg.denoise_sigma, lambda v: 0 < v < math.inf,
                  "the noise's standard deviation in Angstrom, > 0")

@@ -10,10 +10,13 @@ from torch import Tensor
 from acn_pyg.datasets.qm9 import QM9, TARGETS, UNITS, target_index
 from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.train.config import EXTENSIVE_TARGETS, Config
-from acn_pyg.train.tasks import EnergyForcesTask, PropertyTask
+from acn_pyg.train.tasks import (ChargesTask, DipoleMagnitudeTask, EnergyForcesTask,
+                                 PropertyTask, TensorTask)
 
 #: The element columns of the linear baseline (QM9 has H, C, N, O, F).
 ELEMENTS = (1, 6, 7, 8, 9)
+#: QM9 properties beyond the 19 scalar targets: the model's output and the unit.
+STRUCTURED_TARGETS = {"charges": ("charges", "e"), "polarizability": ("tensor", "a0^3")}
 
 
 def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[str, Tensor]:
@@ -100,7 +103,8 @@ class Prepared:
     the task (:mod:`~acn_pyg.train.tasks`). :obj:`t_index` is the QM9
     column, or :obj:`"energy"` for a structure file; :obj:`baseline` is
     :obj:`None` when no energies are learned; :obj:`elements` are the atomic
-    numbers of the training structures."""
+    numbers of the training structures; :obj:`output` is the model's
+    :obj:`output` (:class:`~acn_pyg.AtomCloudNet`)."""
     dataset: object
     split: Dict[str, Tensor]
     t_index: Union[int, str]
@@ -113,6 +117,7 @@ class Prepared:
     atomref: Optional[Tensor]
     task: object = None
     elements: Tuple[int, ...] = ()
+    output: str = "scalar"
 
     def baseline_prediction(self, key: str) -> Tensor:
         """The linear baseline's prediction for the molecules of split
@@ -127,17 +132,12 @@ def prepare(cfg: Config) -> Prepared:
     baseline; deterministic, so a finished run's model can be rebuilt."""
     if not cfg.on_qm9:
         return _prepare_file(cfg)
+    dataset, split = _qm9_split(cfg)
+    if cfg.target in STRUCTURED_TARGETS:
+        return _prepare_structured(cfg, dataset, split)
     t_index = target_index(cfg.target)
     name, unit = TARGETS[t_index], UNITS[t_index]
     extensive = name in EXTENSIVE_TARGETS
-    # A subset file (save_qm9_subset, where qm9pack is not installed) holds the
-    # molecules of splits drawn over the whole data set, as without it.
-    dataset = (QM9Subset(cfg.subset) if cfg.subset
-               else QM9(cfg.root, source_dir=cfg.data_source))
-    split = split_indices(dataset.num_total if cfg.subset else len(dataset), cfg.train_size,
-                          cfg.val_size, cfg.test_size, cfg.seed)
-    if cfg.subset:
-        split = {key: dataset.local(idx) for key, idx in split.items()}
 
     # The baseline's coefficients are the model's atom reference (extensive
     # targets) and its residual scale the model's std.
@@ -151,8 +151,70 @@ def prepare(cfg: Config) -> Prepared:
     else:
         mean, std, atomref = float(y_train.mean()), float(y_train.std()), None
     std = std if std > 0 else 1.0
+    elements = tuple(sorted(set(z.tolist())))
+    if resolved_output(cfg) == "dipole":  # a vector head, trained on its magnitude
+        return Prepared(dataset, split, t_index, name, unit, extensive, baseline, 0.0, std,
+                        None, DipoleMagnitudeTask(t_index, std), elements, "dipole")
     return Prepared(dataset, split, t_index, name, unit, extensive, baseline, mean, std, atomref,
-                    PropertyTask(t_index, std), tuple(sorted(set(z.tolist()))))
+                    PropertyTask(t_index, std), elements)
+
+
+def resolved_output(cfg: Config) -> str:
+    """The model's :obj:`output` for :obj:`cfg`: :obj:`cfg.output`, or for
+    ``"auto"`` the head of the target (QM9's :obj:`mu` through a dipole
+    vector with AtomCloudNet, :obj:`charges` per atom, the
+    :obj:`polarizability` tensor) and a scalar otherwise."""
+    if cfg.output != "auto":
+        return cfg.output
+    if cfg.target in STRUCTURED_TARGETS:
+        return STRUCTURED_TARGETS[cfg.target][0]
+    if cfg.on_qm9 and cfg.model == "acn" and str(cfg.target) in ("mu", "0"):
+        return "dipole"
+    return "scalar"
+
+
+def _qm9_split(cfg: Config):
+    # A subset file (save_qm9_subset, where qm9pack is not installed) holds the
+    # molecules of splits drawn over the whole data set, as without it.
+    dataset = (QM9Subset(cfg.subset) if cfg.subset
+               else QM9(cfg.root, source_dir=cfg.data_source))
+    split = split_indices(dataset.num_total if cfg.subset else len(dataset), cfg.train_size,
+                          cfg.val_size, cfg.test_size, cfg.seed)
+    if cfg.subset:
+        split = {key: dataset.local(idx) for key, idx in split.items()}
+    return dataset, split
+
+
+def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor]) -> Prepared:
+    """:func:`prepare` for QM9's per-atom charges (e; the reference is each
+    element's mean charge over the training atoms) and polarizability tensor
+    (:math:`a_0^3`; the isotropic reference is the per-element linear fit of
+    its trace over 3, as for :obj:`alpha`); the scale is the residual's
+    standard deviation."""
+    output, unit = STRUCTURED_TARGETS[cfg.target]
+    z, batch, _ = molecule_arrays(dataset, split["train"], "idx")
+    elements = tuple(sorted(set(z.tolist())))
+    if cfg.target == "charges":
+        ptr = dataset.slices["charges"]
+        q = torch.cat([dataset._data.charges[ptr[i]:ptr[i + 1]]
+                       for i in split["train"].tolist()]).double()
+        atomref = torch.zeros(101, dtype=torch.float64)
+        for element in elements:
+            atomref[element] = q[z == element].mean()
+        residual = q - atomref[z]
+        baseline, task = None, ChargesTask
+    else:
+        tensors = dataset._data.polarizability[split["train"]].double()
+        iso = tensors.diagonal(dim1=1, dim2=2).mean(-1)
+        counts = element_counts(z, batch, split["train"].numel(), elements)
+        baseline = LinearBaseline(True, elements).fit(counts, iso)
+        atomref = baseline.atomref()
+        residual = iso - baseline.predict(counts)
+        task = TensorTask
+    std = float(residual.std()) if residual.numel() > 1 else 1.0
+    std = std if std > 0 else 1.0
+    return Prepared(dataset, split, cfg.target, cfg.target, unit, False, baseline, 0.0, std,
+                    atomref, task(std), elements, output)
 
 
 def _prepare_file(cfg: Config) -> Prepared:

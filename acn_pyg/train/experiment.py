@@ -15,6 +15,7 @@ from acn_pyg.train.losses import DenoisingLoss
 from acn_pyg.train.loop import Trainer, predict, train
 from acn_pyg.train.report import (forces_parity_plot, learning_curve_plot, machine, parity_plot,
                                   with_energy_units, write_metrics)
+from acn_pyg.train.tasks import PropertyTask
 from acn_pyg.utils.ema import ExponentialMovingAverage
 from acn_pyg.utils.io import RunLock, load_checkpoint
 from acn_pyg.utils.memory import reuse_freed_memory
@@ -30,7 +31,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
-               atomref: Optional[Tensor]) -> Dict[str, object]:
+               atomref: Optional[Tensor], output: str = "scalar") -> Dict[str, object]:
     """The :func:`acn_pyg.inference.build` spec of :func:`build_model`: the
     model's name and constructor arguments, as a checkpoint stores them."""
     if cfg.model == "acn":
@@ -38,7 +39,7 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
                       num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
                       product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
                       many_body=cfg.many_body, pooling="add" if extensive else "mean",
-                      mean=mean, std=std, atomref=atomref)
+                      mean=mean, std=std, atomref=atomref, output=output)
     else:
         kwargs = dict(extensive=extensive, mean=mean, std=std,
                       atomref=None if atomref is None else atomref.float())
@@ -46,10 +47,11 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
 
 
 def build_model(cfg: Config, extensive: bool, mean: float, std: float,
-                atomref: Optional[Tensor]) -> torch.nn.Module:
-    """The model of :obj:`cfg`: AtomCloudNet, or a PyG baseline with its
-    published QM9 settings; summed over atoms for extensive targets."""
-    return build(model_spec(cfg, extensive, mean, std, atomref))
+                atomref: Optional[Tensor], output: str = "scalar") -> torch.nn.Module:
+    """The model of :obj:`cfg`: AtomCloudNet (with the head :obj:`output`),
+    or a PyG baseline with its published QM9 settings; summed over atoms for
+    extensive targets."""
+    return build(model_spec(cfg, extensive, mean, std, atomref, output))
 
 
 def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
@@ -58,7 +60,8 @@ def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
     its target and unit, whether it is an energy, the training elements and
     the config."""
     energy = (not cfg.on_qm9) or prep.name in QM9_ENERGIES
-    return dict(spec=model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref),
+    return dict(spec=model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
+                                prep.output),
                 target=prep.name if cfg.on_qm9 else "energy", unit=prep.unit, energy=energy,
                 elements=prep.elements, config=asdict(cfg))
 
@@ -70,7 +73,8 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     best = os.path.join(run_dir, "best.pt")
     if not os.path.exists(best):
         raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
+    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
+                        prep.output).to(device)
     model.load_state_dict(state_dict_of(load_checkpoint(best, device)))
     return model
 
@@ -89,7 +93,8 @@ def _setup(cfg: Config) -> torch.device:
 
 
 def _trainer(cfg: Config, prep: Prepared, device: torch.device) -> Trainer:
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref).to(device)
+    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
+                        prep.output).to(device)
     # Built after the model, so the model starts from the same weights with
     # and without it.
     aux = ({"denoise": DenoisingLoss(model.hidden_channels, cfg.cutoff, cfg.denoise_sigma,
@@ -179,6 +184,8 @@ def _run(cfg: Config) -> Dict[str, object]:
                  save_best=lambda model, path: save_model(path, model, **info))
     if not cfg.on_qm9:
         return _report_file_run(cfg, prep, tr, loaders, device, state, wall)
+    if not isinstance(prep.task, PropertyTask):
+        return _report_structured_run(cfg, prep, tr, loaders, device, state, wall)
 
     pred, true, train_mae = _test(cfg, prep, tr.evaluated, loaders, device)
     test_mae = float((pred - true).abs().mean())
@@ -229,4 +236,47 @@ def _report_file_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
                                os.path.join(cfg.out, "forces_parity.png"))
         learning_curve_plot(state.history, prep.std, title, "eV, eV/A",
                             os.path.join(cfg.out, "learning_curve.png"))
+    return metrics
+
+
+def _structured_baseline(prep: Prepared, true: Tensor) -> Tensor:
+    """The reference model's prediction on the test set, in the layout of
+    :obj:`true`: each element's mean charge, the isotropic per-element fit
+    times the identity, or the training molecules' mean dipole magnitude."""
+    from acn_pyg.train.data import element_counts, molecule_arrays
+    z, batch, _ = molecule_arrays(prep.dataset, prep.split["test"], "idx")
+    if prep.name == "charges":
+        return prep.atomref[z]
+    if prep.name == "polarizability":
+        iso = prep.baseline.predict(element_counts(z, batch, prep.split["test"].numel(),
+                                                   prep.baseline.elements))
+        return (iso[:, None, None] * torch.eye(3, dtype=iso.dtype)).reshape(-1, 9)
+    _, _, mu = molecule_arrays(prep.dataset, prep.split["train"], prep.t_index)
+    return torch.full_like(true, float(mu.double().mean()))
+
+
+def _report_structured_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
+                           state: TrainState, wall: float) -> Dict[str, object]:
+    """Tests the best checkpoint of a QM9 run on per-atom charges, the
+    polarizability tensor or the dipole vector's magnitude."""
+    model, task = tr.evaluated, prep.task
+    _load_best(cfg, model, device)
+    pred = task.predict(model, loaders["test"], device)
+    errors = task.errors(pred)
+    fit = task.errors(task.predict(model, _training_loader(cfg, prep), device))
+    base = _structured_baseline(prep, pred["true"])
+    metrics = {"target": prep.name, "unit": prep.unit, "model": cfg.model, "output": prep.output,
+               **{f"test_{k}": v for k, v in errors.items()},
+               "train_mae": fit["mae"],
+               "baseline_test_mae": float((base - pred["true"]).abs().mean()),
+               **_run_record(cfg, prep, tr, loaders, device, state, wall)}
+    write_metrics(metrics, cfg.out)
+    if cfg.plot:
+        what = {"charges": "atom charges", "polarizability": "tensor components"}.get(
+            prep.name, "dipole magnitudes")
+        title = f"{cfg.model} on QM9 {prep.name}: test MAE {errors['mae']:.4g} {prep.unit}"
+        parity_plot(pred["pred"].reshape(-1), pred["true"].reshape(-1), None, title, prep.unit,
+                    os.path.join(cfg.out, "parity.png"), what=f"test {what}")
+        learning_curve_plot(state.history, prep.std, f"{cfg.model} on QM9 {prep.name}",
+                            prep.unit, os.path.join(cfg.out, "learning_curve.png"))
     return metrics

@@ -80,7 +80,9 @@ def run_config(metrics: Dict[str, object]) -> Config:
     """The :class:`Config` a run was trained with, from its metrics (fields
     this version no longer has are left out)."""
     known = set(Config.__dataclass_fields__)
-    return Config(**{k: v for k, v in metrics["config"].items() if k in known})
+    values = {k: v for k, v in metrics["config"].items() if k in known}
+    values.setdefault("output", "scalar")  # runs before the output heads learned scalars
+    return Config(**values)
 
 
 def epochs_trained(metrics: Dict[str, object]) -> float:
@@ -116,6 +118,9 @@ def summary(metrics: Dict[str, object]) -> List[str]:
     if "test_mae_kcal_mol" in metrics:
         lines.append(f"          = {metrics['test_mae_kcal_mol']:.4g} kcal/mol "
                      f"= {metrics['test_mae_meV']:.4g} meV")
+    if "test_isotropic_mae" in metrics:
+        lines.append(f"          isotropic part (trace / 3, QM9's alpha): "
+                     f"{metrics['test_isotropic_mae']:.5g} {unit}")
     if "train_mae" in metrics:
         lines.append(f"same model on its training molecules: {metrics['train_mae']:.5g} {unit}, "
                      f"best validation {metrics['best_val_mae']:.5g} {unit}")

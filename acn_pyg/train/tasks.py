@@ -122,3 +122,81 @@ class EnergyForcesTask:
 
 def _num_atoms(data) -> Tensor:
     return torch.bincount(data.batch, minlength=data.num_graphs).to(data.pos.dtype)
+
+
+class _StructuredTask:
+    """A QM9 property that is not one scalar per molecule: learned with an
+    L1 loss in units of :obj:`std` on what :meth:`_pairs` returns, validated
+    by its MAE; :meth:`predict` and :meth:`errors` report it like
+    :class:`EnergyForcesTask`."""
+
+    def __init__(self, std: float):
+        self.std = std
+
+    def _pairs(self, model: torch.nn.Module, data) -> Tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, data) -> Tensor:
+        return target_loss(*self._pairs(model, data), self.std)
+
+    def predict(self, model: torch.nn.Module, loader, device) -> Dict[str, Tensor]:
+        """Predictions and references over :obj:`loader`, in its order
+        (float64, CPU); the model is put back in training mode after."""
+        model.eval()
+        preds, trues = [], []
+        with torch.no_grad():
+            for data in loader:
+                pred, true = self._pairs(model, data.to(device))
+                preds.append(pred.double())
+                trues.append(true.double())
+        model.train()
+        return {"pred": torch.cat(preds).cpu(), "true": torch.cat(trues).cpu()}
+
+    def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
+        diff = pred["pred"] - pred["true"]
+        return {"mae": float(diff.abs().mean()), "rmse": float(diff.pow(2).mean().sqrt())}
+
+    def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
+        return {"val_mae": self.errors(self.predict(model, loader, device))["mae"]}
+
+
+class ChargesTask(_StructuredTask):
+    r"""Per-atom charges (QM9's Mulliken charges, e) from a model with
+    :obj:`output="charges"`: the MAE over atoms."""
+
+    def _pairs(self, model, data):
+        return model(data.z, data.pos, data.batch).view(-1), data.charges.view(-1)
+
+
+class TensorTask(_StructuredTask):
+    r"""A 3x3 tensor per molecule (QM9's polarizability, :math:`a_0^3`) from
+    a model with :obj:`output="tensor"`: the MAE over the nine components;
+    :meth:`errors` adds that of the isotropic part
+    :math:`\mathrm{tr}(\mathbf{A}) / 3` (QM9's :obj:`alpha`)."""
+
+    def _pairs(self, model, data):
+        return model(data.z, data.pos, data.batch).reshape(-1, 9), \
+            data.polarizability.reshape(-1, 9)
+
+    def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
+        errors = super().errors(pred)
+        iso = [p[:, [0, 4, 8]].mean(-1) for p in (pred["pred"], pred["true"])]
+        errors["isotropic_mae"] = float((iso[0] - iso[1]).abs().mean())
+        return errors
+
+
+class DipoleMagnitudeTask(_StructuredTask):
+    r"""The magnitude of the dipole moment (QM9's :obj:`mu`, D, column
+    :obj:`column` of :obj:`y`) from a model with :obj:`output="dipole"`:
+    learned and scored on :math:`\lVert \hat{\boldsymbol{\mu}} \rVert`, as
+    PaiNN does, since QM9 gives the magnitude only."""
+
+    def __init__(self, column: int, std: float):
+        super().__init__(std)
+        self.column = column
+
+    def _pairs(self, model, data):
+        mu = model(data.z, data.pos, data.batch)
+        # The norm's gradient is undefined at zero (a symmetric molecule):
+        # 1e-12 D^2 keeps it finite.
+        return (mu.pow(2).sum(-1) + 1e-12).sqrt(), data.y[:, self.column]

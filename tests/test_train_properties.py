@@ -1,0 +1,73 @@
+"""Training on QM9's per-atom charges, polarizability tensor and dipole
+moment through AtomCloudNet's output heads (acn-pyg train --target charges |
+polarizability | mu)."""
+import json
+
+import pytest
+import torch
+
+from test_qm9_example import tiny_args
+
+from acn_pyg import load_model
+from acn_pyg.cli import main
+from acn_pyg.train import Config, check_config, prepare, run_config
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("target, output, unit", [("charges", "charges", "e"),
+                                                  ("polarizability", "tensor", "a0^3"),
+                                                  ("mu", "dipole", "D")])
+def test_a_run_trains_tests_and_reloads_a_head(source_dir, tmp_path, capsys, target, output,
+                                               unit):
+    args = ["train", *tiny_args(source_dir, tmp_path, "--no-plot", "--epochs", "4"),
+            "--target", target, "--lr", "3e-3"]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["target"], metrics["unit"], metrics["output"]) == (target, unit, output)
+    history = [h["train_loss"] for h in metrics["history"] if h["train_loss"] is not None]
+    assert history[-1] < history[0]  # it learns
+    if target == "polarizability":
+        assert 0 < metrics["test_isotropic_mae"]
+    model = load_model(str(tmp_path / "run"))
+    assert model.output == output
+    # The test error again, from the checkpoint alone.
+    capsys.readouterr()
+    assert main(["test", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test_mae"] == pytest.approx(metrics["test_mae"], rel=1e-6)
+
+
+def test_the_references_of_charges_and_tensors_come_from_the_training_molecules(
+        source_dir, tmp_path):
+    base = dict(train_size=16, val_size=8, test_size=8, root=str(tmp_path / "qm9"),
+                data_source=source_dir)
+    prep = prepare(Config(target="charges", **base))
+    z = torch.cat([prep.dataset[int(i)].z for i in prep.split["train"]])
+    q = torch.cat([prep.dataset[int(i)].charges for i in prep.split["train"]]).double()
+    for element in prep.elements:
+        assert float(prep.atomref[element]) == pytest.approx(float(q[z == element].mean()))
+    assert prep.std == pytest.approx(float((q - prep.atomref[z]).std()))
+    prep = prepare(Config(target="polarizability", **base))
+    assert prep.output == "tensor" and prep.unit == "a0^3"
+    assert prepare(Config(target="mu", **base)).output == "dipole"
+    assert prepare(Config(target="mu", output="scalar", **base)).output == "scalar"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(target="charges", model="schnet"), "needs an output head of AtomCloudNet"),
+    (dict(target="gap", output="dipole"), "--output dipole"),
+    (dict(target="polarizability", output="scalar"), "not one number a molecule"),
+    (dict(output="vector"), "--output must be one of"),
+])
+def test_impossible_heads_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(Config(**kwargs))
+
+
+def test_runs_from_before_the_heads_keep_their_scalar_output():
+    cfg = run_config({"config": {"target": "mu", "model": "acn"}})
+    assert cfg.output == "scalar"

@@ -1,0 +1,117 @@
+"""Atomic and tensorial properties of QM9 through AtomCloudNet's output heads,
+by the project's training program (``acn_pyg.train.run``), the same minutes
+a run on one CPU thread, on the same held-out molecules for every size:
+
+* the polarizability tensor (``--target polarizability``, component MAE, and
+  the MAE of its isotropic part) against ``alpha`` learned as a scalar;
+* ``mu`` through the dipole-vector head (``--output dipole``, the default)
+  against AtomCloudNet with a scalar head and PyG's SchNet;
+* Mulliken charges per atom (``--target charges``).
+
+    python benchmarks/properties.py --sizes 1000 --minutes 4
+    python benchmarks/properties.py --sizes 10000 --minutes 12
+
+Targets: the tensor model's isotropic MAE at least as good as the scalar
+alpha model's; the dipole head better than the scalar head and SchNet.
+"""
+import argparse
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: (name, target, model, output) of every run at a size.
+RUNS = (("alpha scalar", "alpha", "acn", "scalar"),
+        ("polarizability tensor", "polarizability", "acn", "auto"),
+        ("mu dipole head", "mu", "acn", "dipole"),
+        ("mu scalar head", "mu", "acn", "scalar"),
+        ("mu SchNet", "mu", "schnet", "auto"),
+        ("charges", "charges", "acn", "auto"))
+
+
+def one_run(job: dict) -> dict:
+    from acn_pyg.train import Config, run
+
+    cfg = Config(target=job["target"], model=job["model"], output=job["output"],
+                 train_size=job["size"], val_size=job["val_size"], test_size=job["test_size"],
+                 time_budget=job["minutes"], threads=1, device="cpu", plot=False,
+                 root=job["root"], out=os.path.join(job["runs"], f"{job['key']}_n{job['size']}"))
+    m = run(cfg)
+    row = {"name": job["name"], "size": job["size"], "target": job["target"],
+           "model": job["model"], "output": m.get("output", "scalar"), "unit": m["unit"],
+           "test_mae": m["test_mae"], "baseline_test_mae": m["baseline_test_mae"],
+           "test_isotropic_mae": m.get("test_isotropic_mae"),
+           "epochs": m["epochs_trained"], "minutes": job["minutes"]}
+    print(f"n={job['size']} {job['name']}: test MAE {m['test_mae']:.4g} {m['unit']}"
+          + (f" (isotropic {row['test_isotropic_mae']:.4g})"
+             if row["test_isotropic_mae"] is not None else "")
+          + f", {row['epochs']:.1f} epochs", flush=True)
+    return row
+
+
+def table(rows: list) -> list:
+    sizes = sorted({r["size"] for r in rows})
+    lines = ["| property | run | unit | " + " | ".join(f"{n:,} molecules" for n in sizes) + " |",
+             "| --- " * (3 + len(sizes)) + "|"]
+    for name, target, _, _ in RUNS:
+        cells = []
+        for n in sizes:
+            r = next((r for r in rows if (r["name"], r["size"]) == (name, n)), None)
+            if r is None:
+                cells.append("-")
+                continue
+            text = f"{r['test_mae']:.4g}"
+            if r["test_isotropic_mae"] is not None:
+                text += f" (isotropic {r['test_isotropic_mae']:.4g})"
+            cells.append(f"{text} ({r['epochs']:.0f} ep)")
+        unit = next((r["unit"] for r in rows if r["name"] == name), "")
+        lines.append(f"| {target} | {name} | {unit} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="1000", help="training sizes (default: 1000)")
+    p.add_argument("--minutes", type=float, default=4.0, help="minutes a run (default: 4)")
+    p.add_argument("--val-size", type=int, default=500, help="(default: 500)")
+    p.add_argument("--test-size", type=int, default=1000, help="(default: 1000)")
+    p.add_argument("--root", default="data/QM9", help="(default: data/QM9)")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default: 2)")
+    p.add_argument("--runs", default="runs/properties", help="(default: runs/properties)")
+    p.add_argument("--out", default=os.path.join(RESULTS, "properties"),
+                   help="output stem; rows of earlier sizes in OUT.json are kept "
+                        "(default: benchmarks/results/properties)")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    jobs = [dict(name=name, key=name.replace(" ", "_").lower(), target=target, model=model,
+                 output=output, size=n, minutes=args.minutes, val_size=args.val_size,
+                 test_size=args.test_size, root=args.root, runs=args.runs)
+            for n, (name, target, model, output) in itertools.product(sizes, RUNS)]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        rows = pool.map(one_run, jobs)
+    old = []
+    if os.path.exists(args.out + ".json"):
+        with open(args.out + ".json") as f:
+            old = [r for r in json.load(f)["rows"] if r["size"] not in sizes]
+    rows = old + rows
+    lines = [f"Test MAE on {args.test_size:,} held-out QM9 molecules (the same for every size), "
+             f"one CPU thread a run, {args.jobs} runs at once; minutes a run: "
+             + ", ".join(f"{r['minutes']:g} at {r['size']:,}"
+                         for r in {r["size"]: r for r in rows}.values()), ""] + table(rows)
+    print("\n".join(lines))
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=2)
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -176,3 +176,56 @@ def count_ops(fn: Callable[[], object]) -> Dict[str, int]:
     finally:
         torch.Tensor.tolist = tolist
     return counts
+
+
+def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: int,
+               ema: float = 0.0, features=None):
+    """A plain PyTorch training loop, not this package's training program:
+    Adam at :obj:`lr`, L1 loss on the target of :obj:`prep` (a
+    :func:`acn_pyg.train.prepare`) in units of its std, ReduceLROnPlateau on
+    the validation MAE, PyTorch's weight average when :obj:`ema` > 0, for
+    :obj:`minutes`. :obj:`features` (optional) maps a batch to the model's
+    :obj:`extra_features`. Returns the test MAE of the best validation
+    epoch, that validation MAE and the epochs."""
+    import copy
+
+    from torch_geometric.loader import DataLoader
+
+    def call(m, data):
+        extra = {} if features is None else {"extra_features": features(data)}
+        return m(data.z, data.pos, data.batch, **extra).view(-1)
+
+    def mae(m, loader) -> float:
+        m.eval()
+        with torch.no_grad():
+            errors = [(call(m, d).double() - d.y[:, prep.t_index].double()).abs()
+                      for d in loader]
+        m.train()
+        return float(torch.cat(errors).mean())
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    averaged = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema)) if ema else None)
+    evaluated = averaged.module if averaged is not None else model
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5)
+    shuffle = torch.Generator().manual_seed(seed)
+    loader = {key: DataLoader(prep.dataset[idx], batch_size=batch_size,
+                              shuffle=key == "train", generator=shuffle)
+              for key, idx in prep.split.items()}
+    best, best_state, epochs, start = float("inf"), None, 0, time.perf_counter()
+    while time.perf_counter() - start < 60 * minutes:
+        for data in loader["train"]:
+            opt.zero_grad()
+            ((call(model, data) - data.y[:, prep.t_index]).abs().mean() / prep.std).backward()
+            opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
+            if time.perf_counter() - start >= 60 * minutes:
+                break
+        epochs += 1
+        val = mae(evaluated, loader["val"])
+        plateau.step(val)
+        if val < best:
+            best, best_state = val, copy.deepcopy(evaluated.state_dict())
+    evaluated.load_state_dict(best_state)
+    return mae(evaluated, loader["test"]), best, epochs

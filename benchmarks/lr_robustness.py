@@ -10,16 +10,14 @@ Target: AtomCloudNet's test MAE below SchNet's at every learning rate, and its
 worst-to-best spread over the learning rates no wider than SchNet's.
 """
 import argparse
-import copy
 import itertools
 import json
 import multiprocessing
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import machine, plain_loop  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -27,9 +25,8 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 def plain_run(job: dict) -> dict:
     """One model at one learning rate and seed, trained for job['minutes']."""
     import torch
-    from torch_geometric.loader import DataLoader
 
-    from acn_pyg.train import Config, build_model, evaluate, prepare
+    from acn_pyg.train import Config, build_model, prepare
 
     torch.set_num_threads(job["threads"])
     cfg = Config(target=job["target"], model=job["model"], train_size=job["train_size"],
@@ -37,35 +34,8 @@ def plain_run(job: dict) -> dict:
     prep = prepare(cfg)
     torch.manual_seed(job["seed"])
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
-    opt = torch.optim.Adam(model.parameters(), lr=job["lr"])
-    # With --ema: PyTorch's own weight average, validated and tested instead.
-    averaged = (torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(job["ema"]))
-        if job["ema"] else None)
-    evaluated = averaged.module if averaged is not None else model
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5)
-    shuffle = torch.Generator().manual_seed(job["seed"])
-    loader = {key: DataLoader(prep.dataset[idx], batch_size=job["batch_size"],
-                              shuffle=key == "train", generator=shuffle)
-              for key, idx in prep.split.items()}
-    best, best_state, epochs, start = float("inf"), None, 0, time.perf_counter()
-    while time.perf_counter() - start < 60 * job["minutes"]:
-        for data in loader["train"]:
-            opt.zero_grad()
-            pred = model(data.z, data.pos, data.batch).view(-1)
-            ((pred - data.y[:, prep.t_index]).abs().mean() / prep.std).backward()
-            opt.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-            if time.perf_counter() - start >= 60 * job["minutes"]:
-                break
-        epochs += 1
-        val = evaluate(evaluated, loader["val"], prep.t_index, "cpu")
-        plateau.step(val)
-        if val < best:
-            best, best_state = val, copy.deepcopy(evaluated.state_dict())
-    evaluated.load_state_dict(best_state)
-    test = evaluate(evaluated, loader["test"], prep.t_index, "cpu")
+    test, best, epochs = plain_loop(model, prep, job["lr"], job["batch_size"], job["minutes"],
+                                    job["seed"], job["ema"])
     print(f"{job['target']} {job['model']} lr {job['lr']:g} seed {job['seed']}: test MAE "
           f"{test:.4g} {prep.unit} ({epochs} epochs)", flush=True)
     return {**job, "unit": prep.unit, "test_mae": test, "best_val_mae": best, "epochs": epochs}

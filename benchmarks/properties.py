@@ -2,8 +2,10 @@
 by the project's training program (``acn_pyg.train.run``), the same minutes
 a run on one CPU thread, on the same held-out molecules for every size:
 
-* the polarizability tensor (``--target polarizability``, component MAE, and
-  the MAE of its isotropic part) against ``alpha`` learned as a scalar;
+* the polarizability tensor (``--target polarizability``: the MAE of its
+  principal values, since QM9's tensors are in another frame than its
+  positions, and of its isotropic part) against ``alpha`` learned as a
+  scalar;
 * ``mu`` through the dipole-vector head (``--output dipole``, the default)
   against AtomCloudNet with a scalar head and PyG's SchNet;
 * Mulliken charges per atom (``--target charges``).
@@ -83,6 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--test-size", type=int, default=1000, help="(default: 1000)")
     p.add_argument("--root", default="data/QM9", help="(default: data/QM9)")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default: 2)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated run names of RUNS to run (default: all)")
     p.add_argument("--runs", default="runs/properties", help="(default: runs/properties)")
     p.add_argument("--out", default=os.path.join(RESULTS, "properties"),
                    help="output stem; rows of earlier sizes in OUT.json are kept "
@@ -92,14 +96,16 @@ def main(argv=None) -> int:
     jobs = [dict(name=name, key=name.replace(" ", "_").lower(), target=target, model=model,
                  output=output, size=n, minutes=args.minutes, val_size=args.val_size,
                  test_size=args.test_size, root=args.root, runs=args.runs)
-            for n, (name, target, model, output) in itertools.product(sizes, RUNS)]
+            for n, (name, target, model, output) in itertools.product(sizes, RUNS)
+            if args.only is None or name in args.only.split(",")]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         rows = pool.map(one_run, jobs)
     old = []
     if os.path.exists(args.out + ".json"):
         with open(args.out + ".json") as f:
-            old = [r for r in json.load(f)["rows"] if r["size"] not in sizes]
-    rows = old + rows
+            new = {(r["name"], r["size"]) for r in rows}
+            old = [r for r in json.load(f)["rows"] if (r["name"], r["size"]) not in new]
+    rows = sorted(old + rows, key=lambda r: r["size"])
     lines = [f"Test MAE on {args.test_size:,} held-out QM9 molecules (the same for every size), "
              f"one CPU thread a run, {args.jobs} runs at once; minutes a run: "
              + ", ".join(f"{r['minutes']:g} at {r['size']:,}"

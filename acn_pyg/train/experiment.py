@@ -242,15 +242,16 @@ def _report_file_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
 def _structured_baseline(prep: Prepared, true: Tensor) -> Tensor:
     """The reference model's prediction on the test set, in the layout of
     :obj:`true`: each element's mean charge, the isotropic per-element fit
-    times the identity, or the training molecules' mean dipole magnitude."""
+    (as three equal principal values), or the training molecules' mean
+    dipole magnitude."""
     from acn_pyg.train.data import element_counts, molecule_arrays
     z, batch, _ = molecule_arrays(prep.dataset, prep.split["test"], "idx")
     if prep.name == "charges":
         return prep.atomref[z]
-    if prep.name == "polarizability":
+    if prep.name == "polarizability":  # an isotropic tensor: three equal eigenvalues
         iso = prep.baseline.predict(element_counts(z, batch, prep.split["test"].numel(),
                                                    prep.baseline.elements))
-        return (iso[:, None, None] * torch.eye(3, dtype=iso.dtype)).reshape(-1, 9)
+        return iso[:, None].expand(-1, 3)
     _, _, mu = molecule_arrays(prep.dataset, prep.split["train"], prep.t_index)
     return torch.full_like(true, float(mu.double().mean()))
 
@@ -272,7 +273,7 @@ def _report_structured_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, de
                **_run_record(cfg, prep, tr, loaders, device, state, wall)}
     write_metrics(metrics, cfg.out)
     if cfg.plot:
-        what = {"charges": "atom charges", "polarizability": "tensor components"}.get(
+        what = {"charges": "atom charges", "polarizability": "principal values"}.get(
             prep.name, "dipole magnitudes")
         title = f"{cfg.model} on QM9 {prep.name}: test MAE {errors['mae']:.4g} {prep.unit}"
         parity_plot(pred["pred"].reshape(-1), pred["true"].reshape(-1), None, title, prep.unit,

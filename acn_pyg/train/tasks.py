@@ -169,18 +169,24 @@ class ChargesTask(_StructuredTask):
 
 
 class TensorTask(_StructuredTask):
-    r"""A 3x3 tensor per molecule (QM9's polarizability, :math:`a_0^3`) from
-    a model with :obj:`output="tensor"`: the MAE over the nine components;
-    :meth:`errors` adds that of the isotropic part
-    :math:`\mathrm{tr}(\mathbf{A}) / 3` (QM9's :obj:`alpha`)."""
+    r"""A symmetric 3x3 tensor per molecule (QM9's polarizability,
+    :math:`a_0^3`) from a model with :obj:`output="tensor"`, learned and
+    scored on its eigenvalues (the principal values, in ascending order):
+    QM9's tensors are given in another frame than its positions (acetylene's
+    largest principal axis is perpendicular to its bond in the stored
+    geometry), so only rotation-invariant functions of them can be compared,
+    as only the dipole's magnitude can. :meth:`errors` adds the MAE of the
+    isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` (QM9's
+    :obj:`alpha`)."""
 
     def _pairs(self, model, data):
-        return model(data.z, data.pos, data.batch).reshape(-1, 9), \
-            data.polarizability.reshape(-1, 9)
+        pred = model(data.z, data.pos, data.batch)
+        true = data.polarizability.reshape(-1, 3, 3).to(pred.dtype)
+        return torch.linalg.eigvalsh(pred), torch.linalg.eigvalsh(true)
 
     def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
         errors = super().errors(pred)
-        iso = [p[:, [0, 4, 8]].mean(-1) for p in (pred["pred"], pred["true"])]
+        iso = [p.mean(-1) for p in (pred["pred"], pred["true"])]
         errors["isotropic_mae"] = float((iso[0] - iso[1]).abs().mean())
         return errors
 

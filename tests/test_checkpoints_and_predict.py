@@ -212,3 +212,29 @@ def test_predict_reads_other_formats_that_ase_reads(trained_run, tmp_path, name)
     got = predict_structures([model], read_structures([str(tmp_path / name)]))["y"]
     # pdb keeps 3 decimals of the positions
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-3 if name.endswith("pdb") else 1e-6)
+
+
+@pytest.mark.parametrize("output, target", [("charges", "charges"), ("dipole", "mu"),
+                                            ("tensor", "polarizability")])
+def test_predict_writes_what_a_head_predicts(tmp_path, capsys, output, target):
+    ckpt = str(tmp_path / "m.pt")
+    save_model(ckpt, _model(output=output, hidden_irreps=None, mean=None, std=None,
+                            atomref=None), target=target, unit="x")
+    frames = [ase.Atoms(numbers=z.numpy(), positions=pos.numpy())
+              for z, pos in (random_molecule(n, seed=n, dtype=torch.float32) for n in (4, 6))]
+    ase.io.write(tmp_path / "in.xyz", frames)
+    out = tmp_path / "p.json"
+    assert main(["predict", ckpt, str(tmp_path / "in.xyz"), "--out", str(out), "--quiet"]) == 0
+    rows = json.loads(out.read_text())["structures"]
+    model = load_model(ckpt)
+    for row, atoms in zip(rows, frames):
+        with torch.no_grad():
+            expected = model(torch.tensor(atoms.numbers),
+                             torch.tensor(atoms.positions, dtype=torch.float32))
+        np.testing.assert_allclose(np.array(row[target]), expected.squeeze(0).view(
+            -1 if output == "charges" else expected.shape[1:]).numpy(), rtol=1e-5, atol=1e-6)
+    if output == "charges":
+        assert abs(sum(rows[0]["charges"])) < 1e-5
+    # One row a structure cannot hold them.
+    assert main(["predict", ckpt, str(tmp_path / "in.xyz"), "--quiet"]) == 2
+    assert "not one number a structure" in capsys.readouterr().err

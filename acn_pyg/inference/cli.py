@@ -103,6 +103,11 @@ def predict_command(args) -> int:
     if args.out is None:
         import csv
 
+        from acn_pyg.inference.predict import output_of
+        if output_of(models[0]) != "scalar":
+            raise ValueError(f"{models[0].path} predicts {models[0].target}, not one number a "
+                             "structure: give --out FILE.json or FILE.xyz")
+
         from acn_pyg.inference.predict import records
         rows = records(models, structures, pred)
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))

@@ -75,9 +75,12 @@ def predict_structures(models: Sequence[TrainedModel],
         progress (bool, optional): Show a progress bar. (default: :obj:`False`)
 
     Returns:
-        A dict: :obj:`y` and :obj:`y_std` (:obj:`[S]`, float64), with
-        :obj:`forces` and :obj:`forces_std` (one :obj:`[n_s, 3]` tensor a
-        structure) when asked; :obj:`members` (:obj:`[S, M]`).
+        A dict: :obj:`y` and :obj:`y_std` (float64): :obj:`[S]` for a
+        scalar model; for the heads of :class:`~acn_pyg.AtomCloudNet`, one
+        tensor a structure: charges :obj:`[n_s]`, a dipole :obj:`[3]`, a
+        tensor :obj:`[3, 3]`. With :obj:`forces`, :obj:`forces` and
+        :obj:`forces_std` (one :obj:`[n_s, 3]` tensor a structure).
+        :obj:`members` holds every member's :obj:`y` on a last dimension.
     """
     from torch_geometric.loader import DataLoader
 
@@ -85,11 +88,7 @@ def predict_structures(models: Sequence[TrainedModel],
     from acn_pyg.train.tasks import energy_and_forces
 
     check_ensemble(models)
-    output = getattr(models[0].model, "output", "scalar")
-    if output != "scalar":
-        raise ValueError(f"{models[0].path} predicts {models[0].target} ({output} output), "
-                         "not one number a structure; call the model from Python "
-                         "(acn_pyg.load_model) for it")
+    output = output_of(models[0])
     if forces and not models[0].energy:
         raise ValueError(f"--forces: {models[0].path} predicts '{models[0].target}', not an "
                          "energy; forces are the gradient of an energy")
@@ -111,8 +110,13 @@ def predict_structures(models: Sequence[TrainedModel],
         for m in models:
             dtype = next(m.model.parameters()).dtype
             batch.pos = batch.pos.to(dtype)
-            with torch.set_grad_enabled(forces):
-                y, f = energy_and_forces(m.model, batch, forces)
+            if output == "scalar":
+                with torch.set_grad_enabled(forces):
+                    y, f = energy_and_forces(m.model, batch, forces)
+            else:
+                with torch.no_grad():
+                    y = m.model(batch.z, batch.pos, batch.batch)
+                y = y.view(-1) if output == "charges" else y
             y_m.append(y.detach().double().cpu())
             if forces:
                 f_m.append(f.detach().double().cpu())
@@ -125,14 +129,29 @@ def predict_structures(models: Sequence[TrainedModel],
     if bar is not None:
         bar.close()
     members = torch.cat(ys)
-    out: Dict[str, object] = {"members": members, "y": members.mean(-1),
-                              "y_std": members.std(-1, unbiased=False)}
+    mean, std = members.mean(-1), members.std(-1, unbiased=False)
+    sizes = torch.cat(counts).tolist()
+    if output == "charges":
+        mean, std = list(mean.split(sizes)), list(std.split(sizes))
+    elif output != "scalar":
+        mean, std = list(mean), list(std)
+    out: Dict[str, object] = {"members": members, "y": mean, "y_std": std}
     if forces:
         per_atom = torch.cat(fs)
-        sizes = torch.cat(counts).tolist()
         out["forces"] = list(per_atom.mean(-1).split(sizes))
         out["forces_std"] = list(per_atom.std(-1, unbiased=False).split(sizes))
     return out
+
+
+def output_of(trained: TrainedModel) -> str:
+    """What the model returns: :obj:`"scalar"` (one number a structure),
+    or an :class:`~acn_pyg.AtomCloudNet` head's :obj:`"charges"`,
+    :obj:`"dipole"` or :obj:`"tensor"`."""
+    return getattr(trained.model, "output", "scalar")
+
+
+def _value(y):
+    return float(y) if y.dim() == 0 else y.tolist()
 
 
 def _bar(total: int, show: bool):
@@ -149,9 +168,9 @@ def records(models: Sequence[TrainedModel], structures, pred: Dict[str, object])
     rows = []
     for k, (path, frame, atoms) in enumerate(structures):
         row = {"file": path, "frame": frame, "formula": atoms.get_chemical_formula(),
-               "num_atoms": len(atoms), target: float(pred["y"][k])}
+               "num_atoms": len(atoms), target: _value(pred["y"][k])}
         if len(models) > 1:
-            row[f"{target}_std"] = float(pred["y_std"][k])
+            row[f"{target}_std"] = _value(pred["y_std"][k])
         if "forces" in pred:
             row["forces"] = pred["forces"][k].tolist()
             if len(models) > 1:
@@ -179,6 +198,9 @@ def write_predictions(path: str, models: Sequence[TrainedModel], structures,
     rows = records(models, structures, pred)
     first = models[0]
     if fmt == "csv":
+        if output_of(first) != "scalar":
+            raise ValueError(f"{first.path} predicts {first.target} ({output_of(first)} output),"
+                             " not one number a structure: write it to a .json or .xyz file")
         if "forces" in pred:
             raise ValueError("--forces: a CSV holds one row a structure; write forces to a "
                              ".json or .xyz file")
@@ -202,14 +224,16 @@ def _write_extxyz(path: str, first: TrainedModel, structures, pred, ensemble: bo
     out = []
     for k, (_, _, atoms) in enumerate(structures):
         atoms = atoms.copy()
-        y = float(pred["y"][k])
+        y, y_std = pred["y"][k].numpy(), pred["y_std"][k].numpy()
         results = {}
+        per_atom = output_of(first) == "charges"
+        where = atoms.arrays if per_atom else atoms.info
         if first.energy:
-            results["energy"] = y
+            results["energy"] = float(y)
         else:
-            atoms.info[first.target] = y
+            where[first.target] = y if y.ndim else float(y)
         if ensemble:
-            atoms.info[f"{first.target}_std"] = float(pred["y_std"][k])
+            where[f"{first.target}_std"] = y_std if y_std.ndim else float(y_std)
         if "forces" in pred:
             results["forces"] = pred["forces"][k].numpy()
             if ensemble:

@@ -120,6 +120,9 @@ class AtomCloudNet(torch.nn.Module):
         head_channels (int, optional): Vectors or tensors the last layer
             gives the dipole or tensor head. (default: :obj:`None`, a quarter
             of :obj:`hidden_channels`)
+        head_std (float, optional): Scale of the traceless part of
+            :obj:`output="tensor"` (:class:`~acn_pyg.nn.SymmetricTensorHead`'s
+            :obj:`anisotropic_std`). (default: :obj:`None`, :obj:`std`)
         charge_constraint (bool, optional): Whether predicted charges
             (:obj:`output="charges"` or :obj:`"dipole"`) sum to the total
             charge. (default: :obj:`True`)
@@ -167,6 +170,7 @@ class AtomCloudNet(torch.nn.Module):
         out_channels: int = 1,
         output: str = "scalar",
         head_channels: Optional[int] = None,
+        head_std: Optional[float] = None,
         charge_constraint: bool = True,
         mean: Optional[float] = None,
         std: Optional[float] = None,
@@ -207,7 +211,9 @@ class AtomCloudNet(torch.nn.Module):
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
             many_body_cutoff=many_body_cutoff, num_extra_features=num_extra_features,
             pooling=pooling, readout=readout, out_channels=out_channels, output=output,
-            head_channels=head_channels, charge_constraint=charge_constraint,
+            head_channels=head_channels,
+            head_std=None if head_std is None else float(head_std),
+            charge_constraint=charge_constraint,
             mean=None if mean is None else float(mean), std=None if std is None else float(std))
         self._custom_graph = interaction_graph is not None
 
@@ -270,7 +276,8 @@ class AtomCloudNet(torch.nn.Module):
             self.head = DipoleHead(hidden_channels, head_irreps, std_)
             self.head.charges.constrain = charge_constraint
         elif output == "tensor":
-            self.head = SymmetricTensorHead(hidden_channels, head_irreps, std_, atomref)
+            self.head = SymmetricTensorHead(hidden_channels, head_irreps, std_, atomref,
+                                            head_std)
 
         if atomref is not None and output == "scalar":
             self.register_buffer("atomref", _padded_atomref(atomref, out_channels))

@@ -138,7 +138,7 @@ class SymmetricTensorHead(torch.nn.Module):
     .. math::
         \mathbf{A} = \sum_i \left( (\sigma\, \mathrm{MLP}(\mathbf{a}_i)
         + \alpha^\mathrm{ref}_{z_i}) \mathbf{I}
-        + \sigma\, \mathcal{C}(\mathbf{W} \mathbf{v}_i) \right)
+        + \sigma_2\, \mathcal{C}(\mathbf{W} \mathbf{v}_i) \right)
 
     where :math:`\mathcal{C}` maps the five :obj:`2e` components to a
     symmetric traceless matrix (e3nn's :class:`~e3nn.io.CartesianTensor`
@@ -150,9 +150,13 @@ class SymmetricTensorHead(torch.nn.Module):
         channels (int): Size of :math:`\mathbf{a}_i`.
         tensor_irreps (str or e3nn.o3.Irreps): Irreps of :math:`\mathbf{v}_i`
             (:obj:`"Cx2e"`).
-        std (float, optional): :math:`\sigma`. (default: :obj:`1.0`)
+        std (float, optional): :math:`\sigma`, the scale of the isotropic
+            part. (default: :obj:`1.0`)
         atomref (torch.Tensor, optional): Isotropic value per atomic number,
             :math:`\alpha^\mathrm{ref}`, :obj:`[K]`. (default: :obj:`None`)
+        anisotropic_std (float, optional): :math:`\sigma_2`, the scale of the
+            traceless part (for a polarizability often several times
+            :math:`\sigma`). (default: :obj:`None`, :math:`\sigma`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, \mathrm{channels})`,
@@ -161,9 +165,10 @@ class SymmetricTensorHead(torch.nn.Module):
     """
 
     def __init__(self, channels: int, tensor_irreps: IrrepsLike, std: float = 1.0,
-                 atomref: Optional[Tensor] = None):
+                 atomref: Optional[Tensor] = None, anisotropic_std: Optional[float] = None):
         super().__init__()
         self.std = float(std)
+        self.anisotropic_std = self.std if anisotropic_std is None else float(anisotropic_std)
         self.isotropic = _mlp(channels)
         self.anisotropic = IrrepsLinear(str(as_irreps(tensor_irreps)), "1x2e")
         basis = CartesianTensor("ij=ji")  # 0e + 2e
@@ -175,7 +180,8 @@ class SymmetricTensorHead(torch.nn.Module):
 
     def forward(self, a: Tensor, v: Tensor, z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         iso = self.std * self.isotropic(a) + self.atomref.index_select(0, z).unsqueeze(-1)
-        aniso = torch.einsum("nk,kij->nij", self.std * self.anisotropic(v), self.traceless)
+        aniso = torch.einsum("nk,kij->nij", self.anisotropic_std * self.anisotropic(v),
+                             self.traceless)
         eye = torch.eye(3, dtype=a.dtype, device=a.device)
         per_atom = iso.unsqueeze(-1) * eye + aniso
         return scatter(per_atom, batch, 0, dim_size=num_graphs, reduce="sum")

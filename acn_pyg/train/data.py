@@ -103,8 +103,8 @@ class Prepared:
     the task (:mod:`~acn_pyg.train.tasks`). :obj:`t_index` is the QM9
     column, or :obj:`"energy"` for a structure file; :obj:`baseline` is
     :obj:`None` when no energies are learned; :obj:`elements` are the atomic
-    numbers of the training structures; :obj:`output` is the model's
-    :obj:`output` (:class:`~acn_pyg.AtomCloudNet`)."""
+    numbers of the training structures; :obj:`output` and :obj:`head_std`
+    are the model's (:class:`~acn_pyg.AtomCloudNet`)."""
     dataset: object
     split: Dict[str, Tensor]
     t_index: Union[int, str]
@@ -118,6 +118,7 @@ class Prepared:
     task: object = None
     elements: Tuple[int, ...] = ()
     output: str = "scalar"
+    head_std: Optional[float] = None
 
     def baseline_prediction(self, key: str) -> Tensor:
         """The linear baseline's prediction for the molecules of split
@@ -202,7 +203,7 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor]) -> Prepa
         for element in elements:
             atomref[element] = q[z == element].mean()
         residual = q - atomref[z]
-        baseline, task = None, ChargesTask
+        baseline, head_std = None, None
     else:
         tensors = dataset._data.polarizability[split["train"]].double()
         iso = tensors.diagonal(dim1=1, dim2=2).mean(-1)
@@ -210,11 +211,15 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor]) -> Prepa
         baseline = LinearBaseline(True, elements).fit(counts, iso)
         atomref = baseline.atomref()
         residual = iso - baseline.predict(counts)
-        task = TensorTask
+        principal = torch.linalg.eigvalsh(tensors)
+        head_std = float((principal - principal.mean(-1, keepdim=True)).std())
     std = float(residual.std()) if residual.numel() > 1 else 1.0
     std = std if std > 0 else 1.0
+    if head_std is not None and not head_std > 0:
+        head_std = std
+    task = ChargesTask(std) if cfg.target == "charges" else TensorTask(std, head_std)
     return Prepared(dataset, split, cfg.target, cfg.target, unit, False, baseline, 0.0, std,
-                    atomref, task(std), elements, output)
+                    atomref, task, elements, output, head_std)
 
 
 def _prepare_file(cfg: Config) -> Prepared:

@@ -31,7 +31,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
-               atomref: Optional[Tensor], output: str = "scalar") -> Dict[str, object]:
+               atomref: Optional[Tensor], output: str = "scalar",
+               head_std: Optional[float] = None) -> Dict[str, object]:
     """The :func:`acn_pyg.inference.build` spec of :func:`build_model`: the
     model's name and constructor arguments, as a checkpoint stores them."""
     if cfg.model == "acn":
@@ -40,6 +41,8 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
                       product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
                       many_body=cfg.many_body, pooling="add" if extensive else "mean",
                       mean=mean, std=std, atomref=atomref, output=output)
+        if head_std is not None:
+            kwargs["head_std"] = head_std
     else:
         kwargs = dict(extensive=extensive, mean=mean, std=std,
                       atomref=None if atomref is None else atomref.float())
@@ -47,11 +50,12 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
 
 
 def build_model(cfg: Config, extensive: bool, mean: float, std: float,
-                atomref: Optional[Tensor], output: str = "scalar") -> torch.nn.Module:
+                atomref: Optional[Tensor], output: str = "scalar",
+                head_std: Optional[float] = None) -> torch.nn.Module:
     """The model of :obj:`cfg`: AtomCloudNet (with the head :obj:`output`),
     or a PyG baseline with its published QM9 settings; summed over atoms for
     extensive targets."""
-    return build(model_spec(cfg, extensive, mean, std, atomref, output))
+    return build(model_spec(cfg, extensive, mean, std, atomref, output, head_std))
 
 
 def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
@@ -61,7 +65,7 @@ def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
     the config."""
     energy = (not cfg.on_qm9) or prep.name in QM9_ENERGIES
     return dict(spec=model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
-                                prep.output),
+                                prep.output, prep.head_std),
                 target=prep.name if cfg.on_qm9 else "energy", unit=prep.unit, energy=energy,
                 elements=prep.elements, config=asdict(cfg))
 
@@ -74,7 +78,7 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     if not os.path.exists(best):
         raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
-                        prep.output).to(device)
+                        prep.output, prep.head_std).to(device)
     model.load_state_dict(state_dict_of(load_checkpoint(best, device)))
     return model
 
@@ -94,7 +98,7 @@ def _setup(cfg: Config) -> torch.device:
 
 def _trainer(cfg: Config, prep: Prepared, device: torch.device) -> Trainer:
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
-                        prep.output).to(device)
+                        prep.output, prep.head_std).to(device)
     # Built after the model, so the model starts from the same weights with
     # and without it.
     aux = ({"denoise": DenoisingLoss(model.hidden_channels, cfg.cutoff, cfg.denoise_sigma,

@@ -2,7 +2,7 @@ r"""What a run learns and how it is scored: one QM9 property per molecule
 (:class:`PropertyTask`), or the energies and forces of structures read from
 a file (:class:`EnergyForcesTask`). The loop calls :meth:`loss` on each batch
 and :meth:`validate` after each validated epoch."""
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -175,9 +175,22 @@ class TensorTask(_StructuredTask):
     QM9's tensors are given in another frame than its positions (acetylene's
     largest principal axis is perpendicular to its bond in the stored
     geometry), so only rotation-invariant functions of them can be compared,
-    as only the dipole's magnitude can. :meth:`errors` adds the MAE of the
-    isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` (QM9's
-    :obj:`alpha`)."""
+    as only the dipole's magnitude can. The loss is the L1 error of the mean
+    principal value (the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3`,
+    QM9's :obj:`alpha`) in units of :obj:`std` plus that of the principal
+    values less their mean in units of :obj:`anisotropic_std`; validated by
+    the MAE of the principal values. :meth:`errors` adds the MAE of the
+    isotropic part."""
+
+    def __init__(self, std: float, anisotropic_std: Optional[float] = None):
+        super().__init__(std)
+        self.anisotropic_std = std if anisotropic_std is None else anisotropic_std
+
+    def loss(self, model: torch.nn.Module, data) -> Tensor:
+        pred, true = self._pairs(model, data)
+        iso_pred, iso_true = pred.mean(-1, keepdim=True), true.mean(-1, keepdim=True)
+        return (target_loss(iso_pred, iso_true, self.std)
+                + target_loss(pred - iso_pred, true - iso_true, self.anisotropic_std))
 
     def _pairs(self, model, data):
         pred = model(data.z, data.pos, data.batch)

@@ -11,13 +11,12 @@ without them, on the same split (seed 0) with the same initialisation seed.
 """
 import argparse
 import itertools
-import json
 import os
 import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, plain_loop  # noqa: E402
+from common import plain_loop, save_results  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -109,11 +108,7 @@ def main(argv=None) -> int:
             f"{statistics.mean(r['charges_test_mae'] for r in rs):.4f} | "
             f"{statistics.mean(r['u0_without_meV'] for r in rs):.1f} | "
             f"{statistics.mean(r['u0_with_meV'] for r in rs):.1f} | {ratios} |")
-    print("\n".join(lines))
-    with open(args.out + ".json", "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=2)
-    with open(args.out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, args, rows, lines)
     return 0
 
 

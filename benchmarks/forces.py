@@ -13,13 +13,12 @@ DimeNet++'s.
 import argparse
 import glob
 import itertools
-import json
 import multiprocessing
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import save_results  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -85,12 +84,7 @@ def main(argv=None) -> int:
     lines = [f"Test MAE, energy (meV) / forces (meV/A), {args.train_size} training frames, "
              f"{args.test_size} test frames, {args.minutes:g} min a run on one CPU thread, "
              f"{args.jobs} runs at once", ""] + table(rows, models)
-    print("\n".join(lines))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=2)
-    with open(args.out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, args, rows, lines)
     return 0
 
 

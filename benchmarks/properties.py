@@ -24,7 +24,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import save_results  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 #: (name, target, model, output) of every run at a size.
@@ -110,12 +110,7 @@ def main(argv=None) -> int:
              f"one CPU thread a run, {args.jobs} runs at once; minutes a run: "
              + ", ".join(f"{r['minutes']:g} at {r['size']:,}"
                          for r in {r["size"]: r for r in rows}.values()), ""] + table(rows)
-    print("\n".join(lines))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=2)
-    with open(args.out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, args, rows, lines)
     return 0
 
 

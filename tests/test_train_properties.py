@@ -94,3 +94,63 @@ def test_the_tensor_loss_does_not_depend_on_the_frame_of_the_reference():
     torch.testing.assert_close(losses[0], losses[1])
     losses[0].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def _property_frames(path, count=40):
+    """Small molecules whose charges, dipole and polarizability are smooth
+    equivariant functions of the geometry (so a model can learn them), in
+    the frame of the positions."""
+    import ase
+    import ase.io
+    import numpy as np
+
+    from molecules import random_molecule
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(count):
+        z, pos = random_molecule(4 + k % 3, seed=k % 3, dtype=torch.float64, min_dist=1.1)
+        pos = pos.numpy() + rng.normal(scale=0.1, size=pos.shape)
+        q = 0.1 * (z.numpy() - z.numpy().mean())
+        centred = pos - pos.mean(0)
+        atoms = ase.Atoms(numbers=z.numpy(), positions=pos)
+        atoms.arrays["charges"] = q
+        atoms.info["dipole"] = (q[:, None] * centred).sum(0)
+        atoms.info["polarizability"] = (np.eye(3) * len(z) + centred.T @ centred).reshape(-1)
+        frames.append(atoms)
+    ase.io.write(path, frames, format="extxyz")
+    return str(path)
+
+
+@pytest.mark.parametrize("target", ["charges", "dipole", "polarizability"])
+def test_a_structure_file_trains_a_head(tmp_path, capsys, target):
+    from e3nn import o3
+
+    from molecules import random_molecule
+    path = _property_frames(tmp_path / "props.xyz")
+    out = tmp_path / "run"
+    assert main(["train", "--data", path, "--target", target, "--train-size", "24",
+                 "--val-size", "8", "--test-size", "8", "--epochs", "6", "--batch-size", "8",
+                 "--hidden-channels", "8", "--num-layers", "1", "--lr", "3e-3",
+                 "--time-budget", "60", "--out", str(out), "--no-plot"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["target"] == target and metrics["data"] == path
+    history = [h["train_loss"] for h in metrics["history"] if h["train_loss"] is not None]
+    assert history[-1] < history[0]
+    capsys.readouterr()
+    assert main(["test", str(out), "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_mae"] == pytest.approx(
+        metrics["test_mae"], rel=1e-6)
+    # The trained model's output turns with the molecule (files keep one frame).
+    model = load_model(str(out))
+    z, pos = random_molecule(5, seed=1, dtype=torch.float32)
+    rot = o3.rand_matrix()
+    with torch.no_grad():
+        y, turned = model(z, pos), model(z, pos @ rot.T)
+    expected = {"charges": lambda: y, "dipole": lambda: y @ rot.T,
+                "polarizability": lambda: rot @ y @ rot.T}[target]()
+    torch.testing.assert_close(turned, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_qm9_has_no_dipole_vectors():
+    with pytest.raises(ValueError, match="--target mu"):
+        check_config(Config(target="dipole"))

@@ -52,11 +52,7 @@ def test_checkpoint(trained: TrainedModel, device="cpu", batch_size: Optional[in
     if isinstance(prep.task, PropertyTask):
         pred, true = predict(model, loader, prep.t_index, device)
         out["test_mae"] = float((pred - true).abs().mean())
-    elif cfg.on_qm9:  # charges, the polarizability tensor, the dipole's magnitude
-        out.update({f"test_{k}": v
-                    for k, v in prep.task.errors(prep.task.predict(model, loader,
-                                                                   device)).items()})
-    else:
+    else:  # energies and forces, charges, dipoles, tensors
         out.update({f"test_{k}": v
                     for k, v in prep.task.errors(prep.task.predict(model, loader,
                                                                    device)).items()})

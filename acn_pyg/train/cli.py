@@ -52,13 +52,19 @@ def _data_flags(add: Callable[..., None], d: Config) -> None:
     add("forces_key", default=d.forces_key,
         help=f"the file's forces key (per-atom array or calculator result; eV/A) "
              f"(default: {d.forces_key})")
+    add("property_key", default=d.property_key,
+        help="structure files with --target charges, dipole or polarizability: the file's key "
+             "of that property (per-atom array, info or calculator result; default: the "
+             "target's name)")
     add("reference_energies", default=d.reference_energies,
         help="structure files: energy of each element's isolated atom, e.g. "
              "'H:-13.6,C:-1029.9' (eV), taken as the model's atom reference; by default they "
              "are fitted by least squares on the training structures")
     add("target", default=d.target,
         help=f"QM9 target by name or index 0-18: {', '.join(TARGETS)}; or 'charges' (Mulliken "
-             f"charges per atom, e) or 'polarizability' (the 3x3 tensor, a0^3) "
+             f"charges per atom, e) or 'polarizability' (the 3x3 tensor, a0^3); for a "
+             f"structure file, 'charges', 'dipole' or 'polarizability' learn that property "
+             f"through AtomCloudNet's head instead of energies and forces "
              f"(default: {d.target}, {DESCRIPTIONS[t]} in {UNITS[t]})")
     add("train_size", type=int, default=d.train_size,
         help=f"training molecules (default: {d.train_size})")

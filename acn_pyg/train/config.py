@@ -33,6 +33,7 @@ class Config:
     target: str = "U0"
     energy_key: str = "energy"
     forces_key: str = "forces"
+    property_key: Optional[str] = None
     energy_weight: float = 1.0
     forces_weight: float = 100.0
     reference_energies: Optional[str] = None
@@ -122,7 +123,11 @@ def check_config(cfg: Config) -> None:
                              "backward) yet; train without it")
     _require("output", cfg.output, lambda v: v in OUTPUT_CHOICES,
              f"one of {', '.join(OUTPUT_CHOICES)}")
-    structured = cfg.on_qm9 and cfg.target in ("charges", "polarizability")
+    structured = (cfg.target in ("charges", "polarizability") if cfg.on_qm9
+                  else cfg.target in ("charges", "dipole", "polarizability"))
+    if cfg.on_qm9 and cfg.target == "dipole":
+        raise ValueError("--target dipole is a structure file's dipole vector; QM9 gives "
+                         "the dipole's magnitude: --target mu")
     if structured and cfg.model != "acn":
         raise ValueError(f"--target {cfg.target} needs an output head of AtomCloudNet: "
                          f"--model acn (got {cfg.model})")

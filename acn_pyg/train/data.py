@@ -10,13 +10,16 @@ from torch import Tensor
 from acn_pyg.datasets.qm9 import QM9, TARGETS, UNITS, target_index
 from acn_pyg.datasets.qm9_subset import QM9Subset
 from acn_pyg.train.config import EXTENSIVE_TARGETS, Config
-from acn_pyg.train.tasks import (ChargesTask, DipoleMagnitudeTask, EnergyForcesTask,
-                                 PropertyTask, TensorTask)
+from acn_pyg.train.tasks import (ChargesTask, DipoleMagnitudeTask, DipoleVectorTask,
+                                 EnergyForcesTask, PropertyTask, TensorTask)
 
 #: The element columns of the linear baseline (QM9 has H, C, N, O, F).
 ELEMENTS = (1, 6, 7, 8, 9)
 #: QM9 properties beyond the 19 scalar targets: the model's output and the unit.
 STRUCTURED_TARGETS = {"charges": ("charges", "e"), "polarizability": ("tensor", "a0^3")}
+#: Properties of a structure file that a head learns: the model's output
+#: (in the file's units).
+FILE_TARGETS = {"charges": "charges", "dipole": "dipole", "polarizability": "tensor"}
 
 
 def split_indices(num: int, train: int, val: int, test: int, seed: int) -> Dict[str, Tensor]:
@@ -167,8 +170,8 @@ def resolved_output(cfg: Config) -> str:
     :obj:`polarizability` tensor) and a scalar otherwise."""
     if cfg.output != "auto":
         return cfg.output
-    if cfg.target in STRUCTURED_TARGETS:
-        return STRUCTURED_TARGETS[cfg.target][0]
+    if cfg.target in (STRUCTURED_TARGETS if cfg.on_qm9 else FILE_TARGETS):
+        return FILE_TARGETS[cfg.target]
     if cfg.on_qm9 and cfg.model == "acn" and str(cfg.target) in ("mu", "0"):
         return "dipole"
     return "scalar"
@@ -186,16 +189,26 @@ def _qm9_split(cfg: Config):
     return dataset, split
 
 
-def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor]) -> Prepared:
-    """:func:`prepare` for QM9's per-atom charges (e; the reference is each
-    element's mean charge over the training atoms) and polarizability tensor
-    (:math:`a_0^3`; the isotropic reference is the per-element linear fit of
-    its trace over 3, as for :obj:`alpha`); the scale is the residual's
-    standard deviation."""
-    output, unit = STRUCTURED_TARGETS[cfg.target]
+def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor],
+                        unit: Optional[str] = None) -> Prepared:
+    """:func:`prepare` for per-atom charges (QM9's, e, or a file's; the
+    reference is each element's mean charge over the training atoms), a
+    polarizability tensor (QM9's, :math:`a_0^3`, learned on its principal
+    values, or a file's, on its components; the isotropic reference is the
+    per-element linear fit of its trace over 3, as for :obj:`alpha`) and a
+    file's dipole vectors (no reference; the scale is the RMS of their
+    components). The scale is the residual's standard deviation; that of a
+    tensor's traceless part the spread of its principal values about their
+    mean."""
+    output = FILE_TARGETS[cfg.target]
+    unit = STRUCTURED_TARGETS[cfg.target][1] if unit is None else unit
     z, batch, _ = molecule_arrays(dataset, split["train"], "idx")
     elements = tuple(sorted(set(z.tolist())))
-    if cfg.target == "charges":
+    head_std, baseline, atomref = None, None, None
+    if cfg.target == "dipole":
+        residual = dataset._data.dipole[split["train"]].double().reshape(-1)
+        residual = torch.cat([residual, -residual])  # an RMS about zero
+    elif cfg.target == "charges":
         ptr = dataset.slices["charges"]
         q = torch.cat([dataset._data.charges[ptr[i]:ptr[i + 1]]
                        for i in split["train"].tolist()]).double()
@@ -203,9 +216,8 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor]) -> Prepa
         for element in elements:
             atomref[element] = q[z == element].mean()
         residual = q - atomref[z]
-        baseline, head_std = None, None
     else:
-        tensors = dataset._data.polarizability[split["train"]].double()
+        tensors = dataset._data.polarizability[split["train"]].double().reshape(-1, 3, 3)
         iso = tensors.diagonal(dim1=1, dim2=2).mean(-1)
         counts = element_counts(z, batch, split["train"].numel(), elements)
         baseline = LinearBaseline(True, elements).fit(counts, iso)
@@ -217,9 +229,10 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor]) -> Prepa
     std = std if std > 0 else 1.0
     if head_std is not None and not head_std > 0:
         head_std = std
-    task = ChargesTask(std) if cfg.target == "charges" else TensorTask(std, head_std)
+    task = {"charges": lambda: ChargesTask(std), "dipole": lambda: DipoleVectorTask(std),
+            "polarizability": lambda: TensorTask(std, head_std, frame_free=cfg.on_qm9)}
     return Prepared(dataset, split, cfg.target, cfg.target, unit, False, baseline, 0.0, std,
-                    atomref, task, elements, output, head_std)
+                    atomref, task[cfg.target](), elements, output, head_std)
 
 
 def _prepare_file(cfg: Config) -> Prepared:
@@ -228,6 +241,15 @@ def _prepare_file(cfg: Config) -> Prepared:
     and forces."""
     from acn_pyg.datasets.atoms import AtomsDataset
 
+    if cfg.target in FILE_TARGETS:
+        path = os.path.abspath(cfg.data)
+        dataset = AtomsDataset(os.path.dirname(path), path,
+                               properties={cfg.target: cfg.property_key or cfg.target})
+        split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size,
+                              cfg.seed)
+        z, _, _ = molecule_arrays(dataset, split["train"], "idx")
+        _check_elements(dataset, split, tuple(sorted(set(z.tolist()))), cfg.data)
+        return _prepare_structured(cfg, dataset, split, unit="")
     keys = {}
     if cfg.energy_weight > 0:
         keys["energy"] = cfg.energy_key

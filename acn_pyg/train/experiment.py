@@ -15,7 +15,7 @@ from acn_pyg.train.losses import DenoisingLoss
 from acn_pyg.train.loop import Trainer, predict, train
 from acn_pyg.train.report import (forces_parity_plot, learning_curve_plot, machine, parity_plot,
                                   with_energy_units, write_metrics)
-from acn_pyg.train.tasks import PropertyTask
+from acn_pyg.train.tasks import EnergyForcesTask, PropertyTask
 from acn_pyg.utils.ema import ExponentialMovingAverage
 from acn_pyg.utils.io import RunLock, load_checkpoint
 from acn_pyg.utils.memory import reuse_freed_memory
@@ -63,10 +63,11 @@ def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
     (:func:`acn_pyg.inference.save_model`'s arguments): the model's spec,
     its target and unit, whether it is an energy, the training elements and
     the config."""
-    energy = (not cfg.on_qm9) or prep.name in QM9_ENERGIES
+    files = isinstance(prep.task, EnergyForcesTask)
+    energy = files or (cfg.on_qm9 and prep.name in QM9_ENERGIES)
     return dict(spec=model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
                                 prep.output, prep.head_std),
-                target=prep.name if cfg.on_qm9 else "energy", unit=prep.unit, energy=energy,
+                target="energy" if files else prep.name, unit=prep.unit, energy=energy,
                 elements=prep.elements, config=asdict(cfg))
 
 
@@ -186,10 +187,10 @@ def _run(cfg: Config) -> Dict[str, object]:
     wall = train(tr, loaders, device, state, cfg, shuffle_rng, unit=prep.unit,
                  desc=f"{cfg.model} {prep.name}",
                  save_best=lambda model, path: save_model(path, model, **info))
+    if not isinstance(prep.task, (PropertyTask, EnergyForcesTask)):
+        return _report_structured_run(cfg, prep, tr, loaders, device, state, wall)
     if not cfg.on_qm9:
         return _report_file_run(cfg, prep, tr, loaders, device, state, wall)
-    if not isinstance(prep.task, PropertyTask):
-        return _report_structured_run(cfg, prep, tr, loaders, device, state, wall)
 
     pred, true, train_mae = _test(cfg, prep, tr.evaluated, loaders, device)
     test_mae = float((pred - true).abs().mean())
@@ -252,18 +253,22 @@ def _structured_baseline(prep: Prepared, true: Tensor) -> Tensor:
     z, batch, _ = molecule_arrays(prep.dataset, prep.split["test"], "idx")
     if prep.name == "charges":
         return prep.atomref[z]
-    if prep.name == "polarizability":  # an isotropic tensor: three equal eigenvalues
+    if prep.name == "polarizability":  # an isotropic tensor
         iso = prep.baseline.predict(element_counts(z, batch, prep.split["test"].numel(),
                                                    prep.baseline.elements))
-        return iso[:, None].expand(-1, 3)
+        if true.size(-1) == 3:  # three equal principal values
+            return iso[:, None].expand(-1, 3)
+        return (iso[:, None, None] * torch.eye(3, dtype=iso.dtype)).reshape(-1, 9)
+    if prep.name == "dipole":  # no dipole
+        return torch.zeros_like(true)
     _, _, mu = molecule_arrays(prep.dataset, prep.split["train"], prep.t_index)
     return torch.full_like(true, float(mu.double().mean()))
 
 
 def _report_structured_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
                            state: TrainState, wall: float) -> Dict[str, object]:
-    """Tests the best checkpoint of a QM9 run on per-atom charges, the
-    polarizability tensor or the dipole vector's magnitude."""
+    """Tests the best checkpoint of a run on per-atom charges, a
+    polarizability tensor, a dipole vector or QM9's dipole magnitude."""
     model, task = tr.evaluated, prep.task
     _load_best(cfg, model, device)
     pred = task.predict(model, loaders["test"], device)
@@ -275,13 +280,17 @@ def _report_structured_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, de
                "train_mae": fit["mae"],
                "baseline_test_mae": float((base - pred["true"]).abs().mean()),
                **_run_record(cfg, prep, tr, loaders, device, state, wall)}
+    if not cfg.on_qm9:
+        metrics["data"] = cfg.data
     write_metrics(metrics, cfg.out)
     if cfg.plot:
-        what = {"charges": "atom charges", "polarizability": "principal values"}.get(
-            prep.name, "dipole magnitudes")
-        title = f"{cfg.model} on QM9 {prep.name}: test MAE {errors['mae']:.4g} {prep.unit}"
+        what = {"charges": "atom charges", "dipole": "dipole components",
+                "polarizability": "principal values" if cfg.on_qm9 else "tensor components"
+                }.get(prep.name, "dipole magnitudes")
+        source = "QM9" if cfg.on_qm9 else os.path.basename(cfg.data)
+        title = f"{cfg.model} on {source} {prep.name}: test MAE {errors['mae']:.4g} {prep.unit}"
         parity_plot(pred["pred"].reshape(-1), pred["true"].reshape(-1), None, title, prep.unit,
                     os.path.join(cfg.out, "parity.png"), what=f"test {what}")
-        learning_curve_plot(state.history, prep.std, f"{cfg.model} on QM9 {prep.name}",
+        learning_curve_plot(state.history, prep.std, f"{cfg.model} on {source} {prep.name}",
                             prep.unit, os.path.join(cfg.out, "learning_curve.png"))
     return metrics

@@ -161,45 +161,80 @@ class _StructuredTask:
 
 
 class ChargesTask(_StructuredTask):
-    r"""Per-atom charges (QM9's Mulliken charges, e) from a model with
-    :obj:`output="charges"`: the MAE over atoms."""
+    r"""Per-atom charges (QM9's Mulliken charges, e, or a file's) from a
+    model with :obj:`output="charges"`, constrained to each structure's total
+    charge (the sum of its reference charges): the MAE over atoms."""
 
     def _pairs(self, model, data):
-        return model(data.z, data.pos, data.batch).view(-1), data.charges.view(-1)
+        true = data.charges.view(-1)
+        total = torch.zeros(data.num_graphs, dtype=true.dtype,
+                            device=true.device).index_add_(0, data.batch, true)
+        return model(data.z, data.pos, data.batch, total_charge=total).view(-1), true
+
+
+class DipoleVectorTask(_StructuredTask):
+    r"""Dipole vectors given in the structures' frame (a file's
+    :obj:`dipole`, :obj:`[1, 3]` a structure) from a model with
+    :obj:`output="dipole"`: the MAE over components; :meth:`errors` adds
+    that of the magnitude."""
+
+    def _pairs(self, model, data):
+        return model(data.z, data.pos, data.batch), data.dipole.reshape(-1, 3)
+
+    def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
+        errors = super().errors(pred)
+        errors["magnitude_mae"] = float((pred["pred"].norm(dim=-1)
+                                         - pred["true"].norm(dim=-1)).abs().mean())
+        return errors
 
 
 class TensorTask(_StructuredTask):
-    r"""A symmetric 3x3 tensor per molecule (QM9's polarizability,
-    :math:`a_0^3`) from a model with :obj:`output="tensor"`, learned and
-    scored on its eigenvalues (the principal values, in ascending order):
-    QM9's tensors are given in another frame than its positions (acetylene's
+    r"""A symmetric 3x3 tensor per structure (a polarizability) from a model
+    with :obj:`output="tensor"`. With :obj:`frame_free` (QM9) it is learned
+    and scored on its eigenvalues (the principal values, ascending): QM9's
+    tensors are given in another frame than its positions (acetylene's
     largest principal axis is perpendicular to its bond in the stored
     geometry), so only rotation-invariant functions of them can be compared,
-    as only the dipole's magnitude can. The loss is the L1 error of the mean
-    principal value (the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3`,
-    QM9's :obj:`alpha`) in units of :obj:`std` plus that of the principal
-    values less their mean in units of :obj:`anisotropic_std`; validated by
-    the MAE of the principal values. :meth:`errors` adds the MAE of the
-    isotropic part."""
+    as only the dipole's magnitude can. Otherwise (a file's tensors, in the
+    frame of its positions) on its nine components. The loss is the L1 error
+    of the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` in units of
+    :obj:`std` plus that of the rest in units of :obj:`anisotropic_std`;
+    validated by the MAE of the principal values (or components).
+    :meth:`errors` adds the MAE of the isotropic part (QM9's :obj:`alpha`)."""
 
-    def __init__(self, std: float, anisotropic_std: Optional[float] = None):
+    def __init__(self, std: float, anisotropic_std: Optional[float] = None,
+                 frame_free: bool = True):
         super().__init__(std)
         self.anisotropic_std = std if anisotropic_std is None else anisotropic_std
+        self.frame_free = frame_free
+
+    @staticmethod
+    def _split(x: Tensor) -> Tuple[Tensor, Tensor]:
+        """The isotropic part of principal values [G, 3] or components
+        [G, 9], and the rest."""
+        if x.size(-1) == 3:
+            iso = x.mean(-1, keepdim=True)
+            return iso, x - iso
+        iso = x[:, [0, 4, 8]].mean(-1, keepdim=True)
+        eye = torch.eye(3, dtype=x.dtype, device=x.device).reshape(1, 9)
+        return iso, x - iso * eye
 
     def loss(self, model: torch.nn.Module, data) -> Tensor:
         pred, true = self._pairs(model, data)
-        iso_pred, iso_true = pred.mean(-1, keepdim=True), true.mean(-1, keepdim=True)
+        (iso_pred, rest_pred), (iso_true, rest_true) = self._split(pred), self._split(true)
         return (target_loss(iso_pred, iso_true, self.std)
-                + target_loss(pred - iso_pred, true - iso_true, self.anisotropic_std))
+                + target_loss(rest_pred, rest_true, self.anisotropic_std))
 
     def _pairs(self, model, data):
         pred = model(data.z, data.pos, data.batch)
         true = data.polarizability.reshape(-1, 3, 3).to(pred.dtype)
-        return torch.linalg.eigvalsh(pred), torch.linalg.eigvalsh(true)
+        if self.frame_free:
+            return torch.linalg.eigvalsh(pred), torch.linalg.eigvalsh(true)
+        return pred.reshape(-1, 9), true.reshape(-1, 9)
 
     def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
         errors = super().errors(pred)
-        iso = [p.mean(-1) for p in (pred["pred"], pred["true"])]
+        iso = [self._split(p)[0] for p in (pred["pred"], pred["true"])]
         errors["isotropic_mae"] = float((iso[0] - iso[1]).abs().mean())
         return errors
 

@@ -222,19 +222,22 @@ def test_predict_writes_what_a_head_predicts(tmp_path, capsys, output, target):
                             atomref=None), target=target, unit="x")
     frames = [ase.Atoms(numbers=z.numpy(), positions=pos.numpy())
               for z, pos in (random_molecule(n, seed=n, dtype=torch.float32) for n in (4, 6))]
+    frames[1].info["charge"] = 1.0  # a cation: its charges sum to 1
     ase.io.write(tmp_path / "in.xyz", frames)
     out = tmp_path / "p.json"
     assert main(["predict", ckpt, str(tmp_path / "in.xyz"), "--out", str(out), "--quiet"]) == 0
     rows = json.loads(out.read_text())["structures"]
     model = load_model(ckpt)
     for row, atoms in zip(rows, frames):
+        extra = ({"total_charge": torch.tensor([atoms.info.get("charge", 0.0)])}
+                 if output != "tensor" else {})
         with torch.no_grad():
             expected = model(torch.tensor(atoms.numbers),
-                             torch.tensor(atoms.positions, dtype=torch.float32))
+                             torch.tensor(atoms.positions, dtype=torch.float32), **extra)
         np.testing.assert_allclose(np.array(row[target]), expected.squeeze(0).view(
             -1 if output == "charges" else expected.shape[1:]).numpy(), rtol=1e-5, atol=1e-6)
     if output == "charges":
-        assert abs(sum(rows[0]["charges"])) < 1e-5
+        assert abs(sum(rows[0]["charges"])) < 1e-5 and abs(sum(rows[1]["charges"]) - 1) < 1e-5
     # One row a structure cannot hold them.
     assert main(["predict", ckpt, str(tmp_path / "in.xyz"), "--quiet"]) == 2
     assert "not one number a structure" in capsys.readouterr().err

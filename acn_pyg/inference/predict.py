@@ -99,6 +99,7 @@ def predict_structures(models: Sequence[TrainedModel],
         for m in models:
             m.check_elements(d.z.tolist(), where)
         d.idx = torch.tensor([k])
+        d.total_charge = torch.tensor([float(atoms.info.get("charge", 0.0))])
         data.append(d)
     device = device if device is not None else next(models[0].model.parameters()).device
     loader = DataLoader(data, batch_size=batch_size)
@@ -114,8 +115,10 @@ def predict_structures(models: Sequence[TrainedModel],
                 with torch.set_grad_enabled(forces):
                     y, f = energy_and_forces(m.model, batch, forces)
             else:
-                with torch.no_grad():
-                    y = m.model(batch.z, batch.pos, batch.batch)
+                with torch.no_grad():  # charges and dipoles sum to info["charge"]
+                    extra = ({"total_charge": batch.total_charge}
+                             if output in ("charges", "dipole") else {})
+                    y = m.model(batch.z, batch.pos, batch.batch, **extra)
                 y = y.view(-1) if output == "charges" else y
             y_m.append(y.detach().double().cpu())
             if forces:

@@ -154,3 +154,14 @@ def test_a_structure_file_trains_a_head(tmp_path, capsys, target):
 def test_qm9_has_no_dipole_vectors():
     with pytest.raises(ValueError, match="--target mu"):
         check_config(Config(target="dipole"))
+
+
+def test_a_files_charge_scale_is_that_of_its_per_atom_residuals(tmp_path):
+    path = _property_frames(tmp_path / "props.xyz")
+    prep = prepare(Config(data=path, target="charges", train_size=24, val_size=8, test_size=8))
+    z = torch.cat([prep.dataset[int(i)].z for i in prep.split["train"]])
+    q = torch.cat([prep.dataset[int(i)].charges.view(-1) for i in prep.split["train"]])
+    assert prep.std == pytest.approx(float((q - prep.atomref[z]).std()))
+    prep = prepare(Config(data=path, target="dipole", train_size=24, val_size=8, test_size=8))
+    mu = torch.cat([prep.dataset[int(i)].dipole for i in prep.split["train"]])
+    assert prep.std == pytest.approx(float(mu.pow(2).mean().sqrt()))

@@ -6,9 +6,11 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
+from torch_geometric.data import Data
 
 from acn_pyg.inference.checkpoint import TrainedModel, load_trained
 from acn_pyg.inference.predict import check_ensemble
+from acn_pyg.train.tasks import energy_and_forces
 
 
 class AtomCloudCalculator(Calculator):
@@ -69,17 +71,16 @@ class AtomCloudCalculator(Calculator):
         if atoms.pbc.any():
             raise ValueError(f"{atoms.get_chemical_formula()} is periodic (pbc="
                              f"{atoms.pbc.tolist()}): periodic cells are not supported yet")
-        z = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)
         for m in self.members:
             m.check_elements(atoms.numbers, atoms.get_chemical_formula())
+        z = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)
+        data = Data(z=z, pos=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
+                    batch=torch.zeros_like(z))
         energies, forces = [], []
         for m in self.members:
-            pos = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device,
-                               requires_grad=True)
-            energy = m.model(z, pos).sum()
-            grad, = torch.autograd.grad(energy, pos)
+            energy, force = energy_and_forces(m.model, data)
             energies.append(energy.item())
-            forces.append(-grad.detach().cpu().double().numpy())
+            forces.append(force.detach().cpu().double().numpy())
         energies, forces = np.array(energies), np.stack(forces)
         self.results["energy"] = self.results["free_energy"] = float(energies.mean())
         self.results["forces"] = forces.mean(0)

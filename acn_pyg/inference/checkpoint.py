@@ -211,8 +211,8 @@ def _from_run_folder(path: str, state) -> TrainedModel:
     """A bare state dict (``best.pt`` of acn_pyg < 0.5), rebuilt as its run
     did: the config from ``metrics.json`` beside it, the scale and atom
     reference from the run's data."""
-    from acn_pyg.train.experiment import build_model
     from acn_pyg.train.data import prepare
+    from acn_pyg.train.experiment import checkpoint_info
     from acn_pyg.train.report import load_run, run_config
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -221,13 +221,8 @@ def _from_run_folder(path: str, state) -> TrainedModel:
                          f"the run's metrics.json beside it, which says how to build its model")
     metrics = load_run(folder)
     cfg = run_config(metrics)
-    prep = prepare(cfg)
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
+    info = checkpoint_info(cfg, prepare(cfg))
+    model = build(info["spec"])
     _load_state(model, state, path)
-    return TrainedModel(model, prep.name if cfg.on_qm9 else "energy", prep.unit,
-                        _is_energy(cfg, prep.name), prep.elements, metrics["config"],
-                        "< 0.5", path)
-
-
-def _is_energy(cfg, name: str) -> bool:
-    return (not cfg.on_qm9) or name in QM9_ENERGIES
+    return TrainedModel(model, info["target"], info["unit"], info["energy"],
+                        tuple(info["elements"]), metrics["config"], "< 0.5", path)

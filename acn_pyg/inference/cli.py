@@ -85,36 +85,19 @@ def _device(name: str):
 
 def predict_command(args) -> int:
     from acn_pyg.inference.checkpoint import load_trained
-    from acn_pyg.inference.predict import (output_format, predict_structures, read_structures,
+    from acn_pyg.inference.predict import (check_output, predict_structures, read_structures,
                                            write_predictions)
 
     checkpoints, files = split_paths(args.paths)
-    if args.out is not None:
-        output_format(args.out)
-    if args.forces and (args.out is None or output_format(args.out) == "csv"):
-        raise ValueError("--forces: give --out FILE.json or FILE.xyz (a CSV holds one row a "
-                         "structure)")
     device = _device(args.device)
     models = [load_trained(c, device) for c in checkpoints]
+    check_output(args.out, models[0], args.forces)  # before the work
     structures = read_structures(files, args.index, args.format)
     pred = predict_structures(models, structures, forces=args.forces,
                               batch_size=args.batch_size, device=device,
                               progress=not args.quiet)
-    if args.out is None:
-        import csv
-
-        from acn_pyg.inference.predict import output_of
-        if output_of(models[0]) != "scalar":
-            raise ValueError(f"{models[0].path} predicts {models[0].target}, not one number a "
-                             "structure: give --out FILE.json or FILE.xyz")
-
-        from acn_pyg.inference.predict import records
-        rows = records(models, structures, pred)
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        write_predictions(args.out, models, structures, pred)
+    write_predictions(args.out, models, structures, pred)
+    if args.out is not None:
         print(f"{len(structures)} structures, {models[0].target} in {models[0].unit}"
               f"{f' (mean of {len(models)} models)' if len(models) > 1 else ''} -> {args.out}",
               file=sys.stderr)

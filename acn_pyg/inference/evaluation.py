@@ -1,7 +1,6 @@
 """The test of a checkpoint, again: its run's test split rebuilt from the
 configuration the checkpoint holds, and its test errors computed as the
 training program computed them (``acn-pyg test``)."""
-import dataclasses
 import os
 from typing import Dict, Optional
 
@@ -29,18 +28,18 @@ def test_checkpoint(trained: TrainedModel, device="cpu", batch_size: Optional[in
     """
     from torch_geometric.loader import DataLoader
 
-    from acn_pyg.train.config import Config
     from acn_pyg.train.data import prepare
     from acn_pyg.train.loop import predict
+    from acn_pyg.train.report import run_config
     from acn_pyg.train.tasks import PropertyTask
 
     if trained.config is None:
         raise ValueError(f"{trained.path} holds no training configuration (saved by "
                          "save_model without config=...): its test split is unknown")
-    known = {f.name for f in dataclasses.fields(Config)}
-    values = {k: v for k, v in trained.config.items() if k in known}
-    values.update({k: v for k, v in data_overrides.items() if v is not None})
-    cfg = Config(**values)
+    # As a run's metrics.json: fields this version lacks are left out, and a
+    # config saved before the output heads learned scalars.
+    overrides = {k: v for k, v in data_overrides.items() if v is not None}
+    cfg = run_config({"config": {**trained.config, **overrides}})
     if not cfg.on_qm9 and not os.path.isfile(cfg.data):
         raise FileNotFoundError(f"the run's structure file {cfg.data!r} is not there: give "
                                 "its place with --data")

@@ -7,9 +7,11 @@ For an ensemble of :math:`M` models the prediction is the mean
 deviation across members
 :math:`\sigma = \sqrt{\frac{1}{M} \sum_m (y_m - \bar{y})^2}`, per structure
 and, for forces, per component."""
+import contextlib
 import csv
 import json
 import os
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -191,23 +193,34 @@ def output_format(path: str) -> str:
     return OUTPUT_FORMATS[ext]
 
 
-def write_predictions(path: str, models: Sequence[TrainedModel], structures,
-                      pred: Dict[str, object]) -> None:
-    """Writes the predictions to :obj:`path`: CSV (one row a structure, no
-    forces), JSON (units, checkpoints and one record a structure) or
-    extended XYZ (the structures, with the prediction in :obj:`atoms.info`
-    and, for energies, as the calculator's energy and forces)."""
-    fmt = output_format(path)
-    rows = records(models, structures, pred)
-    first = models[0]
+def check_output(path: Optional[str], model: TrainedModel, forces: bool) -> str:
+    """The format of :obj:`path` (:obj:`None`: CSV on standard output),
+    refusing what it cannot hold: a CSV holds one number a structure, so
+    neither forces nor what a head predicts."""
+    fmt = "csv" if path is None else output_format(path)
     if fmt == "csv":
-        if output_of(first) != "scalar":
-            raise ValueError(f"{first.path} predicts {first.target} ({output_of(first)} output),"
-                             " not one number a structure: write it to a .json or .xyz file")
-        if "forces" in pred:
-            raise ValueError("--forces: a CSV holds one row a structure; write forces to a "
-                             ".json or .xyz file")
-        with open(path, "w", newline="") as f:
+        if output_of(model) != "scalar":
+            raise ValueError(f"{model.path} predicts {model.target} ({output_of(model)} output),"
+                             " not one number a structure: give --out FILE.json or FILE.xyz")
+        if forces:
+            raise ValueError("--forces: a CSV holds one row a structure; give --out FILE.json "
+                             "or FILE.xyz")
+    return fmt
+
+
+def write_predictions(path: Optional[str], models: Sequence[TrainedModel], structures,
+                      pred: Dict[str, object]) -> None:
+    """Writes the predictions to :obj:`path` (:obj:`None`: standard output):
+    CSV (one row a structure, no forces), JSON (units, checkpoints and one
+    record a structure) or extended XYZ (the structures, with the prediction
+    in :obj:`atoms.info` and, for energies, as the calculator's energy and
+    forces); :func:`check_output` says what each can hold."""
+    first = models[0]
+    fmt = check_output(path, first, "forces" in pred)
+    rows = records(models, structures, pred)
+    if fmt == "csv":
+        with (open(path, "w", newline="") if path is not None
+              else contextlib.nullcontext(sys.stdout)) as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)

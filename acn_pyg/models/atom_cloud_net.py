@@ -273,8 +273,7 @@ class AtomCloudNet(torch.nn.Module):
         if output == "charges":
             self.head = AtomicChargesHead(hidden_channels, charge_constraint, std_, atomref)
         elif output == "dipole":
-            self.head = DipoleHead(hidden_channels, head_irreps, std_)
-            self.head.charges.constrain = charge_constraint
+            self.head = DipoleHead(hidden_channels, head_irreps, std_, charge_constraint)
         elif output == "tensor":
             self.head = SymmetricTensorHead(hidden_channels, head_irreps, std_, atomref,
                                             head_std)

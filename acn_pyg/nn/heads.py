@@ -99,6 +99,8 @@ class DipoleHead(torch.nn.Module):
             (:obj:`"Cx1o"`), or :obj:`None` for charges alone.
         std (float, optional): :math:`\sigma`, e.g. a unit conversion from
             e*A. (default: :obj:`1.0`)
+        constrain (bool, optional): Make the charges sum to the total charge.
+            (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`\mathbf{a}` :math:`(|\mathcal{V}|, \mathrm{channels})`,
@@ -108,11 +110,12 @@ class DipoleHead(torch.nn.Module):
         - **output:** :math:`(|\mathcal{G}|, 3)`
     """
 
-    def __init__(self, channels: int, vector_irreps: Optional[IrrepsLike], std: float = 1.0):
+    def __init__(self, channels: int, vector_irreps: Optional[IrrepsLike], std: float = 1.0,
+                 constrain: bool = True):
         super().__init__()
         from ase.data import atomic_masses
         self.std = float(std)
-        self.charges = AtomicChargesHead(channels, constrain=True)
+        self.charges = AtomicChargesHead(channels, constrain=constrain)
         self.atomic = (IrrepsLinear(str(as_irreps(vector_irreps)), "1x1o")
                        if vector_irreps is not None else None)
         self.register_buffer("masses", torch.as_tensor(atomic_masses[:101],

@@ -93,10 +93,19 @@ def molecule_arrays(dataset, indices: Tensor,
     data = dataset._data
     ptr = dataset.slices["z"]
     counts = ptr[indices + 1] - ptr[indices]
-    z = torch.cat([data.z[ptr[i]:ptr[i + 1]] for i in indices.tolist()])
+    z = atom_values(dataset, indices, "z")
     batch = torch.repeat_interleave(torch.arange(indices.numel()), counts)
     y = data[target][indices].view(-1) if isinstance(target, str) else data.y[indices, target]
     return z, batch, y
+
+
+def atom_values(dataset, indices: Tensor, key: str) -> Tensor:
+    """The per-atom attribute :obj:`key` of the structures :obj:`indices` of
+    an in-memory :obj:`dataset`, concatenated in their order, without
+    collating them."""
+    ptr = dataset.slices[key]
+    values = dataset._data[key]
+    return torch.cat([values[ptr[i]:ptr[i + 1]] for i in indices.tolist()])
 
 
 @dataclass
@@ -204,14 +213,11 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor],
     unit = STRUCTURED_TARGETS[cfg.target][1] if unit is None else unit
     z, batch, _ = molecule_arrays(dataset, split["train"], "idx")
     elements = tuple(sorted(set(z.tolist())))
-    head_std, baseline, atomref = None, None, None
+    head_std, baseline, atomref, residual = None, None, None, None
     if cfg.target == "dipole":
-        residual = dataset._data.dipole[split["train"]].double().reshape(-1)
-        residual = torch.cat([residual, -residual])  # an RMS about zero
+        rms = float(dataset._data.dipole[split["train"]].double().pow(2).mean().sqrt())
     elif cfg.target == "charges":
-        ptr = dataset.slices["charges"]
-        q = torch.cat([dataset._data.charges[ptr[i]:ptr[i + 1]]
-                       for i in split["train"].tolist()]).double()
+        q = atom_values(dataset, split["train"], "charges").double().view(-1)
         atomref = torch.zeros(101, dtype=torch.float64)
         for element in elements:
             atomref[element] = q[z == element].mean()
@@ -225,7 +231,10 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor],
         residual = iso - baseline.predict(counts)
         principal = torch.linalg.eigvalsh(tensors)
         head_std = float((principal - principal.mean(-1, keepdim=True)).std())
-    std = float(residual.std()) if residual.numel() > 1 else 1.0
+    if residual is None:
+        std = rms
+    else:
+        std = float(residual.std()) if residual.numel() > 1 else 1.0
     std = std if std > 0 else 1.0
     if head_std is not None and not head_std > 0:
         head_std = std
@@ -238,29 +247,25 @@ def _prepare_structured(cfg: Config, dataset, split: Dict[str, Tensor],
 def _prepare_file(cfg: Config) -> Prepared:
     """:func:`prepare` for a structure file: energies (summed over atoms,
     with per-element reference energies fitted on the training structures)
-    and forces."""
+    and forces, or a property of :data:`FILE_TARGETS` through a head."""
     from acn_pyg.datasets.atoms import AtomsDataset
 
-    if cfg.target in FILE_TARGETS:
-        path = os.path.abspath(cfg.data)
-        dataset = AtomsDataset(os.path.dirname(path), path,
-                               properties={cfg.target: cfg.property_key or cfg.target})
-        split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size,
-                              cfg.seed)
-        z, _, _ = molecule_arrays(dataset, split["train"], "idx")
-        _check_elements(dataset, split, tuple(sorted(set(z.tolist()))), cfg.data)
-        return _prepare_structured(cfg, dataset, split, unit="")
     keys = {}
-    if cfg.energy_weight > 0:
-        keys["energy"] = cfg.energy_key
-    if cfg.forces_weight > 0:
-        keys["forces"] = cfg.forces_key
+    if cfg.target in FILE_TARGETS:
+        keys[cfg.target] = cfg.property_key or cfg.target
+    else:
+        if cfg.energy_weight > 0:
+            keys["energy"] = cfg.energy_key
+        if cfg.forces_weight > 0:
+            keys["forces"] = cfg.forces_key
     path = os.path.abspath(cfg.data)
     dataset = AtomsDataset(os.path.dirname(path), path, properties=keys)
     split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
     z, batch, _ = molecule_arrays(dataset, split["train"], "idx")
     elements = tuple(sorted(set(z.tolist())))
     _check_elements(dataset, split, elements, cfg.data)
+    if cfg.target in FILE_TARGETS:
+        return _prepare_structured(cfg, dataset, split, unit="")
     baseline, atomref, std = None, None, 1.0
     if "energy" in keys:
         counts = element_counts(z, batch, split["train"].numel(), elements)
@@ -274,10 +279,7 @@ def _prepare_file(cfg: Config) -> Prepared:
         residual = energy - baseline.predict(counts)
         std = float(residual.std()) if residual.numel() > 1 else 1.0
     if "forces" in keys:  # forces set the scale when learned, as in MACE
-        ptr = dataset.slices["forces"]
-        forces = torch.cat([dataset._data.forces[ptr[i]:ptr[i + 1]]
-                            for i in split["train"].tolist()])
-        std = float(forces.pow(2).mean().sqrt())
+        std = float(atom_values(dataset, split["train"], "forces").pow(2).mean().sqrt())
     std = std if std > 0 else 1.0
     name = "+".join(keys)
     return Prepared(dataset, split, "energy" if "energy" in keys else "idx", name, "eV", True,

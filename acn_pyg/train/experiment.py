@@ -10,7 +10,8 @@ from torch import Tensor
 from acn_pyg.inference.checkpoint import QM9_ENERGIES, build, save_model, state_dict_of
 from acn_pyg.train.checkpoints import TrainState, restore_last, warm_start
 from acn_pyg.train.config import Config, check_config
-from acn_pyg.train.data import Prepared, make_loaders, prepare
+from acn_pyg.train.data import (Prepared, element_counts, make_loaders, molecule_arrays,
+                                prepare)
 from acn_pyg.train.losses import DenoisingLoss
 from acn_pyg.train.loop import Trainer, predict, train
 from acn_pyg.train.report import (forces_parity_plot, learning_curve_plot, machine, parity_plot,
@@ -58,6 +59,13 @@ def build_model(cfg: Config, extensive: bool, mean: float, std: float,
     return build(model_spec(cfg, extensive, mean, std, atomref, output, head_std))
 
 
+def prepared_spec(cfg: Config, prep: Prepared) -> Dict[str, object]:
+    """:func:`model_spec` for the data :obj:`prep` of :func:`prepare`: its
+    scale, atom reference and head."""
+    return model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref, prep.output,
+                      prep.head_std)
+
+
 def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
     """What the run's ``best.pt`` holds beside the weights
     (:func:`acn_pyg.inference.save_model`'s arguments): the model's spec,
@@ -65,8 +73,7 @@ def checkpoint_info(cfg: Config, prep: Prepared) -> Dict[str, object]:
     the config."""
     files = isinstance(prep.task, EnergyForcesTask)
     energy = files or (cfg.on_qm9 and prep.name in QM9_ENERGIES)
-    return dict(spec=model_spec(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
-                                prep.output, prep.head_std),
+    return dict(spec=prepared_spec(cfg, prep),
                 target="energy" if files else prep.name, unit=prep.unit, energy=energy,
                 elements=prep.elements, config=asdict(cfg))
 
@@ -78,8 +85,7 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     best = os.path.join(run_dir, "best.pt")
     if not os.path.exists(best):
         raise FileNotFoundError(f"{best} not found: the run saved no checkpoint")
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
-                        prep.output, prep.head_std).to(device)
+    model = build(prepared_spec(cfg, prep)).to(device)
     model.load_state_dict(state_dict_of(load_checkpoint(best, device)))
     return model
 
@@ -98,8 +104,7 @@ def _setup(cfg: Config) -> torch.device:
 
 
 def _trainer(cfg: Config, prep: Prepared, device: torch.device) -> Trainer:
-    model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref,
-                        prep.output, prep.head_std).to(device)
+    model = build(prepared_spec(cfg, prep)).to(device)
     # Built after the model, so the model starts from the same weights with
     # and without it.
     aux = ({"denoise": DenoisingLoss(model.hidden_channels, cfg.cutoff, cfg.denoise_sigma,
@@ -159,6 +164,16 @@ def _run_record(cfg: Config, prep: Prepared, tr: Trainer, loaders, device, state
             "history": state.history}
 
 
+def _task_errors(cfg: Config, prep: Prepared, model: torch.nn.Module, loaders, device):
+    """The best checkpoint's predictions on the test structures, and the
+    errors of the task (:meth:`predict`, :meth:`errors`) on them and on the
+    training structures."""
+    _load_best(cfg, model, device)
+    pred = prep.task.predict(model, loaders["test"], device)
+    fit = prep.task.errors(prep.task.predict(model, _training_loader(cfg, prep), device))
+    return pred, prep.task.errors(pred), fit
+
+
 def _test(cfg: Config, prep: Prepared, model: torch.nn.Module, loaders, device):
     _load_best(cfg, model, device)
     pred, true = predict(model, loaders["test"], prep.t_index, device)
@@ -214,11 +229,7 @@ def _report_file_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
                      state: TrainState, wall: float) -> Dict[str, object]:
     """Tests the best checkpoint of a run on a structure file: energy and
     force errors on the test and training structures, metrics and plots."""
-    model, task = tr.evaluated, prep.task
-    _load_best(cfg, model, device)
-    pred = task.predict(model, loaders["test"], device)
-    errors = task.errors(pred)
-    fit = task.errors(task.predict(model, _training_loader(cfg, prep), device))
+    pred, errors, fit = _task_errors(cfg, prep, tr.evaluated, loaders, device)
     metrics = {
         "data": cfg.data, "target": prep.name, "unit": "eV", "forces_unit": "eV/A",
         "model": cfg.model, **{f"test_{k}": v for k, v in errors.items()},
@@ -249,7 +260,6 @@ def _structured_baseline(prep: Prepared, true: Tensor) -> Tensor:
     :obj:`true`: each element's mean charge, the isotropic per-element fit
     (as three equal principal values), or the training molecules' mean
     dipole magnitude."""
-    from acn_pyg.train.data import element_counts, molecule_arrays
     z, batch, _ = molecule_arrays(prep.dataset, prep.split["test"], "idx")
     if prep.name == "charges":
         return prep.atomref[z]
@@ -269,11 +279,7 @@ def _report_structured_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, de
                            state: TrainState, wall: float) -> Dict[str, object]:
     """Tests the best checkpoint of a run on per-atom charges, a
     polarizability tensor, a dipole vector or QM9's dipole magnitude."""
-    model, task = tr.evaluated, prep.task
-    _load_best(cfg, model, device)
-    pred = task.predict(model, loaders["test"], device)
-    errors = task.errors(pred)
-    fit = task.errors(task.predict(model, _training_loader(cfg, prep), device))
+    pred, errors, fit = _task_errors(cfg, prep, tr.evaluated, loaders, device)
     base = _structured_baseline(prep, pred["true"])
     metrics = {"target": prep.name, "unit": prep.unit, "model": cfg.model, "output": prep.output,
                **{f"test_{k}": v for k, v in errors.items()},

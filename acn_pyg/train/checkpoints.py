@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from acn_pyg.inference.checkpoint import is_checkpoint, state_dict_of
+from acn_pyg.train import distributed
 from acn_pyg.train.config import RESUMABLE_FIELDS, Config
 from acn_pyg.utils.ema import ExponentialMovingAverage, averaged_module_state
 from acn_pyg.utils.io import atomic_save, load_checkpoint
@@ -40,7 +41,8 @@ def save_last(path: str, cfg: Config, model: torch.nn.Module,
             "ema": ema.state_dict() if ema is not None else {},
             "epoch": state.epoch, "steps": state.steps, "elapsed": state.elapsed,
             "best_val": state.best_val, "history": json.dumps(state.history),
-            "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state()}
+            "rng": torch.get_rng_state(), "shuffle_rng": shuffle_rng.get_state(),
+            "processes": distributed.world_size()}
     if denoise is not None:
         ckpt.update(denoise_head=denoise.head.state_dict(), denoise_weight=denoise.weight)
     atomic_save(ckpt, path)
@@ -84,12 +86,21 @@ def check_same_layout(path: str, saved: Dict[str, Tensor], model: torch.nn.Modul
 def restore_last(path: str, cfg: Config, model: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, ema: Optional[ExponentialMovingAverage],
                  shuffle_rng: torch.Generator, denoise: Optional[torch.nn.Module],
-                 device: torch.device, steps_per_epoch: int) -> TrainState:
-    """Loads a ``last.pt`` of :func:`save_last` into the run's objects and
-    returns its :class:`TrainState`; the random generators continue where
-    they were, so the run goes on as if never stopped. Refuses a checkpoint
-    of other flags (:func:`check_resumable`)."""
-    ckpt = load_checkpoint(path, device)
+                 device: torch.device, steps_per_epoch: int,
+                 ckpt: Optional[Dict[str, object]] = None) -> TrainState:
+    """Loads a ``last.pt`` of :func:`save_last` (or its contents
+    :obj:`ckpt`, already read) into the run's objects and returns its
+    :class:`TrainState`; the random generators continue where they were, so
+    the run goes on as if never stopped. Refuses a checkpoint of other flags
+    (:func:`check_resumable`) or of another number of processes."""
+    if ckpt is None:
+        ckpt = load_checkpoint(path, device)
+    processes = int(ckpt.get("processes", 1))
+    if processes != distributed.world_size():
+        raise ValueError(f"--resume: {path} was trained by {processes} process(es), this run "
+                         f"has {distributed.world_size()}: the global batch would change. Resume "
+                         f"with {processes}, or start a new run from its weights: --init-from "
+                         f"{path}")
     check_same_layout(path, ckpt["model"], model)
     check_resumable(path, ckpt.get("config"), cfg)
     model.load_state_dict(ckpt["model"])

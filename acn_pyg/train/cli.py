@@ -213,11 +213,14 @@ def train_command(args: argparse.Namespace) -> int:
     """Runs ``acn-pyg train`` on parsed flags and prints the test errors."""
     import os
 
+    from acn_pyg.train import distributed
     from acn_pyg.train.experiment import run
     from acn_pyg.train.report import summary
 
     cfg = config_from_args(args)
     metrics = run(cfg)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     print("\n".join(summary(metrics)))
     print(f"metrics: {os.path.join(cfg.out, 'metrics.json')}")
     return 0

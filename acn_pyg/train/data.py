@@ -333,15 +333,27 @@ def make_loaders(cfg: Config, prep: Prepared, device: torch.device):
     generator that shuffles the training set (saved in checkpoints, so a
     resumed run draws the same batches). Worker processes
     (:obj:`cfg.workers`) have their own seed, so the batches are the same
-    with or without them."""
+    with or without them. In a distributed run the training batches are
+    this rank's shards of the global batches
+    (:class:`~acn_pyg.train.distributed.ShardedBatchSampler`) and the
+    validation and test loaders hold its contiguous block of their set."""
     from torch_geometric.loader import DataLoader
 
+    from acn_pyg.train import distributed
+
     shuffle_rng = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
-    loaders = {key: DataLoader(prep.dataset[idx], batch_size=cfg.batch_size,
-                               sampler=(torch.utils.data.RandomSampler(idx, generator=shuffle_rng)
-                                        if key == "train" else None),
-                               generator=torch.Generator().manual_seed(cfg.seed),
-                               pin_memory=device.type == "cuda", num_workers=cfg.workers,
-                               persistent_workers=cfg.workers > 0)
-               for key, idx in prep.split.items()}
+    # Each loader has its own generator (its workers' seeds): none draws
+    # from the global one.
+    common = dict(pin_memory=device.type == "cuda", num_workers=cfg.workers,
+                  persistent_workers=cfg.workers > 0)
+    train = prep.split["train"]
+    sampler = distributed.ShardedBatchSampler(len(train), cfg.batch_size, shuffle_rng,
+                                              distributed.rank(), distributed.world_size())
+    loaders = {"train": DataLoader(prep.dataset[train], batch_sampler=sampler,
+                                   generator=torch.Generator().manual_seed(cfg.seed),
+                                   **common)}
+    for key in ("val", "test"):
+        loaders[key] = DataLoader(prep.dataset[distributed.shard(prep.split[key])],
+                                  batch_size=cfg.batch_size,
+                                  generator=torch.Generator().manual_seed(cfg.seed), **common)
     return loaders, shuffle_rng

@@ -1,6 +1,7 @@
 """One training run from a :class:`~acn_pyg.train.Config`: data, model,
 optimizer, the loop, the test and the reports."""
 import os
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Dict, Optional
 
@@ -8,6 +9,7 @@ import torch
 from torch import Tensor
 
 from acn_pyg.inference.checkpoint import QM9_ENERGIES, build, save_model, state_dict_of
+from acn_pyg.train import distributed
 from acn_pyg.train.checkpoints import TrainState, restore_last, warm_start
 from acn_pyg.train.config import Config, check_config
 from acn_pyg.train.data import (Prepared, element_counts, make_loaders, molecule_arrays,
@@ -90,10 +92,10 @@ def load_best_model(run_dir: str, cfg: Config, prep: Prepared, device) -> torch.
     return model
 
 
-def _setup(cfg: Config) -> torch.device:
+def _setup(cfg: Config, device: Optional[torch.device] = None) -> torch.device:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device) if device is None else device
     if device.type == "cpu" and cfg.reuse_memory:
         # Large per-step tensors are then not page-faulted afresh each step.
         reuse_freed_memory()
@@ -117,39 +119,52 @@ def _trainer(cfg: Config, prep: Prepared, device: torch.device) -> Trainer:
                  if cfg.weight_decay > 0 else torch.optim.Adam(params, lr=cfg.peak_lr,
                                                                fused=fused))
     ema = ExponentialMovingAverage(model, cfg.ema) if cfg.ema > 0 else None
-    # The compiled step shares the parameters of `model`, which the weight
-    # average, checkpoints and evaluation use eagerly.
-    step_model = torch.compile(model, dynamic=True) if cfg.compile else model
+    # The step runs the replica of a distributed run; it shares the
+    # parameters of `model`, which the weight average, checkpoints and
+    # evaluation use eagerly, and so does its compiled version.
+    step_model = distributed.wrap(model, device)
+    step_model = torch.compile(step_model, dynamic=True) if cfg.compile else step_model
     return Trainer(model, step_model, optimizer, ema, aux, prep.task)
 
 
 def _start(cfg: Config, tr: Trainer, shuffle_rng: torch.Generator, device: torch.device,
            steps_per_epoch: int) -> TrainState:
     last_path = os.path.join(cfg.out, "last.pt")
-    if cfg.resume and os.path.exists(last_path):
+    # Rank 0 reads it and sends it to the others: no shared disk needed.
+    ckpt = (distributed.load_on_main(last_path, lambda path: load_checkpoint(path, "cpu"))
+            if cfg.resume else None)
+    if ckpt is not None:
         state = restore_last(last_path, cfg, tr.model, tr.optimizer, tr.ema, shuffle_rng,
-                             tr.aux_losses.get("denoise"), device, steps_per_epoch)
-        print(f"resumed from {last_path} at epoch {state.epoch} "
-              f"({state.elapsed / 60:.1f} min trained)")
+                             tr.aux_losses.get("denoise"), device, steps_per_epoch, ckpt)
+        _say(f"resumed from {last_path} at epoch {state.epoch} "
+             f"({state.elapsed / 60:.1f} min trained)")
         return state
     if cfg.init_from is not None:
         warm_start(cfg.init_from, tr.model, tr.ema, device)
-        print(f"initialised from {cfg.init_from}")
+        _say(f"initialised from {cfg.init_from}")
     return TrainState()
+
+
+def _say(text: str) -> None:
+    """Prints :obj:`text` once: on rank 0 of a distributed run."""
+    if distributed.is_main():
+        print(text)
 
 
 def _load_best(cfg: Config, model: torch.nn.Module, device) -> None:
     """Loads the run's ``best.pt`` into :obj:`model`, when the run saved one."""
-    best_path = os.path.join(cfg.out, "best.pt")
-    if os.path.exists(best_path):
-        model.load_state_dict(state_dict_of(load_checkpoint(best_path, device)))
+    best = distributed.load_on_main(os.path.join(cfg.out, "best.pt"),
+                                    lambda path: load_checkpoint(path, "cpu"))
+    if best is not None:
+        model.load_state_dict(state_dict_of(best))
 
 
 def _training_loader(cfg: Config, prep: Prepared):
     """The training molecules, in order: the tested model on them, beside
     its validation error, tells underfitting (both high) from overfitting."""
     from torch_geometric.loader import DataLoader
-    return DataLoader(prep.dataset[prep.split["train"]], batch_size=cfg.batch_size)
+    return DataLoader(prep.dataset[distributed.shard(prep.split["train"])],
+                      batch_size=cfg.batch_size)
 
 
 def _run_record(cfg: Config, prep: Prepared, tr: Trainer, loaders, device, state: TrainState,
@@ -160,7 +175,8 @@ def _run_record(cfg: Config, prep: Prepared, tr: Trainer, loaders, device, state
             "epochs_trained": state.steps / max(len(loaders["train"]), 1), "wall_time_s": wall,
             "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
             "parameters": sum(p.numel() for p in tr.model.parameters()),
-            "device": str(device), "machine": machine(), "config": asdict(cfg),
+            "device": str(device), "processes": distributed.world_size(),
+            "machine": machine(), "config": asdict(cfg),
             "history": state.history}
 
 
@@ -188,13 +204,29 @@ def run(cfg: Config) -> Dict[str, object]:
     ``learning_curve.png`` to :obj:`cfg.out`, which it locks
     (:class:`~acn_pyg.utils.io.RunLock`) while it runs."""
     check_config(cfg)
-    with RunLock(cfg.out):
-        return _run(cfg)
+    if not distributed.requested():
+        with RunLock(cfg.out):
+            return _run(cfg)
+    device = distributed.setup(cfg.device)
+    try:
+        distributed.check_config(cfg)
+        with RunLock(cfg.out) if distributed.is_main() else nullcontext():
+            metrics = _run(cfg, device)
+    except BaseException:
+        distributed.teardown(wait=False)
+        raise
+    distributed.teardown()
+    return metrics
 
 
-def _run(cfg: Config) -> Dict[str, object]:
-    device = _setup(cfg)
+def _run(cfg: Config, device: Optional[torch.device] = None) -> Dict[str, object]:
+    device = _setup(cfg, device)
+    # Rank 0 prepares first: it writes any processed cache the others read.
+    if not distributed.is_main():
+        distributed.barrier()
     prep = prepare(cfg)
+    if distributed.is_main():
+        distributed.barrier()
     tr = _trainer(cfg, prep, device)
     loaders, shuffle_rng = make_loaders(cfg, prep, device)
     state = _start(cfg, tr, shuffle_rng, device, len(loaders["train"]))
@@ -215,6 +247,8 @@ def _run(cfg: Config) -> Dict[str, object]:
         "test_mae": test_mae, "baseline_test_mae": float((base_pred - true).abs().mean()),
         "train_mae": train_mae, **_run_record(cfg, prep, tr, loaders, device, state, wall),
     })
+    if not distributed.is_main():  # rank 0 writes the run's files
+        return metrics
     write_metrics(metrics, cfg.out)
     if cfg.plot:
         title = f"{cfg.model} on QM9 {prep.name}"
@@ -239,6 +273,8 @@ def _report_file_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, device,
     if prep.baseline is not None:
         base = prep.baseline_prediction("test")
         metrics["baseline_test_energy_mae"] = float((base - pred["energy_ref"]).abs().mean())
+    if not distributed.is_main():  # rank 0 writes the run's files
+        return metrics
     write_metrics(metrics, cfg.out)
     if cfg.plot:
         title = f"{cfg.model} on {os.path.basename(cfg.data)}"
@@ -288,6 +324,8 @@ def _report_structured_run(cfg: Config, prep: Prepared, tr: Trainer, loaders, de
                **_run_record(cfg, prep, tr, loaders, device, state, wall)}
     if not cfg.on_qm9:
         metrics["data"] = cfg.data
+    if not distributed.is_main():  # rank 0 writes the run's files
+        return metrics
     write_metrics(metrics, cfg.out)
     if cfg.plot:
         what = {"charges": "atom charges", "dipole": "dipole components",

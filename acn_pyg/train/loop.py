@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from acn_pyg.train import distributed
 from acn_pyg.train.checkpoints import TrainState, save_last
 from acn_pyg.train.config import Config
 from acn_pyg.utils.ema import ExponentialMovingAverage
@@ -38,7 +39,9 @@ def lr_factor(progress: float, warmup: float = 0.0) -> float:
 def predict(model: torch.nn.Module, loader, target: int, device) -> Tuple[Tensor, Tensor]:
     """Predictions and reference values of column :obj:`target` over
     :obj:`loader`, in its order, as float64 on the CPU; the model is put back
-    in training mode after."""
+    in training mode after. In a distributed run each rank predicts its
+    shard and every rank gets them all, in order
+    (:func:`~acn_pyg.train.distributed.gather`)."""
     model.eval()
     preds, trues = [], []
     for batch in loader:  # kept on the device: one transfer at the end, no sync per batch
@@ -46,7 +49,8 @@ def predict(model: torch.nn.Module, loader, target: int, device) -> Tuple[Tensor
         preds.append(model(batch.z, batch.pos, batch.batch).view(-1).double())
         trues.append(batch.y[:, target].double())
     model.train()
-    return torch.cat(preds).cpu(), torch.cat(trues).cpu()
+    return (distributed.gather(torch.cat(preds).cpu()),
+            distributed.gather(torch.cat(trues).cpu()))
 
 
 def evaluate(model: torch.nn.Module, loader, target: int, device) -> float:
@@ -120,6 +124,10 @@ def train_one_epoch(tr: Trainer, loader, device, progress: Callable[[int], float
 
 
 def _means(running: Tensor, aux: Dict[str, Tensor], seen: int) -> Dict[str, float]:
+    if distributed.is_distributed():  # the means over every rank's molecules
+        sums = distributed.all_sum(torch.stack([running, *aux.values(),
+                                                running.new_tensor(float(seen))]))
+        running, aux, seen = sums[0], dict(zip(aux, sums[1:-1])), int(sums[-1])
     if seen == 0:
         return {}
     means = {"train_loss": float(running) / seen}
@@ -131,10 +139,12 @@ class _Progress:
     """The progress bar of :func:`train`: it tracks the time budget (or the
     epochs when there is no budget) through the schedule's progress."""
 
-    def __init__(self, desc: str, budget_s: float, epochs: int, start: float):
+    def __init__(self, desc: str, budget_s: float, epochs: int, start: float,
+                 disable: bool = False):
         self.timed = math.isfinite(budget_s)
         self.total = budget_s if self.timed else float(epochs)
         self.bar = tqdm(total=round(self.total, 1), desc=desc, unit="s" if self.timed else "ep",
+                        disable=disable,
                         initial=round(min(start, 1.0) * self.total, 1),
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| "
                                    "[{elapsed}<{remaining}{postfix}]")
@@ -161,19 +171,27 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
     the best weights in ``cfg.out/best.pt`` (written by :obj:`save_best`
     (model, path); default: the bare state dict) and everything in
     ``cfg.out/last.pt`` after every epoch. Updates :obj:`state` and returns
-    the training wall time in seconds."""
+    the training wall time in seconds.
+
+    In a distributed run (:mod:`~acn_pyg.train.distributed`) every rank
+    calls it: the clock's progress is rank 0's, validation is computed over
+    the ranks, and rank 0 alone writes the checkpoints."""
     epochs, budget_s = cfg.epochs, cfg.budget_s
     steps_per_epoch = len(loaders["train"])
     total_steps = max(epochs * steps_per_epoch, 1)
     # Validate about as often as it costs no more than the training it follows.
-    eval_every = max(1, math.ceil(len(loaders["val"].dataset)
+    eval_every = max(1, math.ceil(distributed.total(len(loaders["val"].dataset))
                                   / max(len(loaders["train"].dataset), 1)))
     start = time.perf_counter() - state.elapsed
     best_path, last_path = os.path.join(cfg.out, "best.pt"), os.path.join(cfg.out, "last.pt")
 
+    main = distributed.is_main()
+    agree = distributed.agree if math.isfinite(budget_s) else (lambda value: value)
+
     def progress(step: int) -> float:
+        # Rank 0's clock: the schedule and the end are the same on every replica.
         return max((state.epoch * steps_per_epoch + step) / total_steps,
-                   (time.perf_counter() - start) / budget_s)
+                   agree((time.perf_counter() - start) / budget_s))
 
     def set_lr(p: float) -> None:
         for group in tr.optimizer.param_groups:
@@ -186,12 +204,12 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
                               "time_s": round(time.perf_counter() - start, 1)})
         if val_mae < state.best_val:
             state.best_val = val_mae
-            if save_best is None:
+            if main and save_best is None:
                 atomic_save(tr.evaluated.state_dict(), best_path)
-            else:
+            elif main:
                 save_best(tr.evaluated, best_path)
 
-    bar = _Progress(desc, budget_s, epochs, progress(0))
+    bar = _Progress(desc, budget_s, epochs, progress(0), disable=not main)
     out_of_time = state.elapsed >= budget_s
     while state.epoch < epochs and not out_of_time:
         losses, steps, out_of_time = train_one_epoch(tr, loaders["train"], device, progress,
@@ -202,14 +220,16 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
         state.epoch += 1
         if state.epoch % eval_every == 0 or out_of_time or state.epoch >= epochs:
             validate(losses)
-        state.elapsed = time.perf_counter() - start
-        save_last(last_path, cfg, tr.model, tr.optimizer, tr.ema, state, shuffle_rng,
-                  tr.aux_losses.get("denoise"))
+        state.elapsed = agree(time.perf_counter() - start)
+        if main:
+            save_last(last_path, cfg, tr.model, tr.optimizer, tr.ema, state, shuffle_rng,
+                      tr.aux_losses.get("denoise"))
         bar.update(progress(0))
         bar.show(_postfix(state, unit))
     if state.epoch > 0 and (not state.history or state.history[-1]["epoch"] < state.epoch):
         validate({"train_loss": None})  # no epoch ended since the last validation
     bar.close(progress(0))
+    distributed.barrier()  # the files are written before any rank reads them
     return time.perf_counter() - start
 
 

@@ -1,12 +1,15 @@
 r"""What a run learns and how it is scored: one QM9 property per molecule
 (:class:`PropertyTask`), or the energies and forces of structures read from
 a file (:class:`EnergyForcesTask`). The loop calls :meth:`loss` on each batch
-and :meth:`validate` after each validated epoch."""
+and :meth:`validate` after each validated epoch. In a distributed run their
+predictions are gathered over the ranks (every rank gets the whole, in
+order)."""
 from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from acn_pyg.train import distributed
 from acn_pyg.train.loop import evaluate
 from acn_pyg.train.losses import target_loss
 
@@ -97,7 +100,8 @@ class EnergyForcesTask:
             for key, value in parts.items():
                 out.setdefault(key, []).append(value.detach())
         model.train()
-        return {key: torch.cat(values).double().cpu() for key, values in out.items()}
+        return {key: distributed.gather(torch.cat(values).double().cpu())
+                for key, values in out.items()}
 
     def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
         """MAE and RMSE of the energies (per structure and per atom) and of
@@ -150,7 +154,8 @@ class _StructuredTask:
                 preds.append(pred.double())
                 trues.append(true.double())
         model.train()
-        return {"pred": torch.cat(preds).cpu(), "true": torch.cat(trues).cpu()}
+        return {"pred": distributed.gather(torch.cat(preds).cpu()),
+                "true": distributed.gather(torch.cat(trues).cpu())}
 
     def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
         diff = pred["pred"] - pred["true"]

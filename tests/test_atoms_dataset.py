@@ -118,3 +118,72 @@ def test_bad_arguments(tmp_path):
         AtomsDataset(tmp_path / "root", str(path), properties={"pos": "forces"})
     with pytest.raises(ValueError, match="frame 0 has no 'dipole'"):
         AtomsDataset(tmp_path / "root", str(path), properties=["energy", "dipole"])
+
+
+PROPERTIES = {"energy": "energy", "forces": "forces", "charges": "charges_ref",
+              "dipole": "dipole_ref", "polarizability": "polar_ref"}
+
+
+def test_an_on_disk_store_reads_what_memory_holds(tmp_path):
+    import pickle
+
+    path = tmp_path / "train.xyz"
+    ase.io.write(path, frames(9), format="extxyz")
+    memory = AtomsDataset(tmp_path / "root", str(path), properties=PROPERTIES)
+    disk = AtomsDataset(tmp_path / "root", str(path), properties=PROPERTIES, on_disk=True)
+    assert disk.processed_paths[0] != memory.processed_paths[0] and len(disk) == 9
+
+    def same(a, b):
+        assert sorted(a.keys()) == sorted(b.keys())
+        for key in a.keys():
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    for a, b in zip(memory, disk):
+        same(a, b)
+    assert disk._data_list is None  # nothing read is kept
+    # A subset pickles without its data (as DataLoader workers get it) and reopens the store.
+    subset = disk[torch.tensor([7, 2, 5])]
+    copy = pickle.loads(pickle.dumps(subset))
+    assert len(pickle.dumps(subset)) < 2000
+    for i, j in enumerate([7, 2, 5]):
+        same(copy[i], memory[j])
+    batches = [list(DataLoader(d, batch_size=4, num_workers=w)) for d, w in
+               ((memory, 0), (disk, 2))]
+    for a, b in zip(*batches):
+        same(a, b)
+
+
+def test_the_store_is_checked_and_rebuilt(tmp_path):
+    path = tmp_path / "train.xyz"
+    ase.io.write(path, frames(5), format="extxyz")
+    disk = AtomsDataset(tmp_path / "root", str(path), on_disk=True)
+    expected = disk[3].forces.clone()
+    with open(os.path.join(disk.store, "forces.bin"), "r+b") as f:  # one byte changed
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.warns(UserWarning, match="stale or corrupt: the files of 'forces' do not match"):
+        again = AtomsDataset(tmp_path / "root", str(path), on_disk=True)
+    assert torch.equal(again[3].forces, expected)
+    ase.io.write(path, frames(6), format="extxyz")
+    with pytest.warns(UserWarning, match="differs in: source_sha256"):
+        assert len(AtomsDataset(tmp_path / "root", str(path), on_disk=True)) == 6
+
+
+def test_the_store_refuses_what_it_cannot_hold(tmp_path):
+    def with_bonds(data):
+        n = data.num_nodes
+        data.edge_index = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n),
+                                                     indexing="ij")).reshape(2, -1)
+        return data
+
+    path = tmp_path / "train.xyz"
+    ase.io.write(path, frames(3), format="extxyz")
+    with pytest.raises(ValueError, match=r"frame 0: attribute 'edge_index' is not concatenated"):
+        AtomsDataset(tmp_path / "root", str(path), pre_transform=with_bonds, on_disk=True)
+    with pytest.raises(ValueError, match=r"frame 1 has no 'forces'"):
+        written = frames(3)
+        written[1].calc.results.pop("forces")
+        ase.io.write(path, written, format="extxyz")
+        AtomsDataset(tmp_path / "root2", str(path), on_disk=True)
+    assert not any(name.endswith(".part") for name in os.listdir(tmp_path / "root2" / "processed"))

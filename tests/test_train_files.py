@@ -177,3 +177,35 @@ def test_a_file_run_killed_and_resumed_equals_the_uninterrupted_run(tmp_path, mo
     for key in ("epoch", "train_loss", "val_forces_mae"):
         assert [h[key] for h in resumed["history"]] == [h[key] for h in whole["history"]]
     assert resumed["test_forces_mae"] == whole["test_forces_mae"]
+
+
+def test_an_on_disk_store_trains_the_same_run(tmp_path, monkeypatch):
+    """--on-disk reads the structures lazily from a store: the same run as
+    in memory; the statistics over chunks of structures equal one chunk's."""
+    import acn_pyg.train.data as data
+    from acn_pyg.train import prepare
+
+    path = write_frames(tmp_path / "lj.xyz")
+    memory = run(tiny(path, tmp_path, out=str(tmp_path / "memory")))
+    disk = run(tiny(path, tmp_path, out=str(tmp_path / "disk"), on_disk=True))
+    for key in ("test_energy_mae", "test_forces_mae", "train_forces_mae", "best_val_mae"):
+        assert disk[key] == memory[key]
+    assert [h["val_mae"] for h in disk["history"]] == [h["val_mae"] for h in memory["history"]]
+
+    whole = prepare(tiny(path, tmp_path, energy_weight=1.0, forces_weight=0.0))
+    chunks = data._chunks
+    monkeypatch.setattr(data, "_chunks", lambda indices: chunks(indices, 5))
+    chunked = prepare(tiny(path, tmp_path, energy_weight=1.0, forces_weight=0.0))
+    torch.testing.assert_close(chunked.atomref, whole.atomref, rtol=1e-9, atol=1e-9)
+    assert chunked.std == pytest.approx(whole.std, rel=1e-9)
+    forces = [prepare(tiny(path, tmp_path)).std]
+    monkeypatch.setattr(data, "_chunks", chunks)
+    forces.append(prepare(tiny(path, tmp_path)).std)
+    assert forces[0] == pytest.approx(forces[1], rel=1e-12)
+    # Against a direct least-squares fit of all training structures at once.
+    z, batch, energy = data.molecule_arrays(whole.dataset, whole.split["train"], "energy")
+    counts = data.element_counts(z, batch, whole.split["train"].numel(), whole.elements)
+    direct = data.LinearBaseline(True, whole.elements).fit(counts, energy)
+    torch.testing.assert_close(whole.baseline.coef, direct.coef, rtol=1e-7, atol=1e-9)
+    residual = energy - direct.predict(counts)
+    assert whole.std == pytest.approx(float(residual.std()), rel=1e-6)

@@ -1,13 +1,16 @@
 import hashlib
 import os
+import warnings
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data.separate import separate
 
 from acn_pyg.datasets.cache import (check_cache, filtered_and_transformed, load_checked,
                                     write_cache)
+from acn_pyg.datasets.disk import check_store, open_store, write_store
 from acn_pyg.utils.checks import MAX_ATOMIC_NUMBER
 
 #: Calculator results with one row per atom (ASE's names).
@@ -50,6 +53,15 @@ class AtomsDataset(InMemoryDataset):
     frame (:obj:`pbc` true along any axis: periodic cells are not
     supported, and would be wrong as molecules).
 
+    With :obj:`on_disk=True` the frames are streamed from the file
+    (:func:`ase.io.iread`) into a store of memory-mapped arrays
+    (:mod:`acn_pyg.datasets.disk`) in :obj:`root/processed`, and each
+    structure is read from it when it is used: memory stays flat however
+    many frames the file holds, and the DataLoader workers and the
+    processes of a node share the pages. The store is checked like the
+    cache (the source's SHA-256, the settings, and the SHA-256 of every
+    file of the store, read in chunks) when the dataset is opened.
+
     Args:
         root (str): Folder of the processed cache.
         path (str): The structure file.
@@ -66,24 +78,70 @@ class AtomsDataset(InMemoryDataset):
         pre_filter (callable, optional): Keeps a structure when it returns
             :obj:`True`.
         force_reload (bool, optional): Rebuild the cache. (default: :obj:`False`)
+        on_disk (bool, optional): Keep the structures on disk, read lazily,
+            instead of in memory. (default: :obj:`False`)
     """
 
     def __init__(self, root: str, path: str,
                  properties: Union[Sequence[str], Mapping[str, str], None] = None,
                  index: str = ":", format: Optional[str] = None,
                  transform: Optional[Callable] = None, pre_transform: Optional[Callable] = None,
-                 pre_filter: Optional[Callable] = None, force_reload: bool = False):
+                 pre_filter: Optional[Callable] = None, force_reload: bool = False,
+                 on_disk: bool = False):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no structure file at {path!r}")
         self.path = os.path.abspath(path)
         self.properties = _property_keys(properties)
         self.index = index
         self.format = format
+        self.on_disk = bool(on_disk)
         super().__init__(root, transform, pre_transform, pre_filter, force_reload=force_reload)
+        if self.on_disk:
+            self._open_store(check=True)
+            return
         blob = load_checked(self.processed_paths[0], self._check, self.process,
                             f"AtomsDataset ({os.path.basename(path)})")
         self._data = Data.from_dict(blob["data"])
         self.slices = blob["slices"]
+
+    @property
+    def store(self) -> str:
+        """The folder of the on-disk store (:obj:`on_disk=True`)."""
+        return os.path.dirname(self.processed_paths[0])
+
+    def _open_store(self, check: bool) -> None:
+        if check:
+            problem = check_store(self.store, self._fingerprint())
+            if problem is not None:
+                warnings.warn(f"AtomsDataset ({os.path.basename(self.path)}) store {self.store} "
+                              f"is stale or corrupt: {problem}; rebuilding it")
+                self.process()
+                problem = check_store(self.store, self._fingerprint())
+                if problem is not None:
+                    raise RuntimeError(f"AtomsDataset store {self.store} failed its checks "
+                                       f"after a rebuild: {problem}")
+        data, self.slices, _ = open_store(self.store)
+        self._data = Data.from_dict(data)
+        self._data_list = None
+
+    def get(self, idx: int) -> Data:
+        if not self.on_disk:
+            return super().get(idx)
+        # Not kept: a cache of every structure read would grow with the data.
+        return separate(cls=Data, batch=self._data, idx=idx, slice_dict=self.slices,
+                        decrement=False)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if self.on_disk:  # memory maps are reopened, not pickled (DataLoader workers)
+            for key in ("_data", "slices", "_data_list"):
+                state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.on_disk:
+            self._open_store(check=False)
 
     @property
     def raw_file_names(self) -> List[str]:
@@ -95,6 +153,8 @@ class AtomsDataset(InMemoryDataset):
         key = repr((self.path, sorted(self.properties.items()), self.index, self.format))
         tag = hashlib.sha256(key.encode()).hexdigest()[:12]
         name = os.path.splitext(os.path.basename(self.path))[0]
+        if self.on_disk:
+            return [f"{name}_{tag}_v{PROCESS_VERSION}_disk/meta.json"]
         return [f"{name}_{tag}_v{PROCESS_VERSION}.pt"]
 
     def download(self) -> None:
@@ -117,6 +177,9 @@ class AtomsDataset(InMemoryDataset):
     def process(self) -> None:
         import ase.io
 
+        if self.on_disk:
+            self._process_to_disk()
+            return
         frames = ase.io.read(self.path, index=self.index, format=self.format)
         if not isinstance(frames, list):
             frames = [frames]
@@ -126,6 +189,27 @@ class AtomsDataset(InMemoryDataset):
                       for i, atoms in enumerate(frames)]
         data, slices = self.collate(filtered_and_transformed(self, structures))
         write_cache(self, data, slices, self._fingerprint())
+
+    def _process_to_disk(self) -> None:
+        import ase.io
+
+        def structures():
+            for i, atoms in enumerate(ase.io.iread(self.path, index=self.index,
+                                                   format=self.format)):
+                data = frame_to_data(atoms, self.properties, i, self.path)
+                if self.pre_filter is not None and not self.pre_filter(data):
+                    continue
+                if self.pre_transform is not None:
+                    data = self.pre_transform(data)
+                yield data, f"{self.path}, frame {i}"
+
+        os.makedirs(self.processed_dir, exist_ok=True)
+        try:
+            write_store(self.store, structures(), self._fingerprint())
+        except ValueError as e:
+            if str(e) == "no structures to store":
+                raise ValueError(f"{self.path}: no structures (index {self.index!r})") from None
+            raise
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({len(self)}, {os.path.basename(self.path)}, "

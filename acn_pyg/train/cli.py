@@ -77,6 +77,10 @@ def _data_flags(add: Callable[..., None], d: Config) -> None:
     add("root", default=d.root, help=f"dataset folder (default: {d.root})")
     add("data_source", default=d.data_source,
         help="folder of qm9pack-format CSVs (default: the installed qm9pack)")
+    add("on_disk", action="store_true", default=d.on_disk,
+        help="structure files: keep the structures in an on-disk store of memory-mapped "
+             "arrays, read lazily, instead of in memory: for files larger than memory "
+             "(default: in memory)")
     add("subset", default=d.subset,
         help="a QM9 subset file (acn_pyg.datasets.save_qm9_subset, benchmarks/qm9_subset.py) "
              "to use instead of ROOT, where qm9pack is missing; the split must lie in it "

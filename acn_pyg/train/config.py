@@ -13,7 +13,7 @@ MODELS = ("acn", "schnet", "dimenet++", "dimenet")
 #: run, and how long to go on. Every other field defines the run and must be
 #: the checkpoint's.
 RESUMABLE_FIELDS = frozenset(("resume", "epochs", "time_budget", "out", "root", "data_source",
-                              "subset", "device", "threads", "workers", "compile",
+                              "on_disk", "subset", "device", "threads", "workers", "compile",
                               "reuse_memory", "plot", "init_from"))
 #: Values of :obj:`Config.output`: ``auto`` picks the target's head.
 OUTPUT_CHOICES = ("auto", "scalar", "dipole")
@@ -64,6 +64,7 @@ class Config:
     many_body: bool = False
     root: str = "data/QM9"
     data_source: Optional[str] = None
+    on_disk: bool = False
     subset: Optional[str] = None
     out: str = "runs/qm9"
     resume: bool = False
@@ -110,6 +111,9 @@ def check_config(cfg: Config) -> None:
     _require("warmup", cfg.warmup, lambda v: 0 <= v < 1,
              "a fraction of the schedule in [0, 1)")
     _require("denoise_weight", cfg.denoise_weight, lambda v: 0 <= v < math.inf, ">= 0")
+    if cfg.on_disk and cfg.on_qm9:
+        raise ValueError("--on-disk keeps a structure file's frames on disk; QM9 is held in "
+                         "memory (about 100 MB): leave it out, or give --data FILE")
     if not cfg.on_qm9:
         if not os.path.isfile(cfg.data):
             raise ValueError(f"--data must be 'qm9' or a structure file that ASE reads "

@@ -1,8 +1,9 @@
 """The data side of a run: disjoint random splits, the per-element linear
 baseline fitted on the training molecules, and the loaders."""
+import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -72,6 +73,19 @@ class LinearBaseline:
     def fit(self, counts: Tensor, y: Tensor) -> "LinearBaseline":
         self.coef = torch.linalg.lstsq(self._design(counts), y.double().view(-1, 1),
                                        driver="gelsd").solution.view(-1)
+        return self
+
+    def fit_chunks(self, chunks: Iterable[Tuple[Tensor, Tensor]]) -> "LinearBaseline":
+        """:meth:`fit` on pairs of counts and targets given in chunks,
+        through the normal equations (memory independent of the number of
+        structures; the minimum-norm solution when the counts do not
+        determine every coefficient, as a single molecule's frames)."""
+        gram, moment = None, None
+        for counts, y in chunks:
+            x = self._design(counts)
+            g, m = x.T @ x, x.T @ y.double().view(-1, 1)
+            gram, moment = (g, m) if gram is None else (gram + g, moment + m)
+        self.coef = torch.linalg.lstsq(gram, moment, driver="gelsd").solution.view(-1)
         return self
 
     def predict(self, counts: Tensor) -> Tensor:
@@ -259,32 +273,50 @@ def _prepare_file(cfg: Config) -> Prepared:
         if cfg.forces_weight > 0:
             keys["forces"] = cfg.forces_key
     path = os.path.abspath(cfg.data)
-    dataset = AtomsDataset(os.path.dirname(path), path, properties=keys)
+    dataset = AtomsDataset(os.path.dirname(path), path, properties=keys, on_disk=cfg.on_disk)
     split = split_indices(len(dataset), cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
-    z, batch, _ = molecule_arrays(dataset, split["train"], "idx")
-    elements = tuple(sorted(set(z.tolist())))
+    train = split["train"]
+    # Statistics over chunks of structures: memory does not grow with the data.
+    elements = tuple(sorted(set().union(*(atom_values(dataset, chunk, "z").unique().tolist()
+                                          for chunk in _chunks(train)))))
     _check_elements(dataset, split, elements, cfg.data)
     if cfg.target in FILE_TARGETS:
         return _prepare_structured(cfg, dataset, split, unit="")
     baseline, atomref, std = None, None, 1.0
     if "energy" in keys:
-        counts = element_counts(z, batch, split["train"].numel(), elements)
-        energy = dataset._data.energy[split["train"]].view(-1)
+        def pairs():
+            for chunk in _chunks(train):
+                z, batch, energy = molecule_arrays(dataset, chunk, "energy")
+                yield element_counts(z, batch, chunk.numel(), elements), energy
         baseline = LinearBaseline(True, elements)
         if cfg.reference_energies is None:
-            baseline.fit(counts, energy)
+            baseline.fit_chunks(pairs())
         else:
             baseline.coef = reference_energies(cfg.reference_energies, elements)
         atomref = baseline.atomref()
-        residual = energy - baseline.predict(counts)
-        std = float(residual.std()) if residual.numel() > 1 else 1.0
+        n, total, squares = 0, 0.0, 0.0
+        for counts, energy in pairs():
+            r = energy.double() - baseline.predict(counts)
+            n, total, squares = (n + r.numel(), total + float(r.sum()),
+                                 squares + float(r.square().sum()))
+        std = math.sqrt(max(squares - total ** 2 / n, 0.0) / (n - 1)) if n > 1 else 1.0
     if "forces" in keys:  # forces set the scale when learned, as in MACE
-        std = float(atom_values(dataset, split["train"], "forces").pow(2).mean().sqrt())
+        squares, count = 0.0, 0
+        for chunk in _chunks(train):
+            forces = atom_values(dataset, chunk, "forces").double()
+            squares, count = squares + float(forces.pow(2).sum()), count + forces.numel()
+        std = math.sqrt(squares / count)
     std = std if std > 0 else 1.0
     name = "+".join(keys)
     return Prepared(dataset, split, "energy" if "energy" in keys else "idx", name, "eV", True,
                     baseline, 0.0, std, atomref,
                     EnergyForcesTask(cfg.energy_weight, cfg.forces_weight, std), elements)
+
+
+def _chunks(indices: Tensor, size: int = 1 << 14) -> Iterator[Tensor]:
+    """:obj:`indices` in consecutive chunks of :obj:`size`."""
+    for start in range(0, indices.numel(), size):
+        yield indices[start:start + size]
 
 
 def reference_energies(text: str, elements: Sequence[int]) -> Tensor:
@@ -317,8 +349,8 @@ def _check_elements(dataset, split: Dict[str, Tensor], elements: Sequence[int],
     training structure holds (its reference energy and embedding would be
     untrained), naming the frame and the element."""
     known = torch.tensor(elements)
-    for key in ("val", "test"):
-        z, batch, frames = molecule_arrays(dataset, split[key], "idx")
+    for key, chunk in ((key, chunk) for key in ("val", "test") for chunk in _chunks(split[key])):
+        z, batch, frames = molecule_arrays(dataset, chunk, "idx")
         new = ~torch.isin(z, known)
         if bool(new.any()):
             first = int(new.nonzero()[0])

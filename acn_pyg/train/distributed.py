@@ -238,14 +238,14 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
         return self.num - self.world_size * sum(self._shard_sizes())
 
     def __iter__(self) -> Iterator[List[int]]:
-        perm = torch.randperm(self.num, generator=self.generator).tolist()
+        perm = torch.randperm(self.num, generator=self.generator)
         # RandomSampler draws a second, empty-sliced permutation each epoch:
         # drawn too, so one process shuffles exactly as it does.
         torch.randperm(self.num, generator=self.generator)
         start = 0
         for size in self._shard_sizes():
             first = start + self.rank * size
-            yield perm[first:first + size]
+            yield perm[first:first + size].tolist()
             start += size * self.world_size
 
 

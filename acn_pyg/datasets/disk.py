@@ -31,7 +31,7 @@ from torch import Tensor
 
 #: Bump when the layout changes; stores of another version are rebuilt.
 FORMAT = 1
-_FLUSH_BYTES = 8 << 20
+_FLUSH_BYTES, _FLUSH_STRUCTURES = 4 << 20, 4096
 
 
 class DiskWriter:
@@ -93,7 +93,7 @@ class DiskWriter:
         entry["buffered"] += array.nbytes
         entry["rows"] += array.shape[0]
         entry["offsets"].append(entry["rows"])
-        if entry["buffered"] >= _FLUSH_BYTES:
+        if entry["buffered"] >= _FLUSH_BYTES or len(entry["buffer"]) >= _FLUSH_STRUCTURES:
             self._flush(entry)
 
     @staticmethod

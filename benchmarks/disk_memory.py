@@ -5,7 +5,8 @@ against the in-memory dataset.
 For each size, synthetic frames (9-atom molecules of C, H and O around two
 geometries, with energies and forces; the numbers are noise, which is all
 memory depends on) are written to an extended-XYZ file. A fresh process
-then (1) processes the file into the dataset and (2) trains the default
+then (1) processes the file into the dataset (where the training program
+looks for it) and (2) opens it and trains the default
 AtomCloudNet on energies and forces with the training program's data
 preparation and loop for a fixed time, while a thread samples
 ``/proc/self/status``. Reported per phase: the peak private memory
@@ -14,6 +15,7 @@ preparation and loop for a fixed time, while a thread samples
 touched: page cache, given back under memory pressure).
 """
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -93,16 +95,17 @@ def measure(job: dict) -> dict:
     """Processes and trains one size in this (fresh) process."""
     import torch
 
-    os.environ["TQDM_DISABLE"] = "1"  # no progress bar in the log
+    import acn_pyg.train.loop
     from acn_pyg.datasets import AtomsDataset
     from acn_pyg.train import Config, TrainState, prepare, train
     from acn_pyg.train.data import make_loaders
     from acn_pyg.train.experiment import _setup, _trainer
 
     torch.set_num_threads(job["threads"])
+    acn_pyg.train.loop.tqdm = functools.partial(acn_pyg.train.loop.tqdm, disable=True)
     row = {k: job[k] for k in ("frames", "on_disk")}
     row["start_mb"] = Sampler.now()
-    root = os.path.join(job["work"], "root")
+    root = os.path.dirname(os.path.abspath(job["path"]))  # where the training program looks
     with Sampler() as s:
         t = time.perf_counter()
         AtomsDataset(root, job["path"], on_disk=job["on_disk"], force_reload=True)

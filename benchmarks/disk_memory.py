@@ -15,7 +15,6 @@ preparation and loop for a fixed time, while a thread samples
 touched: page cache, given back under memory pressure).
 """
 import argparse
-import functools
 import json
 import multiprocessing
 import os
@@ -102,7 +101,8 @@ def measure(job: dict) -> dict:
     from acn_pyg.train.experiment import _setup, _trainer
 
     torch.set_num_threads(job["threads"])
-    acn_pyg.train.loop.tqdm = functools.partial(acn_pyg.train.loop.tqdm, disable=True)
+    bar = acn_pyg.train.loop.tqdm
+    acn_pyg.train.loop.tqdm = lambda *a, **k: bar(*a, **{**k, "disable": True})  # no bar
     row = {k: job[k] for k in ("frames", "on_disk")}
     row["start_mb"] = Sampler.now()
     root = os.path.dirname(os.path.abspath(job["path"]))  # where the training program looks

@@ -42,38 +42,58 @@ def one_run(job: dict) -> dict:
     cfg = Config(target=job["target"], model=job["model"], output=job["output"],
                  train_size=job["size"], val_size=job["val_size"], test_size=job["test_size"],
                  time_budget=job["minutes"], threads=1, device="cpu", plot=False,
-                 root=job["root"], out=os.path.join(job["runs"], f"{job['key']}_n{job['size']}"))
+                 init_seed=job["init_seed"], root=job["root"],
+                 out=os.path.join(job["runs"],
+                                  f"{job['key']}_n{job['size']}_s{job['init_seed']}"))
     m = run(cfg)
-    row = {"name": job["name"], "size": job["size"], "target": job["target"],
+    row = {"name": job["name"], "size": job["size"], "init_seed": job["init_seed"],
+           "target": job["target"],
            "model": job["model"], "output": m.get("output", "scalar"), "unit": m["unit"],
            "test_mae": m["test_mae"], "baseline_test_mae": m["baseline_test_mae"],
            "test_isotropic_mae": m.get("test_isotropic_mae"),
            "epochs": m["epochs_trained"], "minutes": job["minutes"]}
-    print(f"n={job['size']} {job['name']}: test MAE {m['test_mae']:.4g} {m['unit']}"
+    print(f"n={job['size']} seed {job['init_seed']} {job['name']}: "
+          f"test MAE {m['test_mae']:.4g} {m['unit']}"
           + (f" (isotropic {row['test_isotropic_mae']:.4g})"
              if row["test_isotropic_mae"] is not None else "")
           + f", {row['epochs']:.1f} epochs", flush=True)
     return row
 
 
+def _seed(row: dict) -> int:
+    return row.get("init_seed", 0)  # rows of runs before seeds were recorded: seed 0
+
+
 def table(rows: list) -> list:
+    """One row per run and one column per size: the test MAE (the mean over
+    initialisation seeds, each in brackets, when there are several)."""
     sizes = sorted({r["size"] for r in rows})
     lines = ["| property | run | unit | " + " | ".join(f"{n:,} molecules" for n in sizes) + " |",
              "| --- " * (3 + len(sizes)) + "|"]
     for name, target, _, _ in RUNS:
         cells = []
         for n in sizes:
-            r = next((r for r in rows if (r["name"], r["size"]) == (name, n)), None)
-            if r is None:
+            runs = sorted((r for r in rows if (r["name"], r["size"]) == (name, n)), key=_seed)
+            if not runs:
                 cells.append("-")
                 continue
-            text = f"{r['test_mae']:.4g}"
-            if r["test_isotropic_mae"] is not None:
-                text += f" (isotropic {r['test_isotropic_mae']:.4g})"
-            cells.append(f"{text} ({r['epochs']:.0f} ep)")
+            cells.append(_cell(runs))
         unit = next((r["unit"] for r in rows if r["name"] == name), "")
         lines.append(f"| {target} | {name} | {unit} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _cell(runs: list) -> str:
+    def mean(key):
+        return sum(r[key] for r in runs) / len(runs)
+    text = f"{mean('test_mae'):.4g}"
+    if len(runs) > 1:
+        text += " (" + ", ".join(f"{r['test_mae']:.4g}" for r in runs) + ")"
+    if runs[0]["test_isotropic_mae"] is not None:
+        text += f", isotropic {mean('test_isotropic_mae'):.4g}"
+        if len(runs) > 1:
+            text += " (" + ", ".join(f"{r['test_isotropic_mae']:.4g}" for r in runs) + ")"
+    return text + f" ({mean('epochs'):.0f} ep)"
 
 
 def main(argv=None) -> int:
@@ -87,6 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default: 2)")
     p.add_argument("--only", default=None,
                    help="comma-separated run names of RUNS to run (default: all)")
+    p.add_argument("--init-seeds", default="0",
+                   help="initialisation seeds, each a run on the same split (default: 0)")
     p.add_argument("--runs", default="runs/properties", help="(default: runs/properties)")
     p.add_argument("--out", default=os.path.join(RESULTS, "properties"),
                    help="output stem; rows of earlier sizes in OUT.json are kept "
@@ -95,17 +117,18 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     jobs = [dict(name=name, key=name.replace(" ", "_").lower(), target=target, model=model,
                  output=output, size=n, minutes=args.minutes, val_size=args.val_size,
-                 test_size=args.test_size, root=args.root, runs=args.runs)
-            for n, (name, target, model, output) in itertools.product(sizes, RUNS)
+                 test_size=args.test_size, root=args.root, runs=args.runs, init_seed=int(seed))
+            for n, (name, target, model, output), seed in itertools.product(
+                sizes, RUNS, args.init_seeds.split(","))
             if args.only is None or name in args.only.split(",")]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         rows = pool.map(one_run, jobs)
     old = []
     if os.path.exists(args.out + ".json"):
         with open(args.out + ".json") as f:
-            new = {(r["name"], r["size"]) for r in rows}
-            old = [r for r in json.load(f)["rows"] if (r["name"], r["size"]) not in new]
-    rows = sorted(old + rows, key=lambda r: r["size"])
+            new = {(r["name"], r["size"], _seed(r)) for r in rows}
+            old = [r for r in json.load(f)["rows"] if (r["name"], r["size"], _seed(r)) not in new]
+    rows = sorted(old + rows, key=lambda r: (r["size"], _seed(r)))
     lines = [f"Test MAE on {args.test_size:,} held-out QM9 molecules (the same for every size), "
              f"one CPU thread a run, {args.jobs} runs at once; minutes a run: "
              + ", ".join(f"{r['minutes']:g} at {r['size']:,}"

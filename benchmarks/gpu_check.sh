@@ -5,6 +5,10 @@
 #   1. speed.py on CUDA (every model, alternating rounds) -> OUT/speed_cuda.*
 #   2. profile_step.py on CUDA (acn, SchNet, batch 128)    -> OUT/profile_cuda*
 #   3. the test suite on the GPU machine (CUDA tests included) -> OUT/cuda_tests.txt
+#   4. the training program under torchrun, one process on the GPU (nccl and the
+#      sharded sampler), 2 epochs of 1,000 molecules          -> OUT/ddp_cuda/
+#   5. speed.py --compile (acn and SchNet, eager against torch.compile, batch
+#      128)                                                   -> OUT/speed_cuda_compile.*
 #
 #   bash benchmarks/gpu_check.sh OUT
 #   TESTS=cuda bash benchmarks/gpu_check.sh OUT   # only the CUDA tests
@@ -37,3 +41,12 @@ if [ "${TESTS:-all}" != none ]; then  # TESTS=cuda: only the tests with CUDA in 
     tail -4 "$OUT/cuda_tests.txt"
     echo "[$(elapsed) s] tests done"
 fi
+DDP_DEVICE=${DDP_DEVICE:-cuda}  # cpu: the same command through gloo, for a check without a GPU
+timeout 150 $PY -m torch.distributed.run --nproc_per_node=1 -m acn_pyg.train --subset $SUBSET \
+    --device "$DDP_DEVICE" --train-size 1000 --val-size 500 --test-size 1000 --epochs 2 \
+    --time-budget 60 --no-plot --out "$OUT/ddp_cuda" 2>&1 | grep -v USDT | tail -8
+echo "[$(elapsed) s] torchrun done"
+timeout 240 $PY benchmarks/speed.py --device cuda --subset $SUBSET --models acn,schnet \
+    --batch-sizes 128 --compile --repeats 20 --out "$OUT/speed_cuda_compile" 2>&1 \
+    | grep -v USDT | tail -12
+echo "[$(elapsed) s] compile speed done"

@@ -203,15 +203,17 @@ class TensorTask(_StructuredTask):
     as only the dipole's magnitude can. Otherwise (a file's tensors, in the
     frame of its positions) on its nine components. The loss is the L1 error
     of the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` in units of
-    :obj:`std` plus that of the rest in units of :obj:`anisotropic_std`;
-    validated by the MAE of the principal values (or components).
+    :obj:`std` plus :obj:`anisotropic_weight` times that of the rest in
+    units of :obj:`anisotropic_std`; validated by the MAE of the principal
+    values (or components).
     :meth:`errors` adds the MAE of the isotropic part (QM9's :obj:`alpha`)."""
 
     def __init__(self, std: float, anisotropic_std: Optional[float] = None,
-                 frame_free: bool = True):
+                 frame_free: bool = True, anisotropic_weight: float = 1.0):
         super().__init__(std)
         self.anisotropic_std = std if anisotropic_std is None else anisotropic_std
         self.frame_free = frame_free
+        self.anisotropic_weight = anisotropic_weight
 
     @staticmethod
     def _split(x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -227,8 +229,8 @@ class TensorTask(_StructuredTask):
     def loss(self, model: torch.nn.Module, data) -> Tensor:
         pred, true = self._pairs(model, data)
         (iso_pred, rest_pred), (iso_true, rest_true) = self._split(pred), self._split(true)
-        return (target_loss(iso_pred, iso_true, self.std)
-                + target_loss(rest_pred, rest_true, self.anisotropic_std))
+        return (target_loss(iso_pred, iso_true, self.std) + self.anisotropic_weight
+                * target_loss(rest_pred, rest_true, self.anisotropic_std))
 
     def _pairs(self, model, data):
         pred = model(data.z, data.pos, data.batch)

@@ -1,0 +1,60 @@
+"""The polarizability tensor's isotropic part against alpha as a scalar,
+with the traceless part's loss weighted by W (TensorTask's
+anisotropic_weight; the training program uses 1): does the anisotropic loss
+cost the trace? The same runs as benchmarks/properties.py (the training
+program, one CPU thread a run, two at once, the same split and test
+molecules), one per weight and initialisation seed.
+
+    python research/tensor_weight.py --weights 0,0.3 --seeds 0,1,2 --size 1000 --minutes 4
+"""
+import argparse
+import functools
+import itertools
+import json
+import multiprocessing
+import os
+
+
+def one_run(job: dict) -> dict:
+    import acn_pyg.train.data as data
+    from acn_pyg.train import Config, run
+    from acn_pyg.train.tasks import TensorTask
+
+    data.TensorTask = functools.partial(TensorTask, anisotropic_weight=job["weight"])
+    cfg = Config(target="polarizability", train_size=job["size"], val_size=500, test_size=1000,
+                 time_budget=job["minutes"], threads=1, device="cpu", plot=False,
+                 init_seed=job["seed"], root=job["root"],
+                 out=os.path.join(job["runs"], f"w{job['weight']:g}_n{job['size']}_s{job['seed']}"))
+    m = run(cfg)
+    row = {**job, "test_mae": m["test_mae"], "test_isotropic_mae": m["test_isotropic_mae"],
+           "epochs": m["epochs_trained"]}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="0,0.3")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--size", type=int, default=1000)
+    p.add_argument("--minutes", type=float, default=4.0)
+    p.add_argument("--root", default="data/QM9")
+    p.add_argument("--runs", default="runs/tensor_weight")
+    p.add_argument("--out", default="research/results/tensor_weight.json")
+    args = p.parse_args()
+    jobs = [dict(weight=float(w), seed=int(s), size=args.size, minutes=args.minutes,
+                 root=args.root, runs=args.runs)
+            for w, s in itertools.product(args.weights.split(","), args.seeds.split(","))]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        rows = pool.map(one_run, jobs)
+    old = []
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+    with open(args.out, "w") as f:
+        json.dump(old + rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

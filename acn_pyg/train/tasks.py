@@ -162,7 +162,10 @@ class _StructuredTask:
         return {"mae": float(diff.abs().mean()), "rmse": float(diff.pow(2).mean().sqrt())}
 
     def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
-        return {"val_mae": self.errors(self.predict(model, loader, device))["mae"]}
+        """``val_mae`` (what selects the best checkpoint) and every error of
+        :meth:`errors` as ``val_<name>``, for the run's history."""
+        errors = self.errors(self.predict(model, loader, device))
+        return {"val_mae": errors["mae"], **{f"val_{k}": v for k, v in errors.items()}}
 
 
 class ChargesTask(_StructuredTask):

@@ -172,3 +172,21 @@ def test_bad_distributed_settings_are_refused(source_dir, tmp_path, monkeypatch)
     assert not distributed.requested()  # torchrun sets all four
     with pytest.raises(ValueError, match="needs the environment variable WORLD_SIZE"):
         distributed.setup("cpu")
+
+
+def test_forces_train_under_two_processes(tmp_path):
+    """Energies and forces (a double backward through the replica) from a
+    structure file kept on disk, under two processes."""
+    from test_train_files import write_frames
+
+    path = write_frames(tmp_path / "lj.xyz", count=24)
+    cfg = Config(data=path, on_disk=True, train_size=12, val_size=6, test_size=6, epochs=2,
+                 batch_size=3, hidden_channels=8, num_layers=1, time_budget=60.0, ema=0.0,
+                 device="cpu", threads=1, out=str(tmp_path / "run"), plot=False)
+    spawn(_run_worker, 2, cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 2 * 2
+    assert metrics["sizes"] == {"train": 12, "val": 6, "test": 6}
+    assert all(torch.isfinite(torch.tensor(metrics[k])) for k in
+               ("test_energy_mae", "test_forces_mae", "train_forces_mae"))
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()

@@ -5,9 +5,9 @@ and a shard of every global batch.
 A run is distributed when it is started by ``torchrun`` (or anything that
 sets :obj:`RANK`, :obj:`WORLD_SIZE`, :obj:`MASTER_ADDR`, :obj:`MASTER_PORT`
 and, per node, :obj:`LOCAL_RANK`), also with one process: a check of the
-backend and the sampler. The
-backend is ``nccl`` on CUDA and ``gloo`` on the CPU; small control messages
-(the agreed time, gathered predictions) go through a ``gloo`` group.
+backend and the sampler. The backend is ``nccl`` on CUDA and ``gloo`` on
+the CPU; small control messages (the agreed time, gathered predictions) go
+through a ``gloo`` group.
 
 Semantics: :obj:`--batch-size` is per process, so a step sees
 :math:`B \times W` structures (:math:`W` processes) and the gradient is

@@ -61,6 +61,17 @@ def load_checked(path: str, check: Callable[[object], Optional[str]],
     return blob
 
 
+def record_problem(record, wanted: Dict[str, object]) -> Optional[str]:
+    """What differs between the :obj:`record` of what a cache was built from
+    and the :obj:`wanted` one (:obj:`None` if nothing): the fields named."""
+    if record == wanted:
+        return None
+    if not isinstance(record, dict):
+        return "its metadata is not a record of what it was built from"
+    differ = sorted(k for k in set(record) | set(wanted) if record.get(k) != wanted.get(k))
+    return f"it was built from other sources or settings (it differs in: {', '.join(differ)})"
+
+
 def check_cache(blob, wanted: Dict[str, object]) -> Optional[str]:
     """What is wrong with a loaded cache :obj:`blob` of :func:`write_cache`
     (:obj:`None` if nothing): missing parts, a record of what it was built
@@ -68,12 +79,9 @@ def check_cache(blob, wanted: Dict[str, object]) -> Optional[str]:
     their checksum."""
     if not isinstance(blob, dict) or not {"data", "slices", "meta", "sha256"} <= set(blob):
         return "it lacks the data, slices, metadata or checksum"
-    meta = blob["meta"]
-    if meta != wanted:
-        if not isinstance(meta, dict):
-            return "its metadata is not a record of what it was built from"
-        differ = sorted(k for k in set(meta) | set(wanted) if meta.get(k) != wanted.get(k))
-        return f"it was built from other sources or settings (it differs in: {', '.join(differ)})"
+    problem = record_problem(blob["meta"], wanted)
+    if problem is not None:
+        return problem
     if content_sha256({"data": blob["data"], "slices": blob["slices"]}) != blob["sha256"]:
         return ("its contents do not match their SHA-256 checksum (bytes changed after it was "
                 "written)")

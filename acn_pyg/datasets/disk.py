@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from acn_pyg.datasets.cache import record_problem
+
 #: Bump when the layout changes; stores of another version are rebuilt.
 FORMAT = 1
 _FLUSH_BYTES, _FLUSH_STRUCTURES = 4 << 20, 4096
@@ -143,11 +145,10 @@ def check_store(folder: str, record: Dict[str, object]) -> Optional[str]:
         return f"its meta.json could not be read ({type(e).__name__})"
     if meta.get("format") != FORMAT:
         return f"it has format {meta.get('format')}, not {FORMAT}"
-    if meta.get("record") != json.loads(json.dumps(record)):
-        theirs = meta.get("record") or {}
-        differ = sorted(k for k in set(theirs) | set(record)
-                        if theirs.get(k) != json.loads(json.dumps(record.get(k))))
-        return f"it was built from other sources or settings (it differs in: {', '.join(differ)})"
+    # Compared as JSON reads it back (tuples become lists).
+    problem = record_problem(meta.get("record"), json.loads(json.dumps(record)))
+    if problem is not None:
+        return problem
     for key, entry in meta["keys"].items():
         itemsize = np.dtype(entry["dtype"]).itemsize * int(np.prod(entry["shape"], dtype=np.int64))
         sizes = (entry["rows"] * itemsize, (meta["num"] + 1) * 8)

@@ -101,7 +101,8 @@ class LinearBaseline:
 def molecule_arrays(dataset, indices: Tensor,
                     target: Union[int, str]) -> Tuple[Tensor, Tensor, Tensor]:
     """Atomic numbers, batch vector and target of the molecules
-    :obj:`indices` of an in-memory :obj:`dataset`, without collating them:
+    :obj:`indices` of a collated :obj:`dataset` (held in memory or an
+    on-disk store), without collating them:
     column :obj:`target` of :obj:`y`, or the per-structure property of that
     name."""
     data = dataset._data
@@ -115,8 +116,8 @@ def molecule_arrays(dataset, indices: Tensor,
 
 def atom_values(dataset, indices: Tensor, key: str) -> Tensor:
     """The per-atom attribute :obj:`key` of the structures :obj:`indices` of
-    an in-memory :obj:`dataset`, concatenated in their order, without
-    collating them."""
+    a collated :obj:`dataset` (held in memory or an on-disk store),
+    concatenated in their order, without collating them."""
     ptr = dataset.slices[key]
     starts = ptr[indices]
     counts = ptr[indices + 1] - starts
@@ -353,15 +354,16 @@ def _check_elements(dataset, split: Dict[str, Tensor], elements: Sequence[int],
     training structure holds (its reference energy and embedding would be
     untrained), naming the frame and the element."""
     known = torch.tensor(elements)
-    for key, chunk in ((key, chunk) for key in ("val", "test") for chunk in _chunks(split[key])):
-        z, batch, frames = molecule_arrays(dataset, chunk, "idx")
-        new = ~torch.isin(z, known)
-        if bool(new.any()):
-            first = int(new.nonzero()[0])
-            raise ValueError(
-                f"{source}: frame {int(frames[batch[first]])} ({key} set) holds atomic number "
-                f"{int(z[first])}, which no training structure holds (elements in training: "
-                f"{list(elements)}); put structures with it in the training set")
+    for key in ("val", "test"):
+        for chunk in _chunks(split[key]):
+            z, batch, frames = molecule_arrays(dataset, chunk, "idx")
+            new = ~torch.isin(z, known)
+            if bool(new.any()):
+                first = int(new.nonzero()[0])
+                raise ValueError(
+                    f"{source}: frame {int(frames[batch[first]])} ({key} set) holds atomic "
+                    f"number {int(z[first])}, which no training structure holds (elements in "
+                    f"training: {list(elements)}); put structures with it in the training set")
 
 
 def make_loaders(cfg: Config, prep: Prepared, device: torch.device):

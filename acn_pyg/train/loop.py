@@ -204,10 +204,11 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
                               "time_s": round(time.perf_counter() - start, 1)})
         if val_mae < state.best_val:
             state.best_val = val_mae
-            if main and save_best is None:
-                atomic_save(tr.evaluated.state_dict(), best_path)
-            elif main:
-                save_best(tr.evaluated, best_path)
+            if main:  # rank 0 writes the files
+                if save_best is None:
+                    atomic_save(tr.evaluated.state_dict(), best_path)
+                else:
+                    save_best(tr.evaluated, best_path)
 
     bar = _Progress(desc, budget_s, epochs, progress(0), disable=not main)
     out_of_time = state.elapsed >= budget_s

@@ -120,8 +120,13 @@ class EnergyForcesTask:
 
     def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
         errors = self.errors(self.predict(model, loader, device))
-        key = "forces_mae" if self.forces_weight > 0 else "energy_mae"
-        return {"val_mae": errors[key], **{f"val_{k}": v for k, v in errors.items()}}
+        return _scores(errors, "forces_mae" if self.forces_weight > 0 else "energy_mae")
+
+
+def _scores(errors: Dict[str, float], key: str) -> Dict[str, float]:
+    """A validation's scores: ``val_mae`` (error :obj:`key`, which selects
+    the best checkpoint) and every error as ``val_<name>``."""
+    return {"val_mae": errors[key], **{f"val_{k}": v for k, v in errors.items()}}
 
 
 def _num_atoms(data) -> Tensor:
@@ -164,8 +169,7 @@ class _StructuredTask:
     def validate(self, model: torch.nn.Module, loader, device) -> Dict[str, float]:
         """``val_mae`` (what selects the best checkpoint) and every error of
         :meth:`errors` as ``val_<name>``, for the run's history."""
-        errors = self.errors(self.predict(model, loader, device))
-        return {"val_mae": errors["mae"], **{f"val_{k}": v for k, v in errors.items()}}
+        return _scores(self.errors(self.predict(model, loader, device)), "mae")
 
 
 class ChargesTask(_StructuredTask):

@@ -24,6 +24,15 @@ from acn_pyg.models import AtomCloudNet
 from acn_pyg.train import EXTENSIVE_TARGETS, build_model, load_run, load_weights, run_config
 
 _CONV = re.compile(r"^convs\.(\d+)\.(.*)$")
+_GAINS = re.compile(r"^(.*)\.gains\.(\d+)$")
+
+
+def _weight_of_gain(key: str):
+    """The weight key of a weight-normalised gain's key (None for others)."""
+    if key.endswith(".gain"):
+        return key[:-len("gain")] + "weight"
+    m = _GAINS.match(key)
+    return f"{m.group(1)}.weights.{m.group(2)}" if m else None
 
 
 def state_num_layers(state: Dict[str, Tensor]) -> int:
@@ -52,7 +61,9 @@ def grown_state_dict(model: AtomCloudNet, state: Dict[str, Tensor]) -> Dict[str,
     (:math:`\mathrm{SiLU}(0) = 0`, gated irreps times zero), and the residual
     :math:`\mathbf{h}^{(t+1)} = \mathbf{h}^{(t)} + 0` makes it the identity.
     The gradient reaches :math:`\mathbf{W}` at once (its inputs are not zero),
-    and the rest of the new layer from the first step on.
+    and the rest of the new layer from the first step on. With weight
+    normalisation it is :math:`\mathbf{W}`'s gains that are zero and that the
+    gradient reaches first.
 
     Args:
         model (AtomCloudNet): The deeper model (its new layers' other weights
@@ -79,10 +90,17 @@ def grown_state_dict(model: AtomCloudNet, state: Dict[str, Tensor]) -> Dict[str,
             raise ValueError(f"'{key}' is in the state dict to grow but not in the model: "
                              "the two differ in more than their number of layers")
         target[key] = value
+    # Plain weights in a weight-normalised model: the gains are computed from
+    # them on loading, not taken from the model's initialisation.
+    for key in [k for k in target if k not in state]:
+        if _weight_of_gain(key) in state:
+            del target[key]
     for t in range(have - 1, want - 1):
+        # zero output map: its gains (weight-normalised) or its weights, and its biases
+        zeroed = ("gains" if getattr(model.convs[t].linear, "weight_norm", False)
+                  else "weights", "biases")
         for key in target:
-            if key.startswith(f"convs.{t}.linear.weights.") or \
-                    key.startswith(f"convs.{t}.linear.biases."):
+            if any(key.startswith(f"convs.{t}.linear.{name}.") for name in zeroed):
                 target[key] = target[key].new_zeros(target[key].shape)
     return target
 

@@ -186,7 +186,8 @@ def test_radial_gain_scales_the_radial_output_not_its_weights():
         (conv.radial(basis) * target).sum().backward()
         opt.step()
         changes.append((conv.radial(basis).detach() - start).norm() / start.norm())
-    torch.testing.assert_close(changes[0], changes[1])
+    # (to Adam's eps, which weighs the 30x larger gradients a little less)
+    torch.testing.assert_close(changes[0], changes[1], rtol=1e-5, atol=0)
     assert changes[1] > 1e-3
     with pytest.raises(ValueError, match="gain"):
         make_conv(6, 6, radial_gain=0.0)

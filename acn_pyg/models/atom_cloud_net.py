@@ -11,6 +11,7 @@ from acn_pyg.nn.embedding import EdgeEmbedding
 from acn_pyg.nn.gate import Gate
 from acn_pyg.nn.heads import AtomicChargesHead, DipoleHead, SymmetricTensorHead
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms
+from acn_pyg.nn.normalized import NormalizedEmbedding, NormalizedLinear
 from acn_pyg.nn.radial_mlp import stacked_radial_weights
 from acn_pyg.nn.pool import global_power_mean_pool
 from acn_pyg.utils.checks import (MAX_ATOMIC_NUMBER, check_atoms, check_edge_index,
@@ -97,6 +98,15 @@ class AtomCloudNet(torch.nn.Module):
         radial_gain (float, optional): Constant factor on every layer's
             radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
             (default: :obj:`10.0`)
+        weight_norm (bool, optional): If :obj:`True`, every weight matrix
+            (the embedding's rows, the layers' radial MLPs and linear maps, the
+            atom and output MLPs) is :math:`g\, \mathbf{v} / \lVert
+            \mathbf{v} \rVert` per output with a direction :math:`\mathbf{v}`
+            that starts short, initialised to the same function as without:
+            Adam's steps turn such weights fast at first and slower as they
+            lengthen them, which makes training depend little on the learning
+            rate (:func:`~acn_pyg.nn.normalized.weight_normalized`).
+            (default: :obj:`True`)
         many_body (bool or tuple of str, optional): If :obj:`True` (all
             terms) or a tuple of term names, the invariant many-body features
             of :class:`~acn_pyg.nn.ManyBodyTerms` (normalised) are computed on
@@ -162,6 +172,7 @@ class AtomCloudNet(torch.nn.Module):
         avg_num_neighbors: float = 16.0,
         product_channels: int = 0,
         radial_gain: float = 10.0,
+        weight_norm: bool = True,
         many_body: Union[bool, Sequence[str]] = False,
         many_body_cutoff: Optional[float] = None,
         num_extra_features: int = 0,
@@ -207,7 +218,7 @@ class AtomCloudNet(torch.nn.Module):
             num_layers=num_layers, cutoff=float(cutoff), lmax=lmax, num_basis=num_basis,
             radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
             avg_num_neighbors=float(avg_num_neighbors), product_channels=product_channels,
-            radial_gain=float(radial_gain),
+            radial_gain=float(radial_gain), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
             many_body_cutoff=many_body_cutoff, num_extra_features=num_extra_features,
             pooling=pooling, readout=readout, out_channels=out_channels, output=output,
@@ -228,6 +239,7 @@ class AtomCloudNet(torch.nn.Module):
         self.avg_num_neighbors = avg_num_neighbors
         self.product_channels = product_channels
         self.num_extra_features = num_extra_features
+        self.weight_norm = bool(weight_norm)
         self.pooling = pooling
         self.readout = readout
         self.out_channels = out_channels
@@ -239,7 +251,9 @@ class AtomCloudNet(torch.nn.Module):
         # The default graph trusts the inputs that forward() has checked.
         self.interaction_graph = (RadiusGraph(cutoff, max_num_neighbors, check_inputs=False)
                                   if interaction_graph is None else interaction_graph)
-        self.embedding = torch.nn.Embedding(MAX_ATOMIC_NUMBER + 1, hidden_channels)
+        self.embedding = (NormalizedEmbedding if weight_norm else torch.nn.Embedding)(
+            MAX_ATOMIC_NUMBER + 1, hidden_channels)
+        linear = NormalizedLinear if weight_norm else torch.nn.Linear
         self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
 
         head_irreps = {"dipole": f"{head_channels}x1o",
@@ -259,14 +273,13 @@ class AtomCloudNet(torch.nn.Module):
                           if many_body else None)
         num_many_body = self.many_body.num_features if self.many_body is not None else 0
         self.atom_mlp = torch.nn.Sequential(
-            torch.nn.Linear(hidden_channels + num_many_body + num_extra_features,
-                            hidden_channels),
+            linear(hidden_channels + num_many_body + num_extra_features, hidden_channels),
             torch.nn.SiLU(),
         )
         self.output_mlp = torch.nn.Sequential(
-            torch.nn.Linear(hidden_channels, hidden_channels // 2),
+            linear(hidden_channels, hidden_channels // 2),
             torch.nn.SiLU(),
-            torch.nn.Linear(hidden_channels // 2, out_channels),
+            linear(hidden_channels // 2, out_channels),
         ) if output == "scalar" else torch.nn.Sequential()
         std_ = 1.0 if std is None else float(std)
         self.head = None
@@ -329,7 +342,8 @@ class AtomCloudNet(torch.nn.Module):
                 num_basis=self.num_basis, radial_hidden=self.radial_hidden,
                 max_num_neighbors=self.max_num_neighbors,
                 avg_num_neighbors=self.avg_num_neighbors,
-                product_channels=self.product_channels, radial_gain=radial_gain))
+                product_channels=self.product_channels, radial_gain=radial_gain,
+                weight_norm=self.weight_norm))
             gates.append(gate)
             irreps_in = irreps_out
         return convs, gates
@@ -340,7 +354,7 @@ class AtomCloudNet(torch.nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
         for module in list(self.atom_mlp) + list(self.output_mlp):
-            if isinstance(module, torch.nn.Linear):
+            if isinstance(module, (torch.nn.Linear, NormalizedLinear)):
                 module.reset_parameters()
         if self.head is not None:
             for module in self.head.modules():

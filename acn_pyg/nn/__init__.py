@@ -6,6 +6,7 @@ from acn_pyg.nn.heads import (AtomicChargesHead, DipoleHead, SymmetricTensorHead
                               total_charge_correction)
 from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.many_body import MANY_BODY_TERMS, ManyBodyTerms, signed_log1p
+from acn_pyg.nn.normalized import NormalizedEmbedding, NormalizedLinear, weight_normalized
 from acn_pyg.nn.pool import global_power_mean_pool
 from acn_pyg.nn.radial_mlp import RadialMLP, stacked_radial_weights
 
@@ -29,6 +30,9 @@ __all__ = [
     "ManyBodyTerms",
     "MANY_BODY_TERMS",
     "signed_log1p",
+    "NormalizedEmbedding",
+    "NormalizedLinear",
+    "weight_normalized",
     "global_power_mean_pool",
     "RadialMLP",
     "stacked_radial_weights",

@@ -5,6 +5,7 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from acn_pyg.nn.normalized import init_normalized, weight_normalized
 from acn_pyg.utils.irreps import split_blocks
 from acn_pyg.utils.checks import layout_version
 
@@ -44,6 +45,11 @@ class IrrepsLinear(torch.nn.Module):
             learnable bias. (default: :obj:`True`)
         fan_in_groups (list of int, optional): The normalisation group of
             each input. (default: :obj:`None`, each input its own group)
+        weight_norm (bool, optional): If :obj:`True`, every output channel's
+            weights are :math:`g_v\, \mathbf{w}_v / \lVert \mathbf{w}_v \rVert`
+            (:func:`~acn_pyg.nn.normalized.weight_normalized`; the norm over
+            all inputs of that irrep), initialised to the same function.
+            (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(*, \dim(\mathrm{irreps\_in}))`
@@ -51,8 +57,10 @@ class IrrepsLinear(torch.nn.Module):
     """
 
     def __init__(self, irreps_in: Union[str, o3.Irreps, Sequence], irreps_out,
-                 bias: bool = True, fan_in_groups: Optional[Sequence[int]] = None):
+                 bias: bool = True, fan_in_groups: Optional[Sequence[int]] = None,
+                 weight_norm: bool = False):
         super().__init__()
+        self.weight_norm = weight_norm
         inputs = ([o3.Irreps(g) for g in irreps_in]
                   if isinstance(irreps_in, (list, tuple)) else [o3.Irreps(irreps_in)])
         if fan_in_groups is None:
@@ -76,6 +84,8 @@ class IrrepsLinear(torch.nn.Module):
         # Per output block, its sources: (input, block within the input, mul).
         self._input_sources: List[List[Tuple[int, int, int]]] = []
         self.weights = torch.nn.ParameterList()
+        # With weight_norm: the gain g_v of every output channel, per weight.
+        self.gains = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
         self._bias_index: List[int] = []
         self._out_muls = [mul for mul, _ in self.irreps_out]
@@ -87,6 +97,8 @@ class IrrepsLinear(torch.nn.Module):
             fan_in = sum(mul for _, _, mul in self._input_sources[-1])
             if fan_in > 0:
                 self.weights.append(torch.nn.Parameter(torch.empty(fan_in, mul_out)))
+                if weight_norm:
+                    self.gains.append(torch.nn.Parameter(torch.empty(mul_out)))
                 # Initial std: 1 / sqrt(channels of this irrep in the row's group).
                 group_fan = [0] * (max(fan_in_groups) + 1)
                 for i, (mul, ir_in) in enumerate(self.irreps_in):
@@ -118,6 +130,11 @@ class IrrepsLinear(torch.nn.Module):
                 if key in state_dict:
                     state_dict[key] = state_dict[key] * getattr(self, f"scale_{k}").to(
                         state_dict[key].device, state_dict[key].dtype)
+        if self.weight_norm:  # weights saved without weight norm: the same function
+            for k in range(len(self.weights)):
+                key = f"{prefix}weights.{k}"
+                if key in state_dict and f"{prefix}gains.{k}" not in state_dict:
+                    state_dict[f"{prefix}gains.{k}"] = state_dict[key].norm(dim=0)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def reset_parameters(self) -> None:
@@ -125,6 +142,8 @@ class IrrepsLinear(torch.nn.Module):
             for k, w in enumerate(self.weights):
                 torch.nn.init.normal_(w)
                 w.mul_(getattr(self, f"scale_{k}"))
+                if self.weight_norm:
+                    init_normalized(w, self.gains[k], 0)
         for b in self.biases:
             torch.nn.init.zeros_(b)
 
@@ -166,6 +185,8 @@ class IrrepsLinear(torch.nn.Module):
             parts = [blocks[k][b].reshape(n, mul, dim) for k, b, mul in input_sources]
             xin = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
             w = self.weights[w_idx]
+            if self.weight_norm:
+                w = weight_normalized(w, self.gains[w_idx], 0)
             if dim == 1:
                 out = (xin.squeeze(-1) @ w if bias is None
                        else torch.addmm(bias, xin.squeeze(-1), w))

@@ -2,6 +2,7 @@ from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
+from acn_pyg.nn.normalized import NormalizedLinear
 from acn_pyg.utils.checks import layout_version
 
 
@@ -22,6 +23,10 @@ class RadialMLP(torch.nn.Module):
         hidden_channels (int): Width of the hidden layer.
         out_channels (int): Number of weights per edge.
         gain (float, optional): The constant :math:`g`. (default: :obj:`1.0`)
+        weight_norm (bool, optional): If :obj:`True`, :math:`\mathbf{W}_1`
+            and :math:`\mathbf{W}_2` are weight-normalised
+            (:class:`~acn_pyg.nn.normalized.NormalizedLinear`), initialised to
+            the same function. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{E}|, \mathrm{num\_basis})`
@@ -29,7 +34,7 @@ class RadialMLP(torch.nn.Module):
     """
 
     def __init__(self, num_basis: int, hidden_channels: int, out_channels: int,
-                 gain: float = 1.0):
+                 gain: float = 1.0, weight_norm: bool = False):
         super().__init__()
         if not gain > 0:
             raise ValueError(f"'gain' must be positive (got {gain})")
@@ -37,8 +42,10 @@ class RadialMLP(torch.nn.Module):
         self.num_basis = num_basis
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
-        self.lin1 = torch.nn.Linear(num_basis, hidden_channels)
-        self.lin2 = torch.nn.Linear(hidden_channels, out_channels)
+        self.weight_norm = weight_norm
+        linear = NormalizedLinear if weight_norm else torch.nn.Linear
+        self.lin1 = linear(num_basis, hidden_channels)
+        self.lin2 = linear(hidden_channels, out_channels)
         self.reset_parameters()
 
     #: Layout of the state dict, saved in its metadata: 2 applies the gain in
@@ -58,13 +65,19 @@ class RadialMLP(torch.nn.Module):
         self.lin1.reset_parameters()
         self.lin2.reset_parameters()
 
+    def weights(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        r""":math:`\mathbf{W}_1, \mathbf{b}_1, g\mathbf{W}_2, g\mathbf{b}_2`
+        as :class:`torch.nn.Linear` holds them (:obj:`[out, in]`)."""
+        w1, w2 = ((self.lin1.effective_weight(), self.lin2.effective_weight())
+                  if self.weight_norm else (self.lin1.weight, self.lin2.weight))
+        if self.gain != 1.0:  # the gain on the (small) weights, not on the output
+            return w1, self.lin1.bias, w2 * self.gain, self.lin2.bias * self.gain
+        return w1, self.lin1.bias, w2, self.lin2.bias
+
     def forward(self, basis: Tensor) -> Tensor:
-        h = torch.nn.functional.silu(self.lin1(basis))
-        if self.gain == 1.0:
-            return self.lin2(h)
-        # The gain on the (small) weights, not on the per-edge output.
-        return torch.nn.functional.linear(h, self.lin2.weight * self.gain,
-                                          self.lin2.bias * self.gain)
+        w1, b1, w2, b2 = self.weights()
+        h = torch.nn.functional.silu(torch.nn.functional.linear(basis, w1, b1))
+        return torch.nn.functional.linear(h, w2, b2)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_basis} -> {self.hidden_channels} -> "
@@ -91,12 +104,13 @@ def stacked_radial_weights(radials: Sequence[RadialMLP], basis: Tensor) -> Tuple
     if len(shapes) != 1:
         raise ValueError(f"stacked_radial_weights needs MLPs of one shape (got {sorted(shapes)})")
     num_edges, hidden = basis.size(0), radials[0].hidden_channels
-    w1 = torch.cat([r.lin1.weight for r in radials], dim=0)
-    b1 = torch.cat([r.lin1.bias for r in radials], dim=0)
+    weights = [r.weights() for r in radials]
+    w1 = torch.cat([w[0] for w in weights], dim=0)
+    b1 = torch.cat([w[1] for w in weights], dim=0)
     h = torch.nn.functional.silu(torch.addmm(b1, basis, w1.t()))
     h = h.view(num_edges, len(radials), hidden).transpose(0, 1)
-    w2 = torch.stack([r.lin2.weight.t() * r.gain for r in radials])
-    b2 = torch.stack([r.lin2.bias * r.gain for r in radials]).unsqueeze(1)
+    w2 = torch.stack([w[2].t() for w in weights])
+    b2 = torch.stack([w[3] for w in weights]).unsqueeze(1)
     return _BatchedLinear.apply(h, w2, b2).unbind(0)
 
 

@@ -13,12 +13,13 @@ from acn_pyg.train.config import MODELS, Config
 #: published settings and ignore them (the denoising head reads AtomCloudNet's
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
-              "product_channels", "radial_gain", "many_body", "compile", "denoise_weight",
+              "product_channels", "radial_gain", "weight_norm", "many_body", "compile",
+              "denoise_weight",
               "denoise_sigma", "output")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
-                "product_channels", "radial_gain", "many_body", "output")
+                "product_channels", "radial_gain", "weight_norm", "many_body", "output")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
@@ -151,6 +152,8 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
     add("radial_gain", type=float, default=d.radial_gain,
         help=f"constant factor on the radial MLPs' outputs "
              f"(default: {d.radial_gain:g})")
+    add("weight_norm", "--no-weight-norm", action="store_false",
+        help="plain weights instead of weight-normalised ones (AtomCloudNet's weight_norm)")
     add("output", default=d.output, choices=("auto", "scalar", "dipole"),
         help="AtomCloudNet's output head: auto takes QM9's mu through a dipole vector (its "
              "norm is learned), charges per atom and the polarizability tensor through their "

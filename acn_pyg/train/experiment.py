@@ -42,6 +42,7 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
         kwargs = dict(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
                       num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
                       product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
+                      weight_norm=cfg.weight_norm,
                       many_body=cfg.many_body, pooling="add" if extensive else "mean",
                       mean=mean, std=std, atomref=atomref, output=output)
         if head_std is not None:

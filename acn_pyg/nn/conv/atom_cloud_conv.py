@@ -85,6 +85,13 @@ class AtomCloudConv(MessagePassing):
             the self-interaction instead of ~50x below it and the model uses
             geometry from its first steps at any learning rate.
             (default: :obj:`10.0`)
+        weight_norm (bool, optional): If :obj:`True`, the radial MLP's and
+            :math:`\mathbf{W}`'s weights are weight-normalised
+            (:func:`~acn_pyg.nn.normalized.weight_normalized`), initialised
+            to the same function: Adam's steps then turn them at a rate that
+            depends little on the learning rate, so the layer trains alike
+            from :math:`3 \cdot 10^{-4}` to :math:`3 \cdot 10^{-3}`.
+            (default: :obj:`True`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -107,6 +114,7 @@ class AtomCloudConv(MessagePassing):
         power_spectrum: bool = True,
         product_channels: int = 0,
         radial_gain: float = 10.0,
+        weight_norm: bool = True,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
@@ -155,14 +163,15 @@ class AtomCloudConv(MessagePassing):
                 f"'out_irreps' asks for {' '.join(map(str, missing))}, which neither the cloud "
                 f"tensor product of {self.in_irreps} with Y up to lmax={lmax} nor the input holds")
         self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel,
-                                gain=radial_gain)
+                                gain=radial_gain, weight_norm=weight_norm)
         # W_out [A | spectrum] + W_self x as one product over the concatenation,
         # each part normalised by its own fan-in.
         cloud_blocks = [o3.Irreps([block]) for block in cloud_irreps]
         self.linear = IrrepsLinear(cloud_blocks + spectrum_irreps + product_irreps
                                    + [self.in_irreps], self.out_irreps,
                                    fan_in_groups=[0] * (len(cloud_blocks) + len(spectrum_irreps))
-                                   + [2] * len(product_irreps) + [1])
+                                   + [2] * len(product_irreps) + [1],
+                                   weight_norm=weight_norm)
         self.reset_parameters()
 
     #: Layout of the state dict, saved in its metadata (fused output and

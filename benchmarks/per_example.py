@@ -1,0 +1,269 @@
+"""How much each model learns per training example, per epoch and per CPU
+minute: AtomCloudNet (default and equivariant), MACE and PyG's SchNet trained
+by one plain loop (benchmarks/common.py's plain_loop: Adam at the model's own
+learning rate, batch 32, L1 on the target standardised over a per-element
+linear baseline, ReduceLROnPlateau, no weight average), on the same QM9 split.
+After every epoch the run records its clock (training and validation) and the
+test MAE of its best validation epoch so far: equal-time and equal-epoch
+curves.
+
+MACE pins e3nn 0.4.4, so it runs in its own virtual environment
+(benchmarks/mace_env.sh) as a subprocess; every model runs as one.
+
+    bash benchmarks/mace_env.sh
+    python benchmarks/per_example.py --sizes 1000,100 --minutes 20
+"""
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from multiprocessing.pool import ThreadPool
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+#: name -> (learning rate, AMSGrad, label). Each model at its own learning
+#: rate: AtomCloudNet's and SchNet's best of lr_robustness.py's sweep (U0),
+#: MACE's own default (mace-torch's run_train: 1e-2 with AMSGrad).
+MODELS = {
+    "acn": (3e-3, False, "AtomCloudNet()"),
+    "acn-equivariant": (3e-3, False, "AtomCloudNet(64x0e+16x1o+16x2e)"),
+    "mace": (1e-2, True, "MACE (64x0e, max_ell 3, correlation 3, 2 layers)"),
+    "schnet": (1e-3, False, "SchNet (PyG defaults)"),
+}
+ELEMENTS = [1, 6, 7, 8, 9]
+
+
+def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0):
+    """mace-torch's ScaleShiftMACE with the settings of ``mace_run_train``
+    for a 64x0e model (max_ell 3, correlation 3, two interactions, the
+    training set's atom references, mean and std), called as
+    ``model(z, pos, batch)`` like the others; float32, on the graph of
+    :func:`acn_pyg.graph.radius_graph`."""
+    import numpy as np
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    from acn_pyg.graph import radius_graph
+
+    atomref = prep.atomref.view(-1).double() if prep.atomref is not None else None
+    e0 = np.array([float(atomref[z]) if atomref is not None else 0.0 for z in ELEMENTS])
+    mace = modules.ScaleShiftMACE(
+        r_max=cutoff, num_bessel=8, num_polynomial_cutoff=5, max_ell=3,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
+        num_interactions=2, num_elements=len(ELEMENTS), hidden_irreps=o3.Irreps("64x0e"),
+        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=e0,
+        avg_num_neighbors=avg_num_neighbors, atomic_numbers=ELEMENTS, correlation=3,
+        gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64], radial_type="bessel",
+        atomic_inter_scale=prep.std, atomic_inter_shift=prep.mean)
+    index = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long)
+    index[ELEMENTS] = torch.arange(len(ELEMENTS))
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mace = mace
+
+        def forward(self, z, pos, batch):
+            num_graphs = int(batch.max()) + 1
+            edge_index = radius_graph(pos, cutoff, batch)
+            ptr = torch.cat([batch.new_zeros(1),
+                             torch.bincount(batch, minlength=num_graphs).cumsum(0)])
+            data = {"positions": pos.clone(),
+                    "node_attrs": torch.nn.functional.one_hot(index[z], len(ELEMENTS)).to(
+                        pos.dtype),
+                    "edge_index": edge_index,
+                    "shifts": pos.new_zeros(edge_index.size(1), 3),
+                    "unit_shifts": pos.new_zeros(edge_index.size(1), 3),
+                    "cell": pos.new_zeros(num_graphs * 3, 3),
+                    "batch": batch, "ptr": ptr}
+            return self.mace(data, training=self.training, compute_force=False)["energy"]
+
+    return Wrapped()
+
+
+def worker(job: dict) -> dict:
+    """One model, size and seed: built, trained and its curve returned."""
+    import torch
+
+    sys.path.insert(0, HERE)
+    from common import machine, plain_loop
+    from acn_pyg.graph import radius_graph
+    from acn_pyg.train import Config, build_model, prepare
+
+    torch.set_num_threads(job["threads"])
+    name = job["model"]
+    cfg = Config(target=job["target"], model="schnet" if name == "schnet" else "acn",
+                 hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
+                 train_size=job["size"], val_size=job["val_size"], test_size=job["test_size"],
+                 root=job["root"])
+    prep = prepare(cfg)
+    if not prep.extensive:
+        raise ValueError(f"per_example.py compares energies (extensive targets); "
+                         f"{job['target']} is intensive")
+    torch.manual_seed(job["seed"])
+    if name == "mace":
+        train = prep.dataset[prep.split["train"]]
+        counts = [radius_graph(d.pos, 5.0).size(1) / d.num_nodes for d in train]
+        model = mace_model(prep, sum(counts) / len(counts))
+    else:
+        model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
+    lr, amsgrad, label = MODELS[name]
+    curve = []
+    test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
+                                    job["seed"], amsgrad=amsgrad, curve=curve)
+    print(f"n={job['size']} {name} seed {job['seed']}: test MAE {1e3 * test:.1f} meV, "
+          f"{epochs} epochs", flush=True)
+    return {**job, "label": label, "lr": lr, "amsgrad": amsgrad, "unit": prep.unit,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "test_mae": test, "best_val_mae": best, "epochs": epochs, "curve": curve,
+            "machine": machine()}
+
+
+def launch(job: dict, mace_python: str) -> dict:
+    """Runs :func:`worker` in a fresh process (MACE's in its environment)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = os.path.join(tmp, "job.json"), os.path.join(tmp, "out.json")
+        with open(spec, "w") as f:
+            json.dump(job, f)
+        env = dict(os.environ)
+        python = sys.executable
+        if job["model"] == "mace":
+            python = mace_python
+            env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # e3nn 0.4.4's constants
+        if not os.path.exists(python):
+            raise FileNotFoundError(f"{python} not found: make MACE's environment with "
+                                    f"'bash benchmarks/mace_env.sh' or pass --mace-python")
+        subprocess.run([python, os.path.abspath(__file__), "--worker", spec, out], env=env,
+                       check=True)
+        with open(out) as f:
+            return json.load(f)
+
+
+def at_budget(curve: list, seconds: float) -> float:
+    """Test MAE of the best validation epoch finished within :obj:`seconds`."""
+    done = [c["test_mae"] for c in curve if c["seconds"] <= seconds]
+    return done[-1] if done else float("nan")
+
+
+def at_epoch(curve: list, epoch: int) -> float:
+    done = [c["test_mae"] for c in curve if c["epoch"] <= epoch]
+    return done[-1] if done else float("nan")
+
+
+def table(runs: list, budgets: list, epochs: list) -> list:
+    lines = []
+    for size in sorted({r["size"] for r in runs}, reverse=True):
+        rows = [r for r in runs if r["size"] == size]
+        lines += [f"**{size} training molecules**, test MAE in meV of the best validation "
+                  f"epoch so far, by minutes of training (clock of the loop) and by epochs",
+                  "", "| model | parameters | lr | epochs run | "
+                  + " | ".join(f"{b:g} min" for b in budgets) + " | "
+                  + " | ".join(f"epoch {e}" for e in epochs) + " |",
+                  "| --- " * (4 + len(budgets) + len(epochs)) + "|"]
+        for r in rows:
+            lines.append(
+                f"| {r['label']} | {r['parameters']:,} | {r['lr']:g}"
+                + (" (AMSGrad)" if r["amsgrad"] else "") + f" | {r['epochs']} | "
+                + " | ".join(f"{1e3 * at_budget(r['curve'], 60 * b):.1f}" for b in budgets)
+                + " | " + " | ".join(f"{1e3 * at_epoch(r['curve'], e):.1f}" for e in epochs)
+                + " |")
+        lines.append("")
+    return lines
+
+
+def plot(runs: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["size"] for r in runs}, reverse=True)
+    fig, axes = plt.subplots(2, len(sizes), figsize=(5 * len(sizes), 7.5), squeeze=False)
+    for col, size in enumerate(sizes):
+        for r in (r for r in runs if r["size"] == size):
+            xs = [c["seconds"] / 60 for c in r["curve"]]
+            ys = [1e3 * c["test_mae"] for c in r["curve"]]
+            axes[0][col].plot(xs, ys, label=r["label"])
+            axes[1][col].plot([c["epoch"] for c in r["curve"]], ys, label=r["label"])
+        for row, xlabel in enumerate(("CPU minutes (training and validation)", "epochs")):
+            ax = axes[row][col]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("test MAE, U0 (meV)")
+            ax.set_title(f"{size} training molecules")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        with open(sys.argv[2]) as f:
+            row = worker(json.load(f))
+        with open(sys.argv[3], "w") as f:
+            json.dump(row, f)
+        return 0
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(MODELS),
+                   help=f"any of {', '.join(MODELS)} (default: all)")
+    p.add_argument("--sizes", default="1000,100",
+                   help="training molecules (default: 1000,100)")
+    p.add_argument("--seeds", default="0", help="initialisation and shuffling (default: 0)")
+    p.add_argument("--minutes", type=float, default=20.0,
+                   help="training minutes per run (default: 20)")
+    p.add_argument("--budgets", default="1,4,10,20",
+                   help="minutes shown in the table (default: 1,4,10,20)")
+    p.add_argument("--epochs", default="10,30,100",
+                   help="epochs shown in the table (default: 10,30,100)")
+    p.add_argument("--target", default="U0", help="an extensive QM9 target (default: U0)")
+    p.add_argument("--val-size", type=int, default=500, help="(default: 500)")
+    p.add_argument("--test-size", type=int, default=1000, help="(default: 1000)")
+    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per run (default: 2)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default: 1)")
+    p.add_argument("--root", default="data/QM9", help="QM9 folder (default: data/QM9)")
+    p.add_argument("--mace-python", default=os.path.join(".venv-mace", "bin", "python"),
+                   help="the interpreter of MACE's environment (default: "
+                        ".venv-mace/bin/python)")
+    p.add_argument("--out", default=os.path.join(RESULTS, "per_example"),
+                   help="output stem: .json, .md and .png (default: "
+                        "benchmarks/results/per_example)")
+    args = p.parse_args(argv)
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        p.error(f"unknown model(s) {unknown}: choose from {list(MODELS)}")
+    jobs = [dict(model=name, size=int(size), seed=int(seed), minutes=args.minutes,
+                 target=args.target, val_size=args.val_size, test_size=args.test_size,
+                 batch_size=args.batch_size, threads=args.threads,
+                 root=os.path.abspath(args.root))
+            for size, seed, name in itertools.product(args.sizes.split(","),
+                                                      args.seeds.split(","), models)]
+    with ThreadPool(args.jobs) as pool:
+        runs = pool.map(lambda job: launch(job, args.mace_python), jobs, chunksize=1)
+    budgets = [float(b) for b in args.budgets.split(",")]
+    epochs = [int(e) for e in args.epochs.split(",")]
+    lines = [f"QM9 {args.target}, {args.test_size} test molecules, batch {args.batch_size}, "
+             f"{args.minutes:g} min per run on {args.threads} CPU thread(s), {args.jobs} run(s) "
+             f"at once",
+             ""] + table(runs, budgets, epochs)
+    print("\n".join(lines))
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+        json.dump({"args": vars(args), "runs": runs}, f, indent=1)
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot(runs, args.out + ".png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

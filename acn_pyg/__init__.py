@@ -7,7 +7,7 @@ from acn_pyg.models import AtomCloudNet
 from acn_pyg.nn import AtomCloudConv
 from acn_pyg.transforms import ManyBodyFeatures
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = ["datasets", "graph", "models", "nn", "transforms", "units", "utils",
            "AtomCloudConv", "AtomCloudNet", "radius_graph", "RadiusGraph", "ManyBodyFeatures",

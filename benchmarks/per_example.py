@@ -145,14 +145,10 @@ def launch(job: dict, mace_python: str) -> dict:
             return json.load(f)
 
 
-def at_budget(curve: list, seconds: float) -> float:
-    """Test MAE of the best validation epoch finished within :obj:`seconds`."""
-    done = [c["test_mae"] for c in curve if c["seconds"] <= seconds]
-    return done[-1] if done else float("nan")
-
-
-def at_epoch(curve: list, epoch: int) -> float:
-    done = [c["test_mae"] for c in curve if c["epoch"] <= epoch]
+def best_so_far(curve: list, key: str, limit: float) -> float:
+    """Test MAE of the best validation epoch among the epochs whose
+    :obj:`key` (``"seconds"`` or ``"epoch"``) is at most :obj:`limit`."""
+    done = [c["test_mae"] for c in curve if c[key] <= limit]
     return done[-1] if done else float("nan")
 
 
@@ -167,12 +163,12 @@ def table(runs: list, budgets: list, epochs: list) -> list:
                   + " | ".join(f"epoch {e}" for e in epochs) + " |",
                   "| --- " * (4 + len(budgets) + len(epochs)) + "|"]
         for r in rows:
+            cells = ([best_so_far(r["curve"], "seconds", 60 * b) for b in budgets]
+                     + [best_so_far(r["curve"], "epoch", e) for e in epochs])
             lines.append(
                 f"| {r['label']} | {r['parameters']:,} | {r['lr']:g}"
                 + (" (AMSGrad)" if r["amsgrad"] else "") + f" | {r['epochs']} | "
-                + " | ".join(f"{1e3 * at_budget(r['curve'], 60 * b):.1f}" for b in budgets)
-                + " | " + " | ".join(f"{1e3 * at_epoch(r['curve'], e):.1f}" for e in epochs)
-                + " |")
+                + " | ".join(f"{1e3 * c:.1f}" for c in cells) + " |")
         lines.append("")
     return lines
 

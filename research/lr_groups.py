@@ -15,9 +15,10 @@ the other variants start from the model with ``weight_norm=False``.
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import sys
+
+from pool_runs import run_and_append
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUPS = {"embedding": ("embedding.",), "radial": (".radial.",), "linear": (".linear.",),
@@ -104,14 +105,7 @@ def main() -> None:
                  variant=v, seed=int(s), minutes=args.minutes, root=args.root)
             for lr, v, s in itertools.product(lrs, args.variants.split(","),
                                               args.seeds.split(","))]
-    with multiprocessing.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
-        rows = pool.map(one_run, jobs, chunksize=1)
-    old = []
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            old = json.load(f)
-    with open(args.out, "w") as f:
-        json.dump(old + rows, f, indent=1)
+    run_and_append(one_run, jobs, args.out)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import argparse
 import functools
 import itertools
 import json
-import multiprocessing
 import os
+
+from pool_runs import run_and_append
 
 
 def one_run(job: dict) -> dict:
@@ -46,14 +47,7 @@ def main() -> None:
     jobs = [dict(weight=float(w), seed=int(s), size=args.size, minutes=args.minutes,
                  root=args.root, runs=args.runs)
             for w, s in itertools.product(args.weights.split(","), args.seeds.split(","))]
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        rows = pool.map(one_run, jobs)
-    old = []
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            old = json.load(f)
-    with open(args.out, "w") as f:
-        json.dump(old + rows, f, indent=1)
+    run_and_append(one_run, jobs, args.out)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
-from acn_pyg.nn.normalized import init_normalized, weight_normalized
+from acn_pyg.nn.normalized import gain_from_weight, init_normalized, weight_normalized
 from acn_pyg.utils.irreps import split_blocks
 from acn_pyg.utils.checks import layout_version
 
@@ -132,9 +132,7 @@ class IrrepsLinear(torch.nn.Module):
                         state_dict[key].device, state_dict[key].dtype)
         if self.weight_norm:  # weights saved without weight norm: the same function
             for k in range(len(self.weights)):
-                key = f"{prefix}weights.{k}"
-                if key in state_dict and f"{prefix}gains.{k}" not in state_dict:
-                    state_dict[f"{prefix}gains.{k}"] = state_dict[key].norm(dim=0)
+                gain_from_weight(state_dict, f"{prefix}weights.{k}", f"{prefix}gains.{k}", 0)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def reset_parameters(self) -> None:

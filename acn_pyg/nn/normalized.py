@@ -24,9 +24,9 @@ def weight_normalized(direction: Tensor, gain: Tensor, dim: int) -> Tensor:
     first at any learning rate, and its norm grows until the turn per step is
     set by the number of steps taken more than by :math:`\eta`: the
     parametrisation adapts the step size to the learning rate."""
-    if direction.dim() == 2:  # one fused kernel each way (torch.nn.utils.weight_norm's)
-        return torch._weight_norm(direction, gain.unsqueeze(dim), 1 - dim)
-    return direction * (gain.unsqueeze(dim) / direction.norm(dim=dim, keepdim=True))
+    # One fused kernel each way (torch.nn.utils.weight_norm's); its last
+    # argument is the dimension kept.
+    return torch._weight_norm(direction, gain.unsqueeze(dim), 1 - dim)
 
 
 def init_normalized(weight: Tensor, gain: Tensor, dim: int) -> None:
@@ -84,7 +84,7 @@ class NormalizedLinear(torch.nn.Module):
         return weight_normalized(self.weight, self.gain, 1)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        _gain_from_weight(state_dict, prefix + "weight", prefix + "gain", 1)
+        gain_from_weight(state_dict, prefix + "weight", prefix + "gain", 1)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -125,7 +125,7 @@ class NormalizedEmbedding(torch.nn.Module):
         init_normalized(self.weight, self.gain, 1)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        _gain_from_weight(state_dict, prefix + "weight", prefix + "gain", 1)
+        gain_from_weight(state_dict, prefix + "weight", prefix + "gain", 1)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def forward(self, index: Tensor) -> Tensor:
@@ -136,9 +136,11 @@ class NormalizedEmbedding(torch.nn.Module):
         return f"{self.__class__.__name__}({self.num_embeddings}, {self.embedding_dim})"
 
 
-def _gain_from_weight(state_dict, weight_key: str, gain_key: str, dim: int) -> None:
+def gain_from_weight(state_dict, weight_key: str, gain_key: str, dim: int) -> None:
     """A plain weight (saved without weight normalisation) loads as itself:
-    its norms become the gains and it becomes the direction."""
+    if :obj:`state_dict` holds no :obj:`gain_key`, the norms of its
+    :obj:`weight_key` over :obj:`dim` become the gains and the weight the
+    direction (for a module's ``_load_from_state_dict``)."""
     if gain_key not in state_dict and weight_key in state_dict:
         state_dict[gain_key] = state_dict[weight_key].norm(dim=dim)
 

@@ -14,8 +14,7 @@ from acn_pyg.train.config import MODELS, Config
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "radial_gain", "weight_norm", "many_body", "compile",
-              "denoise_weight",
-              "denoise_sigma", "output")
+              "denoise_weight", "denoise_sigma", "output")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",

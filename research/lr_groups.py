@@ -6,7 +6,8 @@ at once), with the learning rate of one parameter group multiplied
 initialisation changed (``zero_out``: the last output weight starts at zero,
 so the model starts at the linear baseline), ``weight_norm`` (every weight
 matrix weight-normalised through torch's parametrisation, its direction
-scaled by ``--wn-scale``) or ``native`` (AtomCloudNet's own ``weight_norm``);
+scaled by ``--wn-scale``) or ``native`` (AtomCloudNet's own ``weight_norm``,
+its direction scale ``--direction-scale``);
 the other variants start from the model with ``weight_norm=False``.
 
     python research/lr_groups.py --target gap --lr 3e-4 --seeds 0,1 \
@@ -61,6 +62,9 @@ def one_run(job: dict) -> dict:
     cfg = Config(target=job["target"], model="acn", train_size=1000, val_size=500,
                  test_size=1000, root=job["root"], weight_norm=job["variant"] == "native")
     prep = prepare(cfg)
+    if job.get("direction_scale") is not None:
+        import acn_pyg.nn.normalized
+        acn_pyg.nn.normalized.DIRECTION_SCALE = job["direction_scale"]
     torch.manual_seed(job["seed"])
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
     variant, factor = job["variant"], job["factor"]
@@ -93,6 +97,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--factor", type=float, default=10.0)
     p.add_argument("--wn-scale", type=float, default=0.1)
+    p.add_argument("--direction-scale", type=float, default=None,
+                   help="acn_pyg.nn.normalized.DIRECTION_SCALE for the variant native "
+                        "(default: the package's)")
     p.add_argument("--lrs", default=None, help="several learning rates (default: --lr)")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--variants", default="none,embedding,radial,linear,readout,zero_out")
@@ -102,6 +109,7 @@ def main() -> None:
     args = p.parse_args()
     lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else [args.lr]
     jobs = [dict(target=args.target, lr=lr, factor=args.factor, wn_scale=args.wn_scale,
+                 direction_scale=args.direction_scale,
                  variant=v, seed=int(s), minutes=args.minutes, root=args.root)
             for lr, v, s in itertools.product(lrs, args.variants.split(","),
                                               args.seeds.split(","))]

@@ -32,6 +32,9 @@ def test_a_run_trains_tests_and_reloads_a_head(source_dir, tmp_path, capsys, tar
     assert history[-1] < history[0]  # it learns
     if target == "polarizability":
         assert 0 < metrics["test_isotropic_mae"] <= metrics["test_mae"] + 1e-9
+        # the kept checkpoint is the epoch of the lowest validation loss
+        kept = min(metrics["history"], key=lambda h: h["val_objective"])
+        assert metrics["best_val_mae"] == kept["val_mae"]
     model = load_model(str(tmp_path / "run"))
     assert model.output == output
     # The test error again, from the checkpoint alone.
@@ -165,3 +168,27 @@ def test_a_files_charge_scale_is_that_of_its_per_atom_residuals(tmp_path):
     prep = prepare(Config(data=path, target="dipole", train_size=24, val_size=8, test_size=8))
     mu = torch.cat([prep.dataset[int(i)].dipole for i in prep.split["train"]])
     assert prep.std == pytest.approx(float(mu.pow(2).mean().sqrt()))
+
+
+def test_the_tensor_validation_objective_is_the_loss_on_the_validation_set():
+    from torch_geometric.data import Batch, Data
+
+    from acn_pyg import AtomCloudNet
+    from acn_pyg.train.tasks import TensorTask
+    from molecules import random_molecule
+    torch.manual_seed(0)
+    model = AtomCloudNet(hidden_channels=8, num_layers=1, output="tensor").eval()
+    data = []
+    for seed, n in enumerate((5, 7, 4)):
+        z, pos = random_molecule(n, seed=seed, dtype=torch.float32)
+        a = torch.randn(3, 3)
+        data.append(Data(z=z, pos=pos, polarizability=(a + a.T)[None]))
+    batch = Batch.from_data_list(data)
+    for frame_free in (True, False):
+        task = TensorTask(2.0, anisotropic_std=5.0, frame_free=frame_free,
+                          anisotropic_weight=0.7)
+        scores = task.validate(model, [batch], "cpu")
+        with torch.no_grad():
+            loss = float(task.loss(model, batch))
+        assert scores["val_objective"] == pytest.approx(loss, rel=1e-5)
+        assert task.select in scores

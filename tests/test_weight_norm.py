@@ -48,6 +48,29 @@ def test_plain_state_dict_loads_as_the_same_function():
     torch.testing.assert_close(again(z, pos, batch), normed(z, pos, batch), rtol=0, atol=0)
 
 
+def test_output_heads_are_weight_normalised_and_load_plain_weights():
+    torch.set_default_dtype(torch.float64)
+    z, pos, batch = _batch(2)
+    for output in ("charges", "dipole", "tensor"):
+        kwargs = dict(hidden_channels=8, lmax=2, output=output, std=1.5,
+                      atomref=torch.rand(10))
+        torch.manual_seed(1)
+        plain = AtomCloudNet(weight_norm=False, **kwargs)
+        torch.manual_seed(1)
+        normed = AtomCloudNet(**kwargs)
+        # no plain weight matrix is left, the heads' included
+        assert not any(type(m) is torch.nn.Linear for m in normed.modules()), output
+        assert all(m.weight_norm for m in normed.head.modules() if isinstance(m, IrrepsLinear))
+        torch.testing.assert_close(normed(z, pos, batch), plain(z, pos, batch), rtol=1e-10,
+                                   atol=1e-10)
+        with torch.no_grad():
+            for p in plain.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        normed.load_state_dict(plain.state_dict())
+        torch.testing.assert_close(normed(z, pos, batch), plain(z, pos, batch), rtol=1e-10,
+                                   atol=1e-10)
+
+
 def test_directions_are_scale_invariant_and_start_short():
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)

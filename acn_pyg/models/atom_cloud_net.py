@@ -100,7 +100,7 @@ class AtomCloudNet(torch.nn.Module):
             (default: :obj:`10.0`)
         weight_norm (bool, optional): If :obj:`True`, every weight matrix
             (the embedding's rows, the layers' radial MLPs and linear maps, the
-            atom and output MLPs) is :math:`g\, \mathbf{v} / \lVert
+            atom and output MLPs, the output heads) is :math:`g\, \mathbf{v} / \lVert
             \mathbf{v} \rVert` per output with a direction :math:`\mathbf{v}`
             that starts short, initialised to the same function as without:
             Adam's steps turn such weights fast at first and slower as they
@@ -284,12 +284,14 @@ class AtomCloudNet(torch.nn.Module):
         std_ = 1.0 if std is None else float(std)
         self.head = None
         if output == "charges":
-            self.head = AtomicChargesHead(hidden_channels, charge_constraint, std_, atomref)
+            self.head = AtomicChargesHead(hidden_channels, charge_constraint, std_, atomref,
+                                          weight_norm)
         elif output == "dipole":
-            self.head = DipoleHead(hidden_channels, head_irreps, std_, charge_constraint)
+            self.head = DipoleHead(hidden_channels, head_irreps, std_, charge_constraint,
+                                   weight_norm)
         elif output == "tensor":
             self.head = SymmetricTensorHead(hidden_channels, head_irreps, std_, atomref,
-                                            head_std)
+                                            head_std, weight_norm)
 
         if atomref is not None and output == "scalar":
             self.register_buffer("atomref", _padded_atomref(atomref, out_channels))

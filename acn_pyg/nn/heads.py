@@ -11,12 +11,14 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from acn_pyg.nn.irreps_linear import IrrepsLinear
+from acn_pyg.nn.normalized import NormalizedLinear
 from acn_pyg.utils.irreps import IrrepsLike, as_irreps
 
 
-def _mlp(channels: int) -> torch.nn.Sequential:
-    return torch.nn.Sequential(torch.nn.Linear(channels, channels // 2), torch.nn.SiLU(),
-                               torch.nn.Linear(channels // 2, 1))
+def _mlp(channels: int, weight_norm: bool) -> torch.nn.Sequential:
+    linear = NormalizedLinear if weight_norm else torch.nn.Linear
+    return torch.nn.Sequential(linear(channels, channels // 2), torch.nn.SiLU(),
+                               linear(channels // 2, 1))
 
 
 def total_charge_correction(q: Tensor, batch: Tensor, num_graphs: int,
@@ -52,6 +54,10 @@ class AtomicChargesHead(torch.nn.Module):
         std (float, optional): :math:`\sigma`. (default: :obj:`1.0`)
         atomref (torch.Tensor, optional): :math:`q^\mathrm{ref}` per atomic
             number, :obj:`[K]`. (default: :obj:`None`)
+        weight_norm (bool, optional): If :obj:`True`, the weight matrices
+            are weight-normalised (:class:`~acn_pyg.nn.normalized.NormalizedLinear`,
+            :class:`~acn_pyg.nn.IrrepsLinear`'s :obj:`weight_norm`), initialised
+            to the same function. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, \mathrm{channels})`, atomic
@@ -61,10 +67,10 @@ class AtomicChargesHead(torch.nn.Module):
     """
 
     def __init__(self, channels: int, constrain: bool = True, std: float = 1.0,
-                 atomref: Optional[Tensor] = None):
+                 atomref: Optional[Tensor] = None, weight_norm: bool = False):
         super().__init__()
         self.constrain, self.std = constrain, float(std)
-        self.mlp = _mlp(channels)
+        self.mlp = _mlp(channels, weight_norm)
         ref = torch.zeros(101) if atomref is None else torch.as_tensor(
             atomref, dtype=torch.get_default_dtype()).view(-1)
         self.register_buffer("atomref", torch.nn.functional.pad(ref, (0, 101 - ref.numel())))
@@ -101,6 +107,10 @@ class DipoleHead(torch.nn.Module):
             e*A. (default: :obj:`1.0`)
         constrain (bool, optional): Make the charges sum to the total charge.
             (default: :obj:`True`)
+        weight_norm (bool, optional): If :obj:`True`, the weight matrices
+            are weight-normalised (:class:`~acn_pyg.nn.normalized.NormalizedLinear`,
+            :class:`~acn_pyg.nn.IrrepsLinear`'s :obj:`weight_norm`), initialised
+            to the same function. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`\mathbf{a}` :math:`(|\mathcal{V}|, \mathrm{channels})`,
@@ -111,12 +121,13 @@ class DipoleHead(torch.nn.Module):
     """
 
     def __init__(self, channels: int, vector_irreps: Optional[IrrepsLike], std: float = 1.0,
-                 constrain: bool = True):
+                 constrain: bool = True, weight_norm: bool = False):
         super().__init__()
         from ase.data import atomic_masses
         self.std = float(std)
-        self.charges = AtomicChargesHead(channels, constrain=constrain)
-        self.atomic = (IrrepsLinear(str(as_irreps(vector_irreps)), "1x1o")
+        self.charges = AtomicChargesHead(channels, constrain=constrain, weight_norm=weight_norm)
+        self.atomic = (IrrepsLinear(str(as_irreps(vector_irreps)), "1x1o",
+                                    weight_norm=weight_norm)
                        if vector_irreps is not None else None)
         self.register_buffer("masses", torch.as_tensor(atomic_masses[:101],
                                                        dtype=torch.get_default_dtype()))
@@ -160,6 +171,10 @@ class SymmetricTensorHead(torch.nn.Module):
         anisotropic_std (float, optional): :math:`\sigma_2`, the scale of the
             traceless part (for a polarizability often several times
             :math:`\sigma`). (default: :obj:`None`, :math:`\sigma`)
+        weight_norm (bool, optional): If :obj:`True`, the weight matrices
+            are weight-normalised (:class:`~acn_pyg.nn.normalized.NormalizedLinear`,
+            :class:`~acn_pyg.nn.IrrepsLinear`'s :obj:`weight_norm`), initialised
+            to the same function. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, \mathrm{channels})`,
@@ -168,12 +183,14 @@ class SymmetricTensorHead(torch.nn.Module):
     """
 
     def __init__(self, channels: int, tensor_irreps: IrrepsLike, std: float = 1.0,
-                 atomref: Optional[Tensor] = None, anisotropic_std: Optional[float] = None):
+                 atomref: Optional[Tensor] = None, anisotropic_std: Optional[float] = None,
+                 weight_norm: bool = False):
         super().__init__()
         self.std = float(std)
         self.anisotropic_std = self.std if anisotropic_std is None else float(anisotropic_std)
-        self.isotropic = _mlp(channels)
-        self.anisotropic = IrrepsLinear(str(as_irreps(tensor_irreps)), "1x2e")
+        self.isotropic = _mlp(channels, weight_norm)
+        self.anisotropic = IrrepsLinear(str(as_irreps(tensor_irreps)), "1x2e",
+                                        weight_norm=weight_norm)
         basis = CartesianTensor("ij=ji")  # 0e + 2e
         to_cartesian = basis.to_cartesian(torch.eye(6, dtype=torch.float64))
         self.register_buffer("traceless", to_cartesian[1:].to(torch.get_default_dtype()))

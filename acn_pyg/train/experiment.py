@@ -172,7 +172,11 @@ def _run_record(cfg: Config, prep: Prepared, tr: Trainer, loaders, device, state
                 wall: float) -> Dict[str, object]:
     """The metrics every run writes beside its errors: how long it trained,
     on what, and its validation history."""
-    return {"best_val_mae": state.best_val, "epochs": state.epoch, "steps": state.steps,
+    # The validation MAE of the kept checkpoint (chosen on the task's score).
+    select = getattr(tr.task, "select", "val_mae")
+    kept = [h["val_mae"] for h in state.history if h.get(select) == state.best_val]
+    return {"best_val_mae": kept[0] if kept else state.best_val, "epochs": state.epoch,
+            "steps": state.steps,
             "epochs_trained": state.steps / max(len(loaders["train"]), 1), "wall_time_s": wall,
             "sizes": {k: int(v.numel()) for k, v in prep.split.items()},
             "parameters": sum(p.numel() for p in tr.model.parameters()),

@@ -199,11 +199,12 @@ def train(tr: Trainer, loaders, device, state: TrainState, cfg: Config,
 
     def validate(losses: Dict[str, float]) -> None:
         scores = tr.task.validate(tr.evaluated, loaders["val"], device)
-        val_mae = scores["val_mae"]
+        # The task's selection score (val_mae unless the task names another).
+        score = scores[getattr(tr.task, "select", "val_mae")]
         state.history.append({"epoch": state.epoch, **losses, **scores,
                               "time_s": round(time.perf_counter() - start, 1)})
-        if val_mae < state.best_val:
-            state.best_val = val_mae
+        if score < state.best_val:
+            state.best_val = score
             if main:  # rank 0 writes the files
                 if save_best is None:
                     atomic_save(tr.evaluated.state_dict(), best_path)

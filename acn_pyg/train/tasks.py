@@ -139,6 +139,9 @@ class _StructuredTask:
     by its MAE; :meth:`predict` and :meth:`errors` report it like
     :class:`EnergyForcesTask`."""
 
+    #: The validation score that selects the best checkpoint.
+    select = "val_mae"
+
     def __init__(self, std: float):
         self.std = std
 
@@ -211,9 +214,15 @@ class TensorTask(_StructuredTask):
     frame of its positions) on its nine components. The loss is the L1 error
     of the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` in units of
     :obj:`std` plus :obj:`anisotropic_weight` times that of the rest in
-    units of :obj:`anisotropic_std`; validated by the MAE of the principal
-    values (or components).
-    :meth:`errors` adds the MAE of the isotropic part (QM9's :obj:`alpha`)."""
+    units of :obj:`anisotropic_std`. The best checkpoint is the one with
+    the lowest validation loss (``val_objective``, the loss over the whole
+    validation set), since the MAE of the principal values (or components)
+    weighs the isotropic part less than the loss does; both are recorded.
+    :meth:`errors` adds the MAE of the isotropic part (QM9's :obj:`alpha`)
+    and the objective."""
+
+    #: The validation score that selects the best checkpoint.
+    select = "val_objective"
 
     def __init__(self, std: float, anisotropic_std: Optional[float] = None,
                  frame_free: bool = True, anisotropic_weight: float = 1.0):
@@ -248,8 +257,13 @@ class TensorTask(_StructuredTask):
 
     def errors(self, pred: Dict[str, Tensor]) -> Dict[str, float]:
         errors = super().errors(pred)
-        iso = [self._split(p)[0] for p in (pred["pred"], pred["true"])]
-        errors["isotropic_mae"] = float((iso[0] - iso[1]).abs().mean())
+        (iso_pred, rest_pred), (iso_true, rest_true) = (self._split(pred["pred"]),
+                                                        self._split(pred["true"]))
+        iso_mae = float((iso_pred - iso_true).abs().mean())
+        errors["isotropic_mae"] = iso_mae
+        errors["objective"] = (iso_mae / self.std + self.anisotropic_weight
+                               * float((rest_pred - rest_true).abs().mean())
+                               / self.anisotropic_std)
         return errors
 
 

@@ -30,7 +30,8 @@ def plain_run(job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     cfg = Config(target=job["target"], model=job["model"], train_size=job["train_size"],
-                 val_size=job["val_size"], test_size=job["test_size"], root=job["root"])
+                 val_size=job["val_size"], test_size=job["test_size"], root=job["root"],
+                 weight_norm=True)  # AtomCloudNet's default, as a user builds it
     prep = prepare(cfg)
     torch.manual_seed(job["seed"])
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)

@@ -101,7 +101,7 @@ def worker(job: dict) -> dict:
     cfg = Config(target=job["target"], model="schnet" if name == "schnet" else "acn",
                  hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
                  train_size=job["size"], val_size=job["val_size"], test_size=job["test_size"],
-                 root=job["root"])
+                 root=job["root"], weight_norm=True)  # AtomCloudNet's default
     prep = prepare(cfg)
     if not prep.extensive:
         raise ValueError(f"per_example.py compares energies (extensive targets); "

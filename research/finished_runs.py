@@ -64,7 +64,7 @@ def model_flags(cfg: Config) -> List[str]:
         if field == "many_body":
             flags += [flag] if value else []
         elif field == "weight_norm":
-            flags += [] if value else ["--no-weight-norm"]
+            flags += ["--weight-norm"] if value else []
         elif field == "hidden_irreps" and value is not None:
             flags += [flag, str(o3.Irreps(value))]  # no spaces: one word in a shell
         elif value is not None:

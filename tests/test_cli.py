@@ -31,6 +31,17 @@ def test_flags_reach_the_config():
     assert (cfg.target, cfg.train_size, cfg.plot) == ("gap", 50, True)
 
 
+def test_the_program_trains_plain_weights_unless_asked_for_weight_norm():
+    from acn_pyg.nn import NormalizedLinear
+    from acn_pyg.train import build_model
+    for flags, normed in (([], False), (["--weight-norm"], True), (["--no-weight-norm"], False)):
+        cfg = config_from_args(parser().parse_args(flags + ["--hidden-channels", "8"]))
+        assert cfg.weight_norm is normed
+        model = build_model(cfg, True, 0.0, 1.0, None)
+        assert model.weight_norm is normed
+        assert any(isinstance(m, NormalizedLinear) for m in model.modules()) is normed
+
+
 def test_defaults_and_skipped_fields():
     p = parser(defaults=Config(batch_size=8), skip=("seed", "out"))
     args = p.parse_args([])

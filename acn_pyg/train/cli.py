@@ -151,8 +151,10 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
     add("radial_gain", type=float, default=d.radial_gain,
         help=f"constant factor on the radial MLPs' outputs "
              f"(default: {d.radial_gain:g})")
-    add("weight_norm", "--no-weight-norm", action="store_false",
-        help="plain weights instead of weight-normalised ones (AtomCloudNet's weight_norm)")
+    add("weight_norm", action=argparse.BooleanOptionalAction, default=d.weight_norm,
+        help="weight-normalised weight matrices (AtomCloudNet's weight_norm, the class's "
+             "default, for loops without a schedule); the program's default is plain "
+             f"weights (default: {d.weight_norm})")
     add("output", default=d.output, choices=("auto", "scalar", "dipole"),
         help="AtomCloudNet's output head: auto takes QM9's mu through a dipole vector (its "
              "norm is learned), charges per atom and the polarizability tensor through their "

@@ -60,7 +60,7 @@ class Config:
     lmax: int = 2
     product_channels: int = 0
     radial_gain: float = 10.0
-    weight_norm: bool = True
+    weight_norm: bool = False
     output: str = "auto"
     many_body: bool = False
     root: str = "data/QM9"

@@ -233,6 +233,8 @@ def main(argv=None) -> int:
                    help="output stem: .json, .md and .png (default: "
                         "benchmarks/results/per_example)")
     args = p.parse_args(argv)
+    from common import machine
+
     models = args.models.split(",")
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:
-        json.dump({"args": vars(args), "runs": runs}, f, indent=1)
+        json.dump({"machine": machine(), "args": vars(args), "runs": runs}, f, indent=1)
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     plot(runs, args.out + ".png")

@@ -147,7 +147,10 @@ def launch(job: dict, mace_python: str) -> dict:
 
 def best_so_far(curve: list, key: str, limit: float) -> float:
     """Test MAE of the best validation epoch among the epochs whose
-    :obj:`key` (``"seconds"`` or ``"epoch"``) is at most :obj:`limit`."""
+    :obj:`key` (``"seconds"`` or ``"epoch"``) is at most :obj:`limit`; NaN
+    before the first epoch, and for an epoch the run did not reach."""
+    if key == "epoch" and (not curve or curve[-1]["epoch"] < limit):
+        return float("nan")
     done = [c["test_mae"] for c in curve if c[key] <= limit]
     return done[-1] if done else float("nan")
 
@@ -168,7 +171,7 @@ def table(runs: list, budgets: list, epochs: list) -> list:
             lines.append(
                 f"| {r['label']} | {r['parameters']:,} | {r['lr']:g}"
                 + (" (AMSGrad)" if r["amsgrad"] else "") + f" | {r['epochs']} | "
-                + " | ".join(f"{1e3 * c:.1f}" for c in cells) + " |")
+                + " | ".join("-" if c != c else f"{1e3 * c:.1f}" for c in cells) + " |")
         lines.append("")
     return lines
 

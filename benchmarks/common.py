@@ -245,14 +245,15 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
     return mae(evaluated, loader["test"]), best, epochs
 
 
-def save_results(out: str, args, rows: list, lines: List[str]) -> None:
+def save_results(out: str, args, rows: list, lines: List[str], key: str = "rows") -> None:
     """Prints the table :obj:`lines` and writes ``out.json`` (the machine,
-    the arguments and :obj:`rows`) and ``out.md`` (the table)."""
+    the arguments and :obj:`rows`, under :obj:`key`) and ``out.md`` (the
+    table)."""
     import json
 
     print("\n".join(lines))
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".json", "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=2)
+        json.dump({"machine": machine(), "args": vars(args), key: rows}, f, indent=2)
     with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -11,13 +11,12 @@ worst-to-best spread over the learning rates no wider than SchNet's.
 """
 import argparse
 import itertools
-import json
 import multiprocessing
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, plain_loop  # noqa: E402
+from common import plain_loop, save_results  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -138,12 +137,7 @@ def main(argv=None) -> int:
              + (f"weight average (decay {args.ema:g}), " if args.ema else "no weight average, ")
              + f"{args.minutes:g} min per run on {args.threads} CPU thread(s), "
              f"{args.jobs} runs at once", ""] + table(runs, models, lrs)
-    print("\n".join(lines))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "runs": runs}, f, indent=2)
-    with open(args.out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, args, runs, lines, key="runs")
     plot(runs, models, lrs, args.out + ".png")
     return 0
 

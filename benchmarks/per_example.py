@@ -236,7 +236,7 @@ def main(argv=None) -> int:
                    help="output stem: .json, .md and .png (default: "
                         "benchmarks/results/per_example)")
     args = p.parse_args(argv)
-    from common import machine
+    from common import save_results
 
     models = args.models.split(",")
     unknown = sorted(set(models) - set(MODELS))
@@ -256,12 +256,7 @@ def main(argv=None) -> int:
              f"{args.minutes:g} min per run on {args.threads} CPU thread(s), {args.jobs} run(s) "
              f"at once",
              ""] + table(runs, budgets, epochs)
-    print("\n".join(lines))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "runs": runs}, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, args, runs, lines, key="runs")
     plot(runs, args.out + ".png")
     return 0
 

@@ -4,9 +4,9 @@ from torch import Tensor
 #: The norm a weight-normalised direction starts at, relative to the weight
 #: it represents (see :func:`weight_normalized`): Adam's first steps turn it
 #: as they would turn the plain weight at 1 / DIRECTION_SCALE times the
-#: learning rate, so 3e-4 starts like about 1e-3, while at 3e-3 the direction
+#: learning rate, so 3e-4 starts like 1.5e-3, while at 3e-3 the direction
 #: lengthens within a few hundred steps and its turn per step falls back.
-DIRECTION_SCALE = 0.3
+DIRECTION_SCALE = 0.2
 
 
 def weight_normalized(direction: Tensor, gain: Tensor, dim: int) -> Tensor:

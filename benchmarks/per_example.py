@@ -98,10 +98,13 @@ def worker(job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     name = job["model"]
+    # job["config"] (optional): more Config fields of the AtomCloudNet, e.g.
+    # product_channels, for a configuration not in MODELS.
     cfg = Config(target=job["target"], model="schnet" if name == "schnet" else "acn",
                  hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
                  train_size=job["size"], val_size=job["val_size"], test_size=job["test_size"],
-                 root=job["root"], weight_norm=True)  # AtomCloudNet's default
+                 root=job["root"], weight_norm=True,  # AtomCloudNet's default
+                 **job.get("config", {}))
     prep = prepare(cfg)
     if not prep.extensive:
         raise ValueError(f"per_example.py compares energies (extensive targets); "
@@ -114,6 +117,7 @@ def worker(job: dict) -> dict:
     else:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
     lr, amsgrad, label = MODELS[name]
+    lr, label = job.get("lr", lr), job.get("label", label)
     curve = []
     test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
                                     job["seed"], amsgrad=amsgrad, curve=curve)

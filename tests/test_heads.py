@@ -111,3 +111,33 @@ def test_a_model_with_a_head_saves_and_loads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(load_model(str(tmp_path / "t.pt"))(z, pos, batch),
                                    model(z, pos, batch))
+
+
+@pytest.mark.parametrize("output", ["tensor", "charges", "dipole"])
+def test_a_head_starts_from_the_layers_and_readout_of_the_scalar_model(output):
+    """Built at one seed, a model with a head and the scalar model hold the
+    same layers, atom MLP and readout MLP: the tensor head's isotropic part
+    is the scalar model's prediction, so the two can be compared seed by
+    seed."""
+    kwargs = dict(hidden_channels=16, num_layers=2, product_channels=2, std=2.0,
+                  atomref=torch.linspace(0.0, 1.0, 10))
+    torch.manual_seed(5)
+    scalar = AtomCloudNet(**kwargs)
+    torch.manual_seed(5)
+    headed = AtomCloudNet(**kwargs, output=output)
+    s, h = scalar.state_dict(), headed.state_dict()
+    readout = {"charges": "head.mlp.", "dipole": "head.charges.mlp.",
+               "tensor": "head.isotropic."}[output]
+    shared = [k for k in h if k.replace(readout, "output_mlp.") in s]
+    assert any(k.startswith("convs.1.") for k in shared) and any(k.startswith(readout)
+                                                                 for k in shared)
+    for k in shared:
+        a, b = h[k], s[k.replace(readout, "output_mlp.")]
+        if a.shape == b.shape:
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+        else:  # the last layer's linear: its scalar block comes first
+            torch.testing.assert_close(a[..., :b.size(-1)], b, rtol=0, atol=0, msg=k)
+    if output == "tensor":
+        z, pos = random_molecule(9, seed=1, dtype=torch.get_default_dtype())
+        trace = torch.diagonal(headed(z, pos), dim1=-2, dim2=-1).sum(-1) / 3
+        torch.testing.assert_close(trace, scalar(z, pos).view(-1))

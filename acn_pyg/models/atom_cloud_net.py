@@ -189,6 +189,8 @@ class AtomCloudNet(torch.nn.Module):
         interaction_graph: Optional[Callable[..., Tensor]] = None,
     ):
         super().__init__()
+        # Drawn first: the initial weights follow this seed alone.
+        init_seed = int(torch.randint(2 ** 62, ()))
         if pooling not in POOLINGS:
             raise ValueError(f"'pooling' must be one of {POOLINGS} (got {pooling!r})")
         if readout not in READOUTS:
@@ -297,7 +299,7 @@ class AtomCloudNet(torch.nn.Module):
             self.register_buffer("atomref", _padded_atomref(atomref, out_channels))
         else:
             self.atomref = None
-        self.reset_parameters()
+        self._reset_parameters(init_seed)
 
     def config(self) -> Dict[str, object]:
         """The constructor arguments of this model as plain data (numbers,
@@ -351,17 +353,26 @@ class AtomCloudNet(torch.nn.Module):
         return convs, gates
 
     def reset_parameters(self) -> None:
-        self.embedding.reset_parameters()
-        self.edge_embedding.reset_parameters()
+        r"""Draws new weights. Each part (the embedding, every layer's radial
+        MLP, products and linear map, the atom MLP, the readout or head)
+        draws from its own stream of one seed taken from PyTorch's generator,
+        so models built at one seed that differ only in their output (e.g.
+        :obj:`output="tensor"` and a scalar) start from the same layers and
+        the same readout MLP."""
+        self._reset_parameters(int(torch.randint(2 ** 62, ())))
+
+    def _reset_parameters(self, seed: int) -> None:
+        parts: List[List[Optional[torch.nn.Module]]] = [[self.embedding], [self.edge_embedding]]
         for conv in self.convs:
-            conv.reset_parameters()
-        for module in list(self.atom_mlp) + list(self.output_mlp):
-            if isinstance(module, (torch.nn.Linear, NormalizedLinear)):
-                module.reset_parameters()
-        if self.head is not None:
-            for module in self.head.modules():
-                if module is not self.head and hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+            parts += [[conv.edge_embedding, conv.radial], [conv.product], [conv.linear]]
+        readout = self.head.modules() if self.head is not None else self.output_mlp
+        parts += [list(self.atom_mlp), [m for m in readout if m is not self.head]]
+        for k, modules in enumerate(parts):
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed + k)
+                for module in modules:
+                    if module is not None and hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
                 extra_features: Optional[Tensor] = None,

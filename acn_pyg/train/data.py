@@ -366,10 +366,17 @@ def _check_elements(dataset, split: Dict[str, Tensor], elements: Sequence[int],
                     f"training: {list(elements)}); put structures with it in the training set")
 
 
+#: Added to the seed of the generator that shuffles the training set, so
+#: that its stream is not the one the same seed starts for initialisation.
+SHUFFLE_SEED_OFFSET = 0x5EED_0000
+
+
 def make_loaders(cfg: Config, prep: Prepared, device: torch.device):
     """The train, val and test loaders of :obj:`prep`'s split, and the
-    generator that shuffles the training set (saved in checkpoints, so a
-    resumed run draws the same batches). Worker processes
+    generator that shuffles the training set, seeded by :obj:`cfg.init_seed`
+    (default :obj:`cfg.seed`) alone, so every model and head trained at one
+    seed sees the same batches (saved in checkpoints, so a resumed run draws
+    the same batches). Worker processes
     (:obj:`cfg.workers`) have their own seed, so the batches are the same
     with or without them. In a distributed run the training batches are
     this rank's shards of the global batches
@@ -379,7 +386,10 @@ def make_loaders(cfg: Config, prep: Prepared, device: torch.device):
 
     from acn_pyg.train import distributed
 
-    shuffle_rng = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
+    # The batches follow the seed alone, not what building the model drew:
+    # models and heads compared at one seed see the same batches.
+    seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    shuffle_rng = torch.Generator().manual_seed(SHUFFLE_SEED_OFFSET + seed)
     # Each loader has its own generator (its workers' seeds): none draws
     # from the global one.
     common = dict(pin_memory=device.type == "cuda", num_workers=cfg.workers,

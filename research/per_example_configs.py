@@ -1,0 +1,70 @@
+"""AtomCloudNet configurations trained like benchmarks/per_example.py (its
+plain loop, its split, one CPU thread a run, two runs at once): which change
+makes the model learn more per training example? Each configuration is a
+label and Config fields of the AtomCloudNet (JSON), optionally with its own
+learning rate; the table is per_example.py's.
+
+    python research/per_example_configs.py --minutes 10 \\
+        --configs '{"label": "products 16", "config": {"product_channels": 16}}' \\
+                  '{"label": "many-body", "config": {"many_body": true}}'
+"""
+import argparse
+import json
+import os
+import sys
+from multiprocessing.pool import ThreadPool
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
+import per_example  # noqa: E402
+
+
+def jobs(configs: list, args) -> list:
+    """One per_example job per configuration and seed."""
+    out = []
+    for c in configs:
+        unknown = sorted(set(c) - {"label", "config", "lr", "model"})
+        if unknown or "label" not in c:
+            raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
+                             f"'model' (got {sorted(c)})")
+        for seed in args.seeds.split(","):
+            job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
+                       minutes=args.minutes, target="U0", val_size=500, test_size=1000,
+                       batch_size=32, threads=1, root=os.path.abspath(args.root),
+                       label=c["label"], config=c.get("config", {}))
+            if "lr" in c:
+                job["lr"] = c["lr"]
+            out.append(job)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", required=True, help="JSON objects, as above")
+    p.add_argument("--size", type=int, default=1000, help="(default: 1000)")
+    p.add_argument("--seeds", default="0", help="(default: 0)")
+    p.add_argument("--minutes", type=float, default=10.0, help="(default: 10)")
+    p.add_argument("--budgets", default="1,4,10", help="(default: 1,4,10)")
+    p.add_argument("--epochs", default="10,30,100", help="(default: 10,30,100)")
+    p.add_argument("--root", default="data/QM9", help="(default: data/QM9)")
+    p.add_argument("--mace-python", default=os.path.join(".venv-mace", "bin", "python"))
+    p.add_argument("--out", required=True, help="output stem: .json, .md and .png")
+    args = p.parse_args(argv)
+    todo = jobs([json.loads(c) for c in args.configs], args)
+    with ThreadPool(2) as pool:
+        runs = pool.map(lambda job: per_example.launch(job, args.mace_python), todo,
+                        chunksize=1)
+    from common import save_results
+    lines = [f"QM9 U0, {args.size} training molecules, {args.minutes:g} min a run on one CPU "
+             "thread, two runs at once", ""]
+    lines += per_example.table(runs, [float(b) for b in args.budgets.split(",")],
+                               [int(e) for e in args.epochs.split(",")])
+    lines += [f"- {r['label']}: {json.dumps(r['config'])}" for r in runs]
+    save_results(args.out, args, runs, lines, key="runs")
+    per_example.plot(runs, args.out + ".png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

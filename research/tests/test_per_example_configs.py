@@ -1,0 +1,26 @@
+"""research/per_example_configs.py: configurations become per_example jobs."""
+import argparse
+
+import pytest
+
+from per_example_configs import jobs
+
+
+def _args(**kwargs):
+    values = dict(size=100, seeds="0,2", minutes=1.0, root="data/QM9")
+    values.update(kwargs)
+    return argparse.Namespace(**values)
+
+
+def test_every_configuration_runs_at_every_seed_with_its_fields():
+    out = jobs([{"label": "p", "config": {"product_channels": 4}, "lr": 1e-3},
+                {"label": "d"}], _args())
+    assert [(j["label"], j["seed"]) for j in out] == [("p", 0), ("p", 2), ("d", 0), ("d", 2)]
+    assert out[0]["config"] == {"product_channels": 4} and out[0]["lr"] == 1e-3
+    assert out[2]["config"] == {} and "lr" not in out[2] and out[2]["model"] == "acn"
+
+
+@pytest.mark.parametrize("config", [{"config": {}}, {"label": "x", "lr_": 1e-3}])
+def test_a_configuration_without_a_label_or_with_unknown_keys_is_refused(config):
+    with pytest.raises(ValueError, match="'label'"):
+        jobs([config], _args())

@@ -100,11 +100,13 @@ def worker(job: dict) -> dict:
     name = job["model"]
     # job["config"] (optional): more Config fields of the AtomCloudNet, e.g.
     # product_channels, for a configuration not in MODELS.
-    cfg = Config(target=job["target"], model="schnet" if name == "schnet" else "acn",
-                 hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
-                 train_size=job["size"], val_size=job["val_size"], test_size=job["test_size"],
-                 root=job["root"], weight_norm=True,  # AtomCloudNet's default
-                 **job.get("config", {}))
+    fields = dict(target=job["target"], model="schnet" if name == "schnet" else "acn",
+                  hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
+                  train_size=job["size"], val_size=job["val_size"],
+                  test_size=job["test_size"], root=job["root"],
+                  weight_norm=True)  # AtomCloudNet's default
+    fields.update(job.get("config", {}))
+    cfg = Config(**fields)
     prep = prepare(cfg)
     if not prep.extensive:
         raise ValueError(f"per_example.py compares energies (extensive targets); "

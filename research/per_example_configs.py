@@ -27,6 +27,8 @@ def jobs(configs: list, args) -> list:
         if unknown or "label" not in c:
             raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
                              f"'model' (got {sorted(c)})")
+        from acn_pyg.train import Config
+        Config(**c.get("config", {}))  # an unknown field fails here, before any run
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,

@@ -24,3 +24,8 @@ def test_every_configuration_runs_at_every_seed_with_its_fields():
 def test_a_configuration_without_a_label_or_with_unknown_keys_is_refused(config):
     with pytest.raises(ValueError, match="'label'"):
         jobs([config], _args())
+
+
+def test_a_configuration_with_an_unknown_field_is_refused_before_any_run():
+    with pytest.raises(TypeError, match="product_channel"):
+        jobs([{"label": "x", "config": {"product_channel": 4}}], _args())

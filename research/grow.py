@@ -123,8 +123,7 @@ def main(argv=None) -> int:
     if cfg.model != "acn":
         raise SystemExit(f"{args.run} trained {cfg.model!r}: only an AtomCloudNet is grown")
     state = load_weights(args.checkpoint or os.path.join(args.run, "best.pt"))
-    seed = args.init_seed if args.init_seed is not None else (
-        cfg.seed if cfg.init_seed is None else cfg.init_seed)
+    seed = args.init_seed if args.init_seed is not None else cfg.initial_seed
     torch.manual_seed(seed)
     deeper = dataclasses.replace(cfg, num_layers=args.num_layers)
     # mean and std are not in a state dict (the run's data set them again).

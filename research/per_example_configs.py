@@ -21,13 +21,14 @@ import per_example  # noqa: E402
 
 def jobs(configs: list, args) -> list:
     """One per_example job per configuration and seed."""
+    from acn_pyg.train import Config
+
     out = []
     for c in configs:
         unknown = sorted(set(c) - {"label", "config", "lr", "model"})
         if unknown or "label" not in c:
             raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
                              f"'model' (got {sorted(c)})")
-        from acn_pyg.train import Config
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),

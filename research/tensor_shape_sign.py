@@ -9,8 +9,6 @@ MAE of the principal values.
 """
 import argparse
 import json
-import os
-from dataclasses import fields
 
 import torch
 
@@ -19,12 +17,10 @@ def shape_agreement(run_dir: str) -> dict:
     from torch_geometric.loader import DataLoader
 
     from acn_pyg import load_model
-    from acn_pyg.train import Config, prepare
+    from acn_pyg.train import prepare
+    from acn_pyg.train.report import load_run, run_config
 
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        config = json.load(f)["config"]
-    names = {f.name for f in fields(Config)}
-    prep = prepare(Config(**{k: v for k, v in config.items() if k in names}))
+    prep = prepare(run_config(load_run(run_dir)))
     model = load_model(run_dir)
     pred, true = [], []
     with torch.no_grad():

@@ -87,6 +87,12 @@ class Config:
         return self.lr if self.lr is not None else DEFAULT_LR[self.model]
 
     @property
+    def initial_seed(self) -> int:
+        """The seed of the initialisation and the shuffling: :obj:`init_seed`,
+        or :obj:`seed` when it is :obj:`None`."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
     def budget_s(self) -> float:
         """The time budget in seconds (:obj:`math.inf` for none)."""
         return self.time_budget * 60.0 if self.time_budget is not None else math.inf

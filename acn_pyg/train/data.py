@@ -388,8 +388,7 @@ def make_loaders(cfg: Config, prep: Prepared, device: torch.device):
 
     # The batches follow the seed alone, not what building the model drew:
     # models and heads compared at one seed see the same batches.
-    seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
-    shuffle_rng = torch.Generator().manual_seed(SHUFFLE_SEED_OFFSET + seed)
+    shuffle_rng = torch.Generator().manual_seed(SHUFFLE_SEED_OFFSET + cfg.initial_seed)
     # Each loader has its own generator (its workers' seeds): none draws
     # from the global one.
     common = dict(pin_memory=device.type == "cuda", num_workers=cfg.workers,

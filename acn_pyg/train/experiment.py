@@ -102,7 +102,7 @@ def _setup(cfg: Config, device: Optional[torch.device] = None) -> torch.device:
         reuse_freed_memory()
     # The split follows cfg.seed; initialisation and shuffling follow
     # cfg.init_seed (default: the same), so seeds can vary on one test set.
-    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
+    torch.manual_seed(cfg.initial_seed)
     return device
 
 

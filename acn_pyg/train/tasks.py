@@ -214,7 +214,25 @@ class TensorTask(_StructuredTask):
     frame of its positions) on its nine components. The loss is the L1 error
     of the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` in units of
     :obj:`std` plus :obj:`anisotropic_weight` times that of the rest in
-    units of :obj:`anisotropic_std`. The best checkpoint is the one with
+    units of :obj:`anisotropic_std`. On principal values it adds
+    :obj:`shape_weight` times the L1 error, in units of
+    :obj:`anisotropic_std`, of the shape invariant of the traceless part
+    :math:`\mathbf{B}` (principal values :math:`\mu_k`),
+
+    .. math::
+        c(\mathbf{B}) = \frac{\mathrm{tr}(\mathbf{B}^3)}{\mathrm{tr}(\mathbf{B}^2)}
+        = \frac{\sum_k \mu_k^3}{\sum_k \mu_k^2},
+
+    positive for a prolate tensor and negative for an oblate one, and
+    linear in the tensor's scale (:math:`c(s\mathbf{B}) = s\,c(\mathbf{B})`).
+    Sorted principal values alone cannot tell a tensor from its negative
+    at half the size: for principal values :math:`(-1, -1, 2)`, the
+    prediction :math:`s (-1, -1, 2)` costs :math:`3` at :math:`s = -1/2` and
+    :math:`4` at :math:`s = 0`, so a model can settle on the wrong shape;
+    with :math:`c`, whose error falls steadily from :math:`s < 0` to
+    :math:`s = 1`, the path through zero runs downhill for the most prolate
+    and oblate shapes from :obj:`shape_weight` :math:`> 2`. It does not
+    move the minimum (zero for the reference's principal values). The best checkpoint is the one with
     the lowest validation loss (``val_objective``, the loss over the whole
     validation set), since the MAE of the principal values (or components)
     weighs the isotropic part less than the loss does; both are recorded.
@@ -225,11 +243,13 @@ class TensorTask(_StructuredTask):
     select = "val_objective"
 
     def __init__(self, std: float, anisotropic_std: Optional[float] = None,
-                 frame_free: bool = True, anisotropic_weight: float = 1.0):
+                 frame_free: bool = True, anisotropic_weight: float = 1.0,
+                 shape_weight: float = 0.0):
         super().__init__(std)
         self.anisotropic_std = std if anisotropic_std is None else anisotropic_std
         self.frame_free = frame_free
         self.anisotropic_weight = anisotropic_weight
+        self.shape_weight = shape_weight
 
     @staticmethod
     def _split(x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -242,11 +262,28 @@ class TensorTask(_StructuredTask):
         eye = torch.eye(3, dtype=x.dtype, device=x.device).reshape(1, 9)
         return iso, x - iso * eye
 
-    def loss(self, model: torch.nn.Module, data) -> Tensor:
-        pred, true = self._pairs(model, data)
+    @staticmethod
+    def shape(rest: Tensor, eps: float = 1e-12) -> Tensor:
+        r"""The shape invariant :math:`c = \sum_k \mu_k^3 / \sum_k \mu_k^2`
+        of traceless principal values :obj:`rest` :obj:`[G, 3]`: :obj:`[G]`
+        (zero for a zero tensor)."""
+        return rest.pow(3).sum(-1) / (rest.pow(2).sum(-1) + eps)
+
+    def _terms(self, pred: Tensor, true: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The isotropic, traceless and shape losses (the last zero when the
+        shape is not learned)."""
         (iso_pred, rest_pred), (iso_true, rest_true) = self._split(pred), self._split(true)
-        return (target_loss(iso_pred, iso_true, self.std) + self.anisotropic_weight
-                * target_loss(rest_pred, rest_true, self.anisotropic_std))
+        shape = (target_loss(self.shape(rest_pred), self.shape(rest_true), self.anisotropic_std)
+                 if self.frame_free and self.shape_weight > 0 else pred.new_zeros(()))
+        return (target_loss(iso_pred, iso_true, self.std),
+                target_loss(rest_pred, rest_true, self.anisotropic_std), shape)
+
+    def _objective(self, pred: Tensor, true: Tensor) -> Tensor:
+        iso, rest, shape = self._terms(pred, true)
+        return iso + self.anisotropic_weight * rest + self.shape_weight * shape
+
+    def loss(self, model: torch.nn.Module, data) -> Tensor:
+        return self._objective(*self._pairs(model, data))
 
     def _pairs(self, model, data):
         pred = model(data.z, data.pos, data.batch)
@@ -259,11 +296,12 @@ class TensorTask(_StructuredTask):
         errors = super().errors(pred)
         (iso_pred, rest_pred), (iso_true, rest_true) = (self._split(pred["pred"]),
                                                         self._split(pred["true"]))
-        iso_mae = float((iso_pred - iso_true).abs().mean())
-        errors["isotropic_mae"] = iso_mae
-        errors["objective"] = (iso_mae / self.std + self.anisotropic_weight
-                               * float((rest_pred - rest_true).abs().mean())
-                               / self.anisotropic_std)
+        errors["isotropic_mae"] = float((iso_pred - iso_true).abs().mean())
+        errors["objective"] = float(self._objective(pred["pred"], pred["true"]))
+        if self.frame_free:
+            errors["shape_sign_agreement"] = float(
+                (torch.sign(self.shape(rest_pred)) == torch.sign(self.shape(rest_true)))
+                .to(pred["pred"].dtype).mean())
         return errors
 
 

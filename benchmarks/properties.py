@@ -51,6 +51,7 @@ def one_run(job: dict) -> dict:
            "model": job["model"], "output": m.get("output", "scalar"), "unit": m["unit"],
            "test_mae": m["test_mae"], "baseline_test_mae": m["baseline_test_mae"],
            "test_isotropic_mae": m.get("test_isotropic_mae"),
+           "test_shape_sign_agreement": m.get("test_shape_sign_agreement"),
            "epochs": m["epochs_trained"], "minutes": job["minutes"]}
     print(f"n={job['size']} seed {job['init_seed']} {job['name']}: "
           f"test MAE {m['test_mae']:.4g} {m['unit']}"

@@ -186,12 +186,58 @@ def test_the_tensor_validation_objective_is_the_loss_on_the_validation_set():
     batch = Batch.from_data_list(data)
     for frame_free in (True, False):
         task = TensorTask(2.0, anisotropic_std=5.0, frame_free=frame_free,
-                          anisotropic_weight=0.7)
+                          anisotropic_weight=0.7, shape_weight=1.5)
         scores = task.validate(model, [batch], "cpu")
         with torch.no_grad():
             loss = float(task.loss(model, batch))
         assert scores["val_objective"] == pytest.approx(loss, rel=1e-5)
         assert task.select in scores
+
+
+def _tensor_loss_on_the_line_through_zero(task, reference, scales):
+    """The task's loss for predictions s B + I tr(A)/3 (B the traceless part
+    of the reference A, on its principal values) at each scale s."""
+    class Fixed(torch.nn.Module):
+        def __init__(self, tensor):
+            super().__init__()
+            self.tensor = tensor
+
+        def forward(self, z, pos, batch):
+            return self.tensor[None]
+
+    from torch_geometric.data import Data
+    iso = torch.eye(3, dtype=torch.float64) * reference.diagonal().mean()
+    data = Data(z=torch.ones(1, dtype=torch.long), pos=torch.zeros(1, 3),
+                batch=torch.zeros(1, dtype=torch.long), polarizability=reference[None])
+    return torch.stack([task.loss(Fixed(iso + s * (reference - iso)), data) for s in scales])
+
+
+@pytest.mark.parametrize("principal", [(-1.0, -1.0, 2.0), (-2.0, 1.0, 1.0), (-1.0, -0.5, 1.5)])
+def test_the_shape_term_leaves_no_wrong_shape_minimum_on_the_line_through_zero(principal):
+    """On sorted principal values, the negative of a prolate or oblate
+    tensor at half its size fits better than zero, a local minimum; with
+    the shape term the loss falls all the way from -B to B, and the
+    minimum stays at the reference (shape and eigenvalue errors zero)."""
+    from e3nn import o3
+
+    from acn_pyg.train.tasks import TensorTask
+    rot = o3.rand_matrix(dtype=torch.float64)
+    reference = 10.0 * torch.eye(3, dtype=torch.float64) + rot @ torch.diag(
+        torch.tensor(principal, dtype=torch.float64)) @ rot.T
+    scales = torch.linspace(-1.5, 1.0, 251, dtype=torch.float64)
+    plain = _tensor_loss_on_the_line_through_zero(TensorTask(1.0, shape_weight=0.0),
+                                                  reference, scales)
+    rises = (plain[1:] - plain[:-1] > 1e-9).any()
+    assert rises, "without the shape term the loss rises somewhere on the way to B"
+    shaped = _tensor_loss_on_the_line_through_zero(TensorTask(1.0, shape_weight=2.0),
+                                                   reference, scales)
+    assert (shaped[1:] - shaped[:-1] < 1e-9).all()
+    assert float(shaped[-1]) == pytest.approx(0.0, abs=1e-9)
+    # c(sB) = s c(B): odd in the sign, linear in the scale
+    rest = torch.tensor(principal, dtype=torch.float64)
+    rest = rest - rest.mean()
+    for s in (-2.0, -0.5, 0.3, 3.0):
+        torch.testing.assert_close(TensorTask.shape(s * rest[None]), s * TensorTask.shape(rest[None]))
 
 
 def test_every_model_and_head_trained_at_one_seed_sees_the_same_batches(source_dir, tmp_path):

@@ -211,40 +211,53 @@ class TensorTask(_StructuredTask):
     largest principal axis is perpendicular to its bond in the stored
     geometry), so only rotation-invariant functions of them can be compared,
     as only the dipole's magnitude can. Otherwise (a file's tensors, in the
-    frame of its positions) on its nine components. The loss is the L1 error
-    of the isotropic part :math:`\mathrm{tr}(\mathbf{A}) / 3` in units of
-    :obj:`std` plus :obj:`anisotropic_weight` times that of the rest in
-    units of :obj:`anisotropic_std`. On principal values it adds
-    :obj:`shape_weight` times the L1 error, in units of
-    :obj:`anisotropic_std`, of the shape invariant of the traceless part
-    :math:`\mathbf{B}` (principal values :math:`\mu_k`),
+    frame of its positions) on its nine components. The loss is
 
     .. math::
-        c(\mathbf{B}) = \frac{\mathrm{tr}(\mathbf{B}^3)}{\mathrm{tr}(\mathbf{B}^2)}
-        = \frac{\sum_k \mu_k^3}{\sum_k \mu_k^2},
+        \mathcal{L} = \frac{|\hat{a} - a|}{\sigma}
+        + w_B \frac{\langle |\hat{\mathbf{b}} - \mathbf{b}| \rangle}{\sigma_B}
+        + w_c \frac{|c(\hat{\mathbf{b}}) - c(\mathbf{b})|}{\sigma_B},
+        \qquad c(\mathbf{b}) = \frac{\sum_k b_k^3}{\sum_k b_k^2}
+        = \frac{\mathrm{tr}(\mathbf{B}^3)}{\mathrm{tr}(\mathbf{B}^2)},
 
-    positive for a prolate tensor and negative for an oblate one, and
-    linear in the tensor's scale (:math:`c(s\mathbf{B}) = s\,c(\mathbf{B})`).
-    Sorted principal values alone cannot tell a tensor from its negative
-    at half the size: for principal values :math:`(-1, -1, 2)`, the
-    prediction :math:`s (-1, -1, 2)` costs :math:`3` at :math:`s = -1/2` and
-    :math:`4` at :math:`s = 0`, so a model can settle on the wrong shape;
-    with :math:`c`, whose error falls steadily from :math:`s < 0` to
-    :math:`s = 1`, the path through zero runs downhill for the most prolate
-    and oblate shapes from :obj:`shape_weight` :math:`> 2`. It does not
-    move the minimum (zero for the reference's principal values). The best checkpoint is the one with
-    the lowest validation loss (``val_objective``, the loss over the whole
-    validation set), since the MAE of the principal values (or components)
-    weighs the isotropic part less than the loss does; both are recorded.
-    :meth:`errors` adds the MAE of the isotropic part (QM9's :obj:`alpha`)
-    and the objective."""
+    averaged over structures: :math:`a = \mathrm{tr}(\mathbf{A}) / 3` is
+    the isotropic part, :math:`\mathbf{b}` the principal values (or
+    components) of the traceless part :math:`\mathbf{B} = \mathbf{A} - a
+    \mathbf{I}` and :math:`\langle \cdot \rangle` their mean. The shape
+    invariant :math:`c` (principal values only) is positive for a prolate
+    tensor, negative for an oblate one and linear in the scale,
+    :math:`c(s\mathbf{B}) = s\,c(\mathbf{B})`. Sorted principal values
+    alone cannot tell a tensor from its negative at half the size: for
+    principal values :math:`(-1, -1, 2)` the prediction :math:`s (-1, -1,
+    2)` costs :math:`1` at :math:`s = -1/2` and :math:`4/3` at :math:`s = 0`,
+    so a model can settle on the wrong shape for many structures. With
+    :math:`w_c > 2/3` the loss falls all the way from :math:`-\mathbf{B}`
+    to :math:`\mathbf{B}` for the most prolate and oblate shapes; the
+    minimum stays at the reference. The best checkpoint is the one with the
+    lowest validation loss (``val_objective``), since the MAE of the
+    principal values (or components) weighs the isotropic part less than
+    the loss does; both are recorded. :meth:`errors` adds the MAE of the
+    isotropic part (QM9's :obj:`alpha`), the objective and, on principal
+    values, the fraction of structures whose predicted :math:`c` has the
+    sign of the reference's (``shape_sign_agreement``).
+
+    Args:
+        std (float): :math:`\sigma`, the scale of the isotropic part.
+        anisotropic_std (float, optional): :math:`\sigma_B`, the scale of the
+            traceless part. (default: :obj:`None`, :math:`\sigma`)
+        frame_free (bool, optional): Learn on principal values (references
+            in another frame than the positions). (default: :obj:`True`)
+        anisotropic_weight (float, optional): :math:`w_B`. (default: :obj:`1.0`)
+        shape_weight (float, optional): :math:`w_c`, used with
+            :obj:`frame_free`. (default: :obj:`2.0`)
+    """
 
     #: The validation score that selects the best checkpoint.
     select = "val_objective"
 
     def __init__(self, std: float, anisotropic_std: Optional[float] = None,
                  frame_free: bool = True, anisotropic_weight: float = 1.0,
-                 shape_weight: float = 0.0):
+                 shape_weight: float = 2.0):
         super().__init__(std)
         self.anisotropic_std = std if anisotropic_std is None else anisotropic_std
         self.frame_free = frame_free

@@ -19,6 +19,20 @@ import os
 from pool_runs import run_and_append
 
 
+def _scale_traceless_gradient(g: float) -> None:
+    """Makes the tensor head pass g times the traceless part's gradient back
+    into the 2e features (the same values): under Adam the parameters that
+    only the traceless part uses learn as before, the layers shared with the
+    trace see g times its pull."""
+    from acn_pyg.nn.heads import SymmetricTensorHead
+
+    forward = SymmetricTensorHead.forward
+
+    def scaled(self, a, v, z, batch, num_graphs):
+        return forward(self, a, g * v + (1.0 - g) * v.detach(), z, batch, num_graphs)
+    SymmetricTensorHead.forward = scaled
+
+
 def one_run(job: dict) -> dict:
     import acn_pyg.train.data as data
     from acn_pyg.train import Config, run
@@ -31,6 +45,9 @@ def one_run(job: dict) -> dict:
         name = f"w{job['weight']:g}_sh{job['shape']:g}_n{job['size']}_s{job['seed']}"
         data.TensorTask = functools.partial(TensorTask, anisotropic_weight=job["weight"],
                                             shape_weight=job["shape"])
+        if job.get("grad_scale", 1.0) != 1.0:
+            name += f"_g{job['grad_scale']:g}"
+            _scale_traceless_gradient(job["grad_scale"])
     cfg = Config(target=target, train_size=job["size"], val_size=500, test_size=1000,
                  time_budget=job["minutes"], threads=1, device="cpu", plot=False,
                  init_seed=job["seed"], root=job["root"], out=os.path.join(job["runs"], name))
@@ -48,6 +65,8 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="0,0.3")
     p.add_argument("--shape-weights", default="0")
+    p.add_argument("--grad-scales", default="1",
+                   help="the traceless part's gradient into the layers, times G")
     p.add_argument("--alpha", action="store_true", help="add the scalar alpha run of each seed")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--size", type=int, default=1000)
@@ -56,13 +75,13 @@ def main() -> None:
     p.add_argument("--runs", default="runs/tensor_weight")
     p.add_argument("--out", default="research/results/tensor_weight.json")
     args = p.parse_args()
-    pairs = [(float(w), float(sh)) for w, sh in itertools.product(
-        args.weights.split(","), args.shape_weights.split(","))]
+    triples = [(float(w), float(sh), float(g)) for w, sh, g in itertools.product(
+        args.weights.split(","), args.shape_weights.split(","), args.grad_scales.split(","))]
     if args.alpha:
-        pairs = [(None, None)] + pairs
-    jobs = [dict(weight=w, shape=sh, seed=int(s), size=args.size, minutes=args.minutes,
-                 root=args.root, runs=args.runs)
-            for s in args.seeds.split(",") for w, sh in pairs]
+        triples = [(None, None, 1.0)] + triples
+    jobs = [dict(weight=w, shape=sh, grad_scale=g, seed=int(s), size=args.size,
+                 minutes=args.minutes, root=args.root, runs=args.runs)
+            for s in args.seeds.split(",") for w, sh, g in triples]
     run_and_append(one_run, jobs, args.out)
 
 

@@ -72,6 +72,8 @@ def table(rows: list) -> list:
     lines = ["| property | run | unit | " + " | ".join(f"{n:,} molecules" for n in sizes) + " |",
              "| --- " * (3 + len(sizes)) + "|"]
     for name, target, _, _ in RUNS:
+        if not any(r["name"] == name for r in rows):
+            continue
         cells = []
         for n in sizes:
             runs = sorted((r for r in rows if (r["name"], r["size"]) == (name, n)), key=_seed)
@@ -94,6 +96,9 @@ def _cell(runs: list) -> str:
         text += f", isotropic {mean('test_isotropic_mae'):.4g}"
         if len(runs) > 1:
             text += " (" + ", ".join(f"{r['test_isotropic_mae']:.4g}" for r in runs) + ")"
+    if all(r.get("test_shape_sign_agreement") is not None for r in runs):
+        text += ", shape sign agrees for " + ", ".join(
+            f"{r['test_shape_sign_agreement']:.0%}" for r in runs)
     return text + f" ({mean('epochs'):.0f} ep)"
 
 

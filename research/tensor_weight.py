@@ -8,7 +8,9 @@ once, the same split and test molecules), one per weight pair and
 initialisation seed; --alpha adds the scalar alpha run of each seed.
 
     python research/tensor_weight.py --weights 0,0.3 --seeds 0,1,2 --size 1000 --minutes 4
-    python research/tensor_weight.py --weights 1 --shape-weights 0,3 --alpha --seeds 0,1,3
+    python research/tensor_weight.py --weights 1,0.3 --shape-weights 2 --alpha --seeds 0,1,3
+    python research/tensor_weight.py --weights 1 --shape-weights 2 --grad-scales 0.01,0.1 \
+        --seeds 0,1,3
 """
 import argparse
 import functools
@@ -19,25 +21,12 @@ import os
 from pool_runs import run_and_append
 
 
-def _scale_traceless_gradient(g: float) -> None:
-    """Makes the tensor head pass g times the traceless part's gradient back
-    into the 2e features (the same values): under Adam the parameters that
-    only the traceless part uses learn as before, the layers shared with the
-    trace see g times its pull."""
-    from acn_pyg.nn.heads import SymmetricTensorHead
-
-    forward = SymmetricTensorHead.forward
-
-    def scaled(self, a, v, z, batch, num_graphs):
-        return forward(self, a, g * v + (1.0 - g) * v.detach(), z, batch, num_graphs)
-    SymmetricTensorHead.forward = scaled
-
-
 def one_run(job: dict) -> dict:
     import acn_pyg.train.data as data
     from acn_pyg.train import Config, run
     from acn_pyg.train.tasks import TensorTask
 
+    extra = {}
     if job["weight"] is None:
         target, name = "alpha", f"alpha_n{job['size']}_s{job['seed']}"
     else:
@@ -47,10 +36,11 @@ def one_run(job: dict) -> dict:
                                             shape_weight=job["shape"])
         if job.get("grad_scale", 1.0) != 1.0:
             name += f"_g{job['grad_scale']:g}"
-            _scale_traceless_gradient(job["grad_scale"])
+            extra["anisotropic_gradient"] = job["grad_scale"]
     cfg = Config(target=target, train_size=job["size"], val_size=500, test_size=1000,
                  time_budget=job["minutes"], threads=1, device="cpu", plot=False,
-                 init_seed=job["seed"], root=job["root"], out=os.path.join(job["runs"], name))
+                 init_seed=job["seed"], root=job["root"], out=os.path.join(job["runs"], name),
+                 **extra)
     m = run(cfg)
     row = {**job, "test_mae": m["test_mae"], "epochs": m["epochs_trained"]}
     for key in ("test_isotropic_mae", "test_shape_sign_agreement"):
@@ -66,7 +56,8 @@ def main() -> None:
     p.add_argument("--weights", default="0,0.3")
     p.add_argument("--shape-weights", default="0")
     p.add_argument("--grad-scales", default="1",
-                   help="the traceless part's gradient into the layers, times G")
+                   help="Config.anisotropic_gradient: the traceless part's gradient into the "
+                        "layers, times G")
     p.add_argument("--alpha", action="store_true", help="add the scalar alpha run of each seed")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--size", type=int, default=1000)

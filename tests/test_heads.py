@@ -141,3 +141,39 @@ def test_a_head_starts_from_the_layers_and_readout_of_the_scalar_model(output):
         z, pos = random_molecule(9, seed=1, dtype=torch.get_default_dtype())
         trace = torch.diagonal(headed(z, pos), dim1=-2, dim2=-1).sum(-1) / 3
         torch.testing.assert_close(trace, scalar(z, pos).view(-1))
+
+
+def test_the_anisotropic_gradient_scales_only_the_traceless_pull_on_the_layers():
+    """anisotropic_gradient leaves the prediction alone; the traceless part's
+    gradient reaching the layers is scaled by it, the head's own traceless
+    weights get all of it, and the isotropic part's gradient is untouched."""
+    z, pos = random_molecule(8, seed=3, dtype=torch.get_default_dtype())
+    grads, outputs = {}, {}
+    for g in (1.0, 0.25):
+        torch.manual_seed(2)
+        model = AtomCloudNet(hidden_channels=16, num_layers=2, cutoff=4.0, output="tensor",
+                             anisotropic_gradient=g)
+        a = model(z, pos)[0]
+        outputs[g] = a.detach()
+        traceless = a - torch.eye(3) * a.diagonal().mean()
+        for part, value in (("iso", a.diagonal().sum()), ("aniso", (traceless * torch.randn(
+                3, 3, generator=torch.Generator().manual_seed(0))).sum())):
+            model.zero_grad()
+            value.backward(retain_graph=True)
+            grads[g, part] = {k: p.grad.clone() for k, p in model.named_parameters()
+                              if p.grad is not None}
+    torch.testing.assert_close(outputs[1.0], outputs[0.25])
+    layer = "convs.0.linear"
+    layer_keys = [k for k in grads[1.0, "aniso"] if k.startswith(layer)]
+    head_keys = [k for k in grads[1.0, "aniso"] if k.startswith("head.anisotropic")]
+    assert layer_keys and head_keys
+    for k in layer_keys:
+        torch.testing.assert_close(grads[0.25, "aniso"][k], 0.25 * grads[1.0, "aniso"][k])
+    for k in head_keys:
+        torch.testing.assert_close(grads[0.25, "aniso"][k], grads[1.0, "aniso"][k])
+    for k in grads[1.0, "iso"]:
+        torch.testing.assert_close(grads[0.25, "iso"][k], grads[1.0, "iso"][k])
+    with pytest.raises(ValueError, match="output='tensor' only"):
+        AtomCloudNet(output="dipole", anisotropic_gradient=0.5)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        AtomCloudNet(output="tensor", anisotropic_gradient=2.0)

@@ -65,6 +65,8 @@ def test_the_references_of_charges_and_tensors_come_from_the_training_molecules(
     (dict(target="gap", output="dipole"), "--output dipole"),
     (dict(target="polarizability", output="scalar"), "not one number a molecule"),
     (dict(output="vector"), "--output must be one of"),
+    (dict(target="alpha", anisotropic_gradient=0.1), "has no traceless part"),
+    (dict(target="polarizability", anisotropic_gradient=1.5), r"a factor in \[0, 1\]"),
 ])
 def test_impossible_heads_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -133,6 +133,11 @@ class AtomCloudNet(torch.nn.Module):
         head_std (float, optional): Scale of the traceless part of
             :obj:`output="tensor"` (:class:`~acn_pyg.nn.SymmetricTensorHead`'s
             :obj:`anisotropic_std`). (default: :obj:`None`, :obj:`std`)
+        anisotropic_gradient (float, optional): The factor on the gradient
+            that the traceless part of :obj:`output="tensor"` passes into the
+            layers (:class:`~acn_pyg.nn.SymmetricTensorHead`'s
+            :obj:`anisotropic_gradient`); the prediction does not depend on
+            it. (default: :obj:`1.0`)
         charge_constraint (bool, optional): Whether predicted charges
             (:obj:`output="charges"` or :obj:`"dipole"`) sum to the total
             charge. (default: :obj:`True`)
@@ -182,6 +187,7 @@ class AtomCloudNet(torch.nn.Module):
         output: str = "scalar",
         head_channels: Optional[int] = None,
         head_std: Optional[float] = None,
+        anisotropic_gradient: float = 1.0,
         charge_constraint: bool = True,
         mean: Optional[float] = None,
         std: Optional[float] = None,
@@ -204,6 +210,9 @@ class AtomCloudNet(torch.nn.Module):
         if output in ("dipole", "tensor") and not (
                 isinstance(head_channels, int) and head_channels >= 1):
             raise ValueError(f"'head_channels' must be a positive int (got {head_channels!r})")
+        if output != "tensor" and anisotropic_gradient != 1.0:
+            raise ValueError(f"'anisotropic_gradient' applies to output='tensor' only "
+                             f"(got output={output!r})")
         if output == "tensor" and lmax < 2 or output == "dipole" and lmax < 1:
             raise ValueError(f"output={output!r} needs lmax >= {2 if output == 'tensor' else 1} "
                              f"(got {lmax})")
@@ -226,6 +235,7 @@ class AtomCloudNet(torch.nn.Module):
             pooling=pooling, readout=readout, out_channels=out_channels, output=output,
             head_channels=head_channels,
             head_std=None if head_std is None else float(head_std),
+            anisotropic_gradient=float(anisotropic_gradient),
             charge_constraint=charge_constraint,
             mean=None if mean is None else float(mean), std=None if std is None else float(std))
         self._custom_graph = interaction_graph is not None
@@ -293,7 +303,7 @@ class AtomCloudNet(torch.nn.Module):
                                    weight_norm)
         elif output == "tensor":
             self.head = SymmetricTensorHead(hidden_channels, head_irreps, std_, atomref,
-                                            head_std, weight_norm)
+                                            head_std, weight_norm, anisotropic_gradient)
 
         if atomref is not None and output == "scalar":
             self.register_buffer("atomref", _padded_atomref(atomref, out_channels))

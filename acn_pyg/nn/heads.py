@@ -175,6 +175,15 @@ class SymmetricTensorHead(torch.nn.Module):
             are weight-normalised (:class:`~acn_pyg.nn.normalized.NormalizedLinear`,
             :class:`~acn_pyg.nn.IrrepsLinear`'s :obj:`weight_norm`), initialised
             to the same function. (default: :obj:`False`)
+        anisotropic_gradient (float, optional): :math:`g`, the factor on the
+            gradient that the traceless part passes back into
+            :math:`\mathbf{v}_i` (the output is unchanged:
+            :math:`g \mathbf{v} + (1 - g)\,\mathrm{sg}(\mathbf{v})`). Under
+            Adam, which normalises each parameter's steps, the parameters
+            that only the traceless part uses (this head's :math:`\mathbf{W}`,
+            the last layer's :obj:`2e` block) learn as with :math:`g = 1`,
+            while the layers shared with the isotropic part feel :math:`g`
+            times its pull. (default: :obj:`1.0`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, \mathrm{channels})`,
@@ -184,8 +193,12 @@ class SymmetricTensorHead(torch.nn.Module):
 
     def __init__(self, channels: int, tensor_irreps: IrrepsLike, std: float = 1.0,
                  atomref: Optional[Tensor] = None, anisotropic_std: Optional[float] = None,
-                 weight_norm: bool = False):
+                 weight_norm: bool = False, anisotropic_gradient: float = 1.0):
         super().__init__()
+        if not 0.0 <= float(anisotropic_gradient) <= 1.0:
+            raise ValueError(f"'anisotropic_gradient' must be in [0, 1] "
+                             f"(got {anisotropic_gradient!r})")
+        self.anisotropic_gradient = float(anisotropic_gradient)
         self.std = float(std)
         self.anisotropic_std = self.std if anisotropic_std is None else float(anisotropic_std)
         self.isotropic = _mlp(channels, weight_norm)
@@ -200,6 +213,9 @@ class SymmetricTensorHead(torch.nn.Module):
 
     def forward(self, a: Tensor, v: Tensor, z: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         iso = self.std * self.isotropic(a) + self.atomref.index_select(0, z).unsqueeze(-1)
+        g = self.anisotropic_gradient
+        if g != 1.0 and torch.is_grad_enabled():
+            v = g * v + (1.0 - g) * v.detach()
         aniso = torch.einsum("nk,kij->nij", self.anisotropic_std * self.anisotropic(v),
                              self.traceless)
         eye = torch.eye(3, dtype=a.dtype, device=a.device)

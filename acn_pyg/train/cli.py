@@ -14,7 +14,7 @@ from acn_pyg.train.config import MODELS, Config
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "radial_gain", "weight_norm", "many_body", "compile",
-              "denoise_weight", "denoise_sigma", "output")
+              "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
@@ -159,6 +159,11 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
         help="AtomCloudNet's output head: auto takes QM9's mu through a dipole vector (its "
              "norm is learned), charges per atom and the polarizability tensor through their "
              f"heads, and a scalar otherwise; scalar learns mu as a number (default: {d.output})")
+    add("anisotropic_gradient", type=float, default=d.anisotropic_gradient,
+        help="--target polarizability: the factor on the gradient that the tensor's "
+             "traceless part passes into the layers shared with its trace (1: all of it; "
+             "lower keeps the trace closer to alpha learned alone, at a cost to the "
+             "anisotropy; the prediction does not depend on it) (default: 1)")
     add("many_body", action="store_true",
         help="concatenate the Coulomb/London/ATM many-body atom features")
 

@@ -62,6 +62,7 @@ class Config:
     radial_gain: float = 10.0
     weight_norm: bool = False
     output: str = "auto"
+    anisotropic_gradient: Optional[float] = None
     many_body: bool = False
     root: str = "data/QM9"
     data_source: Optional[str] = None
@@ -149,6 +150,12 @@ def check_config(cfg: Config) -> None:
     if cfg.output == "scalar" and structured:
         raise ValueError(f"--target {cfg.target} is not one number a molecule: leave --output "
                          "at auto")
+    if cfg.anisotropic_gradient is not None:
+        if cfg.target != "polarizability":
+            raise ValueError(f"--anisotropic-gradient is the polarizability tensor's; "
+                             f"--target {cfg.target} has no traceless part")
+        _require("anisotropic_gradient", cfg.anisotropic_gradient, lambda v: 0 <= v <= 1,
+                 "a factor in [0, 1]")
     if cfg.denoise_weight > 0:
         _require("denoise_sigma", cfg.denoise_sigma, lambda v: 0 < v < math.inf,
                  "the noise's standard deviation in Angstrom, > 0")

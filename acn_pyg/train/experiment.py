@@ -47,6 +47,8 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
                       mean=mean, std=std, atomref=atomref, output=output)
         if head_std is not None:
             kwargs["head_std"] = head_std
+        if output == "tensor" and cfg.anisotropic_gradient is not None:
+            kwargs["anisotropic_gradient"] = cfg.anisotropic_gradient
     else:
         kwargs = dict(extensive=extensive, mean=mean, std=std,
                       atomref=None if atomref is None else atomref.float())

@@ -239,7 +239,8 @@ def test_the_shape_term_leaves_no_wrong_shape_minimum_on_the_line_through_zero(p
     rest = torch.tensor(principal, dtype=torch.float64)
     rest = rest - rest.mean()
     for s in (-2.0, -0.5, 0.3, 3.0):
-        torch.testing.assert_close(TensorTask.shape(s * rest[None]), s * TensorTask.shape(rest[None]))
+        torch.testing.assert_close(TensorTask.shape(s * rest[None]),
+                                   s * TensorTask.shape(rest[None]))
 
 
 def test_every_model_and_head_trained_at_one_seed_sees_the_same_batches(source_dir, tmp_path):

@@ -282,18 +282,16 @@ class TensorTask(_StructuredTask):
         (zero for a zero tensor)."""
         return rest.pow(3).sum(-1) / (rest.pow(2).sum(-1) + eps)
 
-    def _terms(self, pred: Tensor, true: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """The isotropic, traceless and shape losses (the last zero when the
-        shape is not learned)."""
-        (iso_pred, rest_pred), (iso_true, rest_true) = self._split(pred), self._split(true)
-        shape = (target_loss(self.shape(rest_pred), self.shape(rest_true), self.anisotropic_std)
-                 if self.frame_free and self.shape_weight > 0 else pred.new_zeros(()))
-        return (target_loss(iso_pred, iso_true, self.std),
-                target_loss(rest_pred, rest_true, self.anisotropic_std), shape)
-
     def _objective(self, pred: Tensor, true: Tensor) -> Tensor:
-        iso, rest, shape = self._terms(pred, true)
-        return iso + self.anisotropic_weight * rest + self.shape_weight * shape
+        """The loss of predictions :obj:`pred` against :obj:`true` (principal
+        values or components)."""
+        (iso_pred, rest_pred), (iso_true, rest_true) = self._split(pred), self._split(true)
+        loss = (target_loss(iso_pred, iso_true, self.std) + self.anisotropic_weight
+                * target_loss(rest_pred, rest_true, self.anisotropic_std))
+        if self.frame_free and self.shape_weight > 0:
+            loss = loss + self.shape_weight * target_loss(
+                self.shape(rest_pred), self.shape(rest_true), self.anisotropic_std)
+        return loss
 
     def loss(self, model: torch.nn.Module, data) -> Tensor:
         return self._objective(*self._pairs(model, data))

@@ -163,7 +163,7 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
         help="--target polarizability: the factor on the gradient that the tensor's "
              "traceless part passes into the layers shared with its trace (1: all of it; "
              "lower keeps the trace closer to alpha learned alone, at a cost to the "
-             "anisotropy; the prediction does not depend on it) (default: 1)")
+             "anisotropy; the prediction does not depend on it) (default: 0.1)")
     add("many_body", action="store_true",
         help="concatenate the Coulomb/London/ATM many-body atom features")
 

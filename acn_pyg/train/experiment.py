@@ -23,6 +23,12 @@ from acn_pyg.utils.ema import ExponentialMovingAverage
 from acn_pyg.utils.io import RunLock, load_checkpoint
 from acn_pyg.utils.memory import reuse_freed_memory
 
+#: The training program's factor on the gradient that a polarizability
+#: tensor's traceless part sends into the layers shared with its trace
+#: (:class:`~acn_pyg.nn.SymmetricTensorHead`'s :obj:`anisotropic_gradient`):
+#: with it the trace is learned about as well as :obj:`alpha` alone.
+ANISOTROPIC_GRADIENT = 0.1
+
 
 def pick_device(name: str) -> torch.device:
     """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``."""
@@ -47,8 +53,9 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
                       mean=mean, std=std, atomref=atomref, output=output)
         if head_std is not None:
             kwargs["head_std"] = head_std
-        if output == "tensor" and cfg.anisotropic_gradient is not None:
-            kwargs["anisotropic_gradient"] = cfg.anisotropic_gradient
+        if output == "tensor":
+            kwargs["anisotropic_gradient"] = (ANISOTROPIC_GRADIENT if cfg.anisotropic_gradient
+                                              is None else cfg.anisotropic_gradient)
     else:
         kwargs = dict(extensive=extensive, mean=mean, std=std,
                       atomref=None if atomref is None else atomref.float())

@@ -180,11 +180,12 @@ def count_ops(fn: Callable[[], object]) -> Dict[str, int]:
 
 def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: int,
                ema: float = 0.0, features=None, amsgrad: bool = False,
-               curve: Optional[list] = None):
+               curve: Optional[list] = None, patience: int = 5):
     """A plain PyTorch training loop, not this package's training program:
     Adam at :obj:`lr` (AMSGrad if :obj:`amsgrad`), L1 loss on the target of
     :obj:`prep` (a :func:`acn_pyg.train.prepare`) in units of its std,
-    ReduceLROnPlateau on the validation MAE, PyTorch's weight average when
+    ReduceLROnPlateau on the validation MAE (halving the rate after
+    :obj:`patience` epochs without improvement), PyTorch's weight average when
     :obj:`ema` > 0, for :obj:`minutes`. :obj:`features` (optional) maps a
     batch to the model's :obj:`extra_features`. Returns the test MAE of the
     best validation epoch, that validation MAE and the epochs.
@@ -213,7 +214,7 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
     averaged = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema)) if ema else None)
     evaluated = averaged.module if averaged is not None else model
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=patience)
     shuffle = torch.Generator().manual_seed(seed)
     loader = {key: DataLoader(prep.dataset[idx], batch_size=batch_size,
                               shuffle=key == "train", generator=shuffle)

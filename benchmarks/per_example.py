@@ -122,7 +122,8 @@ def worker(job: dict) -> dict:
     lr, label = job.get("lr", lr), job.get("label", label)
     curve = []
     test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
-                                    job["seed"], amsgrad=amsgrad, curve=curve)
+                                    job["seed"], amsgrad=amsgrad, curve=curve,
+                                    patience=job.get("patience", 5))
     print(f"n={job['size']} {name} seed {job['seed']}: test MAE {1e3 * test:.1f} meV, "
           f"{epochs} epochs", flush=True)
     return {**job, "label": label, "lr": lr, "amsgrad": amsgrad, "unit": prep.unit,

@@ -34,9 +34,9 @@ def one_run(job: dict) -> dict:
         name = f"w{job['weight']:g}_sh{job['shape']:g}_n{job['size']}_s{job['seed']}"
         data.TensorTask = functools.partial(TensorTask, anisotropic_weight=job["weight"],
                                             shape_weight=job["shape"])
-        if job.get("grad_scale", 1.0) != 1.0:
+        extra["anisotropic_gradient"] = job.get("grad_scale", 1.0)
+        if extra["anisotropic_gradient"] != 1.0:
             name += f"_g{job['grad_scale']:g}"
-            extra["anisotropic_gradient"] = job["grad_scale"]
     cfg = Config(target=target, train_size=job["size"], val_size=500, test_size=1000,
                  time_budget=job["minutes"], threads=1, device="cpu", plot=False,
                  init_seed=job["seed"], root=job["root"], out=os.path.join(job["runs"], name),
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--shape-weights", default="0")
     p.add_argument("--grad-scales", default="1",
                    help="Config.anisotropic_gradient: the traceless part's gradient into the "
-                        "layers, times G")
+                        "layers, times G (default: 1, all of it)")
     p.add_argument("--alpha", action="store_true", help="add the scalar alpha run of each seed")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--size", type=int, default=1000)

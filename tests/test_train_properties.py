@@ -11,6 +11,7 @@ from test_qm9_example import tiny_args
 from acn_pyg import load_model
 from acn_pyg.cli import main
 from acn_pyg.train import Config, check_config, prepare, run_config
+from acn_pyg.train.experiment import ANISOTROPIC_GRADIENT, build_model
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,8 @@ def test_a_run_trains_tests_and_reloads_a_head(source_dir, tmp_path, capsys, tar
         assert metrics["best_val_mae"] == kept["val_mae"]
     model = load_model(str(tmp_path / "run"))
     assert model.output == output
+    if target == "polarizability":  # the program's damping is saved with the model
+        assert model.head.anisotropic_gradient == ANISOTROPIC_GRADIENT
     # The test error again, from the checkpoint alone.
     capsys.readouterr()
     assert main(["test", str(tmp_path / "run"), "--device", "cpu"]) == 0
@@ -71,6 +74,14 @@ def test_the_references_of_charges_and_tensors_come_from_the_training_molecules(
 def test_impossible_heads_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         check_config(Config(**kwargs))
+
+
+@pytest.mark.parametrize("given, used", [(None, ANISOTROPIC_GRADIENT), (1.0, 1.0), (0.0, 0.0)])
+def test_the_program_damps_the_traceless_pull_unless_told(given, used):
+    cfg = Config(target="polarizability", anisotropic_gradient=given)
+    check_config(cfg)
+    model = build_model(cfg, False, 0.0, 1.0, None, "tensor")
+    assert 0 < ANISOTROPIC_GRADIENT < 1 and model.head.anisotropic_gradient == used
 
 
 def test_runs_from_before_the_heads_keep_their_scalar_output():

@@ -11,7 +11,8 @@ from test_qm9_example import tiny_args
 from acn_pyg import load_model
 from acn_pyg.cli import main
 from acn_pyg.train import Config, check_config, prepare, run_config
-from acn_pyg.train.experiment import ANISOTROPIC_GRADIENT, build_model
+from acn_pyg.train.config import ANISOTROPIC_GRADIENT
+from acn_pyg.train.experiment import build_model
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import functools
 from typing import Callable, Iterable, Optional
 
 from acn_pyg.datasets.qm9 import DESCRIPTIONS, TARGETS, UNITS, target_index
-from acn_pyg.train.config import MODELS, Config
+from acn_pyg.train.config import ANISOTROPIC_GRADIENT, MODELS, Config
 
 #: The fields that configure AtomCloudNet only; the baselines keep their own
 #: published settings and ignore them (the denoising head reads AtomCloudNet's
@@ -163,7 +163,8 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
         help="--target polarizability: the factor on the gradient that the tensor's "
              "traceless part passes into the layers shared with its trace (1: all of it; "
              "lower keeps the trace closer to alpha learned alone, at a cost to the "
-             "anisotropy; the prediction does not depend on it) (default: 0.1)")
+             "anisotropy; the prediction does not depend on it) "
+             f"(default: {ANISOTROPIC_GRADIENT})")
     add("many_body", action="store_true",
         help="concatenate the Coulomb/London/ATM many-body atom features")
 

@@ -17,6 +17,11 @@ RESUMABLE_FIELDS = frozenset(("resume", "epochs", "time_budget", "out", "root", 
                               "reuse_memory", "plot", "init_from"))
 #: Values of :obj:`Config.output`: ``auto`` picks the target's head.
 OUTPUT_CHOICES = ("auto", "scalar", "dipole")
+#: The training program's factor on the gradient that a polarizability
+#: tensor's traceless part sends into the layers shared with its trace
+#: (:class:`~acn_pyg.nn.SymmetricTensorHead`'s :obj:`anisotropic_gradient`):
+#: with it the trace is learned about as well as :obj:`alpha` alone.
+ANISOTROPIC_GRADIENT = 0.1
 #: Peak learning rate per model when none is given: 1e-3 for every model
 #: (the baselines' published value).
 DEFAULT_LR = {"acn": 1e-3, "schnet": 1e-3, "dimenet++": 1e-3, "dimenet": 1e-3}

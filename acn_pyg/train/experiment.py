@@ -11,7 +11,7 @@ from torch import Tensor
 from acn_pyg.inference.checkpoint import QM9_ENERGIES, build, save_model, state_dict_of
 from acn_pyg.train import distributed
 from acn_pyg.train.checkpoints import TrainState, restore_last, warm_start
-from acn_pyg.train.config import Config, check_config
+from acn_pyg.train.config import ANISOTROPIC_GRADIENT, Config, check_config
 from acn_pyg.train.data import (Prepared, element_counts, make_loaders, molecule_arrays,
                                 prepare)
 from acn_pyg.train.losses import DenoisingLoss
@@ -22,12 +22,6 @@ from acn_pyg.train.tasks import EnergyForcesTask, PropertyTask
 from acn_pyg.utils.ema import ExponentialMovingAverage
 from acn_pyg.utils.io import RunLock, load_checkpoint
 from acn_pyg.utils.memory import reuse_freed_memory
-
-#: The training program's factor on the gradient that a polarizability
-#: tensor's traceless part sends into the layers shared with its trace
-#: (:class:`~acn_pyg.nn.SymmetricTensorHead`'s :obj:`anisotropic_gradient`):
-#: with it the trace is learned about as well as :obj:`alpha` alone.
-ANISOTROPIC_GRADIENT = 0.1
 
 
 def pick_device(name: str) -> torch.device:

@@ -191,9 +191,11 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
     best validation epoch, that validation MAE and the epochs.
 
     If :obj:`curve` is a list, every epoch appends ``{"epoch", "seconds",
-    "val_mae", "test_mae"}``: the clock of the loop (training and
-    validation) and the test MAE of the best validation epoch so far, computed
-    whenever the validation MAE improves while the clock is stopped."""
+    "train_mae", "val_mae", "test_mae"}``: the clock of the loop (training and
+    validation), the mean of the epoch's batch MAEs (in the model's training
+    mode, as the weights moved), and the test MAE of the best validation epoch
+    so far, computed whenever the validation MAE improves while the clock is
+    stopped."""
     import copy
 
     from torch_geometric.loader import DataLoader
@@ -222,10 +224,14 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
     best, best_state, epochs, start = float("inf"), None, 0, time.perf_counter()
     test = float("nan")
     while time.perf_counter() - start < 60 * minutes:
+        train_sum, train_count = 0.0, 0
         for data in loader["train"]:
             opt.zero_grad()
-            ((call(model, data) - data.y[:, prep.t_index]).abs().mean() / prep.std).backward()
+            error = (call(model, data) - data.y[:, prep.t_index]).abs()
+            (error.mean() / prep.std).backward()
             opt.step()
+            train_sum += float(error.detach().sum())
+            train_count += error.numel()
             if averaged is not None:
                 averaged.update_parameters(model)
             if time.perf_counter() - start >= 60 * minutes:
@@ -241,7 +247,8 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
                 start += time.perf_counter() - paused
         if curve is not None:
             curve.append({"epoch": epochs, "seconds": time.perf_counter() - start,
-                          "val_mae": val, "test_mae": test})
+                          "train_mae": train_sum / max(train_count, 1), "val_mae": val,
+                          "test_mae": test})
     evaluated.load_state_dict(best_state)
     return mae(evaluated, loader["test"]), best, epochs
 

@@ -120,6 +120,7 @@ def worker(job: dict) -> dict:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
     lr, amsgrad, label = MODELS[name]
     lr, label = job.get("lr", lr), job.get("label", label)
+    amsgrad = job.get("amsgrad", amsgrad)
     curve = []
     test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
                                     job["seed"], amsgrad=amsgrad, curve=curve,

@@ -63,8 +63,10 @@ def model_flags(cfg: Config) -> List[str]:
         flag = "--" + field.replace("_", "-")
         if field == "many_body":
             flags += [flag] if value else []
-        elif field == "weight_norm":
-            flags += ["--weight-norm"] if value else []
+        elif field in ("weight_norm", "element_dependent"):
+            flags += [flag] if value else []
+        elif field == "scalar_activation":
+            flags += [] if value else ["--no-scalar-activation"]
         elif field == "hidden_irreps" and value is not None:
             flags += [flag, str(o3.Irreps(value))]  # no spaces: one word in a shell
         elif value is not None:

@@ -2,8 +2,8 @@
 plain loop, its split, one CPU thread a run, two runs at once): which change
 makes the model learn more per training example? Each configuration is a
 label and Config fields of the AtomCloudNet (JSON), optionally with its own
-learning rate and its plateau patience in epochs (default 5); the table is
-per_example.py's.
+learning rate, AMSGrad (true or false) and plateau patience in epochs
+(default 5); the table is per_example.py's.
 
     python research/per_example_configs.py --minutes 10 \\
         --configs '{"label": "products 16", "config": {"product_channels": 16}}' \\
@@ -26,17 +26,17 @@ def jobs(configs: list, args) -> list:
 
     out = []
     for c in configs:
-        unknown = sorted(set(c) - {"label", "config", "lr", "model", "patience"})
+        unknown = sorted(set(c) - {"label", "config", "lr", "amsgrad", "model", "patience"})
         if unknown or "label" not in c:
             raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
-                             f"'model', 'patience' (got {sorted(c)})")
+                             f"'amsgrad', 'model', 'patience' (got {sorted(c)})")
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,
                        batch_size=32, threads=1, root=os.path.abspath(args.root),
                        label=c["label"], config=c.get("config", {}))
-            for key in ("lr", "patience"):
+            for key in ("lr", "amsgrad", "patience"):
                 if key in c:
                     job[key] = c[key]
             out.append(job)

@@ -12,6 +12,8 @@ VARIANTS = {
     "scalars": dict(SMALL),
     "vectors": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e"),
     "products": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e", product_channels=2),
+    "triples, by element": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e", product_channels=2,
+                                product_correlation=3, element_dependent=True),
 }
 
 
@@ -167,6 +169,8 @@ def test_bad_input(make_args, match, molecule):
     (dict(hidden_irreps="8x1o"), "hidden_irreps"),
     (dict(hidden_irreps="16x0e+2x3o"), "lmax"),
     (dict(atomref=torch.zeros(200)), "atomref"),
+    (dict(product_correlation=3), "needs the products"),
+    (dict(product_channels=2, product_correlation=4), "product_correlation"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -295,6 +299,7 @@ def test_z_of_another_integer_dtype_and_a_bad_user_graph_are_named(molecule):
     {"hidden_channels": 128},
     {"hidden_irreps": "64x0e+16x1o+16x2e"},
     {"product_channels": 8},
+    {"product_channels": 8, "product_correlation": 3},
 ])
 def test_the_cloud_starts_near_the_self_interaction(kwargs):
     """At initialisation every layer's cloud is within a few times the scale
@@ -322,3 +327,55 @@ def test_the_cloud_starts_near_the_self_interaction(kwargs):
     assert len(ratios) == model.num_layers
     assert all(0.1 < r < 1.0 for r in ratios), ratios
     assert all(0.03 < r < 1.0 for r in products), products
+
+
+def _randomize_element_weights(net, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for conv in net.convs:
+            for lin in (conv.self_weights, conv.product.element_weights):
+                lin.weight.copy_(0.3 * torch.randn(lin.weight.shape, generator=gen))
+
+
+def test_element_dependent_weights_start_as_the_same_function(batch_of_molecules):
+    """At one seed a model with element-dependent weights is the same function
+    as without them until its factors move; then it stays invariant,
+    permutation-invariant and batch-consistent, and it depends on them."""
+    mols, z, pos, batch = batch_of_molecules
+    kwargs = dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e", product_channels=2,
+                  product_correlation=3)
+    torch.manual_seed(5)
+    plain = AtomCloudNet(**kwargs)
+    torch.manual_seed(5)
+    net = AtomCloudNet(**kwargs, element_dependent=True)
+    torch.testing.assert_close(net(z, pos, batch), plain(z, pos, batch), rtol=1e-12, atol=1e-12)
+    _randomize_element_weights(net)
+    y = net(z, pos, batch)
+    assert (y - plain(z, pos, batch)).abs().max() > 1e-3
+    rot = random_orthogonal(seed=1, reflect=True)
+    torch.testing.assert_close(net(z, pos @ rot.T, batch), y, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(torch.cat([net(zm, pm) for zm, pm in mols]), y,
+                               rtol=1e-10, atol=1e-10)
+    zm, pm = mols[1]
+    perm = torch.randperm(zm.numel())
+    torch.testing.assert_close(net(zm[perm], pm[perm]), y[1:2], rtol=1e-10, atol=1e-10)
+
+
+def test_without_scalar_activation_the_layers_pass_scalars_unchanged(molecule):
+    """scalar_activation=False: the gates leave the scalars as the linear map
+    gave them (no SiLU), still gate the l > 0 irreps, and the model stays
+    invariant."""
+    from acn_pyg.nn.gate import Gate
+    gate = Gate("3x0e+2x1o", scalar_activation=False)
+    x = torch.randn(4, gate.irreps_in.dim)
+    y = gate(x)
+    torch.testing.assert_close(y[:, :3], x[:, :3])
+    torch.testing.assert_close(y[:, 3:], Gate("3x0e+2x1o")(x)[:, 3:])
+    z, pos = molecule
+    torch.manual_seed(2)
+    net = model(hidden_irreps="16x0e+4x1o", product_channels=2, scalar_activation=False)
+    torch.manual_seed(2)
+    silu = model(hidden_irreps="16x0e+4x1o", product_channels=2)
+    assert not torch.allclose(net(z, pos), silu(z, pos))
+    rot = random_orthogonal(seed=4, reflect=True)
+    torch.testing.assert_close(net(z, pos @ rot.T), net(z, pos), rtol=1e-10, atol=1e-10)

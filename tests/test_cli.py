@@ -42,6 +42,24 @@ def test_the_program_trains_plain_weights_unless_asked_for_weight_norm():
         assert any(isinstance(m, NormalizedLinear) for m in model.modules()) is normed
 
 
+def test_the_program_builds_maces_ingredients_when_asked():
+    from acn_pyg.train import build_model
+    cfg = config_from_args(parser().parse_args(["--hidden-channels", "8"]))
+    plain = build_model(cfg, True, 0.0, 1.0, None)
+    assert (plain.product_correlation, plain.element_dependent, plain.scalar_activation) == (
+        2, False, True)
+    cfg = config_from_args(parser().parse_args(
+        ["--hidden-channels", "8", "--product-channels", "2", "--product-correlation", "3",
+         "--element-dependent", "--no-scalar-activation"]))
+    model = build_model(cfg, True, 0.0, 1.0, None)
+    assert (model.product_correlation, model.element_dependent, model.scalar_activation) == (
+        3, True, False)
+    assert all(conv.product.correlation == 3 and conv.self_weights is not None
+               for conv in model.convs)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--product-correlation", "4"])
+
+
 def test_defaults_and_skipped_fields():
     p = parser(defaults=Config(batch_size=8), skip=("seed", "out"))
     args = p.parse_args([])

@@ -17,10 +17,21 @@ def _float32():
     torch.set_default_dtype(torch.float32)
 
 
-def test_the_exported_program_equals_the_model(tmp_path, capsys):
+@pytest.mark.parametrize("kwargs", [
+    {},
+    dict(product_channels=2, product_correlation=3, element_dependent=True,
+         scalar_activation=False),
+])
+def test_the_exported_program_equals_the_model(kwargs, tmp_path, capsys):
     torch.manual_seed(0)
     model = AtomCloudNet(hidden_channels=8, hidden_irreps="8x0e+4x1o", num_layers=2,
-                         cutoff=3.5, std=2.0, atomref=torch.linspace(-1, 1, 10)).eval()
+                         cutoff=3.5, std=2.0, atomref=torch.linspace(-1, 1, 10),
+                         **kwargs).eval()
+    with torch.no_grad():  # element-dependent factors away from one
+        for conv in model.convs:
+            for lin in (conv.self_weights, conv.product and conv.product.element_weights):
+                if lin is not None:
+                    lin.weight.normal_(std=0.3)
     ckpt, out = str(tmp_path / "m.pt"), str(tmp_path / "m.pt2")
     save_model(ckpt, model, target="energy", unit="eV", energy=True, elements=[1, 6, 7, 8, 9])
     assert main(["export", ckpt, out]) == 0

@@ -19,6 +19,79 @@ def test_equivariance(irreps_in, filter_ir_out):
                        irreps_out=product.irreps_out)
 
 
+@pytest.mark.parametrize("irreps_in, filter_ir_out", [
+    ("5x0e+3x1o+2x2e", None),
+    ("4x0e+3x1o+2x1e+2x2e+1x2o", ["0e", "1o", "2e"]),
+])
+def test_triples_and_element_weights_are_equivariant(irreps_in, filter_ir_out):
+    product = SymmetricProduct(irreps_in, 3, filter_ir_out=filter_ir_out, correlation=3,
+                               attr_channels=4).to(DT)
+    with torch.no_grad():
+        product.element_weights.weight.normal_()
+    x = product.irreps_in.randn(7, -1, dtype=DT)
+    attrs = torch.randn(7, 4, dtype=DT)
+    assert_equivariant(product, args_in=[x, attrs], irreps_in=[product.irreps_in, "4x0e"],
+                       irreps_out=product.irreps_out)
+
+
+def test_triples_equal_e3nn_products_of_the_pairs_with_the_cloud():
+    """B3 = (B2 x A) channel-wise, for every pair whose l3 the cloud holds
+    and every output irrep: checked against e3nn's own tensor products."""
+    ir_out = [o3.Irrep(x) for x in ("0e", "1o")]
+    pairs = SymmetricProduct("4x0e+3x1o+2x2e", 3, correlation=2).to(DT)  # every pair
+    triples = SymmetricProduct("4x0e+3x1o+2x2e", 3, filter_ir_out=ir_out, correlation=3)
+    triples = triples.to(DT)
+    triples.projection.load_state_dict(pairs.projection.state_dict())
+    x = triples.irreps_in.randn(6, -1, dtype=DT)
+    a = triples.projection(x)
+    mid = triples.irreps_mid
+    b2 = pairs(x)
+    keep = [k for k, (_, ir) in enumerate(pairs.irreps_out) if ir in [ir for _, ir in mid]]
+    b2_irreps = o3.Irreps([pairs.irreps_out[k] for k in keep])
+    b2_mid = torch.cat([b2[:, pairs.irreps_out.slices()[k]] for k in keep], dim=-1)
+    instructions, out = [], []
+    for i1, (_, ir1) in enumerate(b2_irreps):
+        for i2, (_, ir2) in enumerate(mid):
+            for ir in ir1 * ir2:
+                if ir in ir_out:
+                    instructions.append((i1, i2, len(out), "uuu", False))
+                    out.append((3, ir))
+    reference = o3.TensorProduct(b2_irreps, mid, out, instructions,
+                                 irrep_normalization="component", path_normalization="none")
+    got = triples(x)
+    num_pairs = sum(1 for _, ir in pairs.irreps_out if ir in ir_out)
+    split = sum(3 * ir.dim for _, ir in triples.irreps_out[:num_pairs])
+    slices = zip(pairs.irreps_out.slices(), pairs.irreps_out)
+    b2_out = torch.cat([b2[:, sl] for sl, (_, ir) in slices if ir in ir_out], dim=-1)
+    torch.testing.assert_close(got[:, :split], b2_out)
+    torch.testing.assert_close(got[:, split:], reference.to(DT)(b2_mid, a))
+
+
+def test_pairs_are_quadratic_and_triples_cubic_in_the_cloud():
+    product = SymmetricProduct("3x0e+2x1o+2x2e", 2, filter_ir_out=["0e"], correlation=3)
+    product = product.to(DT)
+    x = product.irreps_in.randn(5, -1, dtype=DT)
+    n2 = sum(1 for _ in product.irreps_out) - product.coupling3.size(1)
+    y, y2 = product(x), product(2 * x)
+    torch.testing.assert_close(y2[:, :2 * n2], 4 * y[:, :2 * n2])
+    torch.testing.assert_close(y2[:, 2 * n2:], 8 * y[:, 2 * n2:])
+
+
+def test_element_weights_scale_each_path_per_atom():
+    product = SymmetricProduct("3x0e+2x1o", 2, filter_ir_out=["0e"], attr_channels=3)
+    product = product.to(DT)
+    x = product.irreps_in.randn(4, -1, dtype=DT)
+    attrs = torch.randn(4, 3, dtype=DT)
+    plain = product(x, attrs)  # the weights start at zero: factors of one
+    with torch.no_grad():
+        product.element_weights.weight.normal_()
+    # [atoms, channels x paths], channel-major; the output's scalars are path-major
+    factor = 1 + product.element_weights(attrs).view(4, 2, -1).transpose(1, 2).reshape(4, -1)
+    torch.testing.assert_close(product(x, attrs), plain * factor)
+    with pytest.raises(ValueError, match="attrs"):
+        product(x)
+
+
 def test_equals_e3nn_channelwise_tensor_product():
     product = SymmetricProduct("4x0e+3x1o+2x1e+2x2e+1x2o", 3, filter_ir_out=["0e", "1o", "2e"])
     product = product.to(DT)
@@ -57,6 +130,10 @@ def test_bad_arguments():
         SymmetricProduct("2x0e", 0)
     with pytest.raises(ValueError, match="no product"):
         SymmetricProduct("2x0e", 2, filter_ir_out=["1o"])
+    with pytest.raises(ValueError, match="correlation"):
+        SymmetricProduct("2x0e", 2, correlation=4)
+    with pytest.raises(ValueError, match="attr_channels"):
+        SymmetricProduct("2x0e", 2, attr_channels=-1)
 
 
 def test_conv_repr_names_the_products():
@@ -75,3 +152,19 @@ def test_conv_products_see_angles_without_the_power_spectrum():
     assert not torch.allclose(conv(x, straight)[0], conv(x, bent)[0])
     with pytest.raises(ValueError, match="product_channels"):
         AtomCloudConv(4, 4, product_channels=-1)
+
+
+def test_conv_element_dependent_needs_its_attributes():
+    conv = AtomCloudConv(4, 4, cutoff=3.0, product_channels=2, attr_channels=3).to(DT)
+    x, pos = torch.randn(5, 4, dtype=DT), torch.randn(5, 3, dtype=DT)
+    with pytest.raises(ValueError, match=r"'attrs' of shape \[5, 3\] is required"):
+        conv(x, pos)
+    with pytest.raises(ValueError, match=r"'attrs' must have shape \[5, 3\]"):
+        conv(x, pos, attrs=torch.randn(5, 2, dtype=DT))
+    with pytest.raises(ValueError, match="attr_channels=0"):
+        AtomCloudConv(4, 4, cutoff=3.0).to(DT)(x, pos, attrs=torch.randn(5, 3, dtype=DT))
+    attrs = torch.randn(5, 3, dtype=DT)
+    before = conv(x, pos, attrs=attrs)
+    with torch.no_grad():
+        conv.self_weights.weight.normal_()
+    assert not torch.allclose(conv(x, pos, attrs=attrs), before)

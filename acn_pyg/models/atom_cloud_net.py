@@ -95,6 +95,20 @@ class AtomCloudNet(torch.nn.Module):
             couples its cloud with itself (:obj:`product_channels` channels per
             irrep): see :class:`~acn_pyg.nn.conv.SymmetricProduct`.
             (default: :obj:`0`, off)
+        product_correlation (int, optional): The most cloud factors in the
+            products: :obj:`2` (pairs of neighbours, body order three) or
+            :obj:`3` (triples, body order four), as MACE's correlation order.
+            (default: :obj:`2`)
+        element_dependent (bool, optional): If :obj:`True`, every layer's
+            product paths and self-interaction are weighted per atom by its
+            element embedding :math:`\mathbf{h}^{(0)}_i` (the layers'
+            :obj:`attr_channels`), as MACE's element-dependent weights.
+            (default: :obj:`False`)
+        scalar_activation (bool, optional): If :obj:`False`, the layers'
+            scalar outputs skip the SiLU of their :class:`~acn_pyg.nn.Gate`:
+            up to the atom MLP the scalars are then polynomials of the clouds
+            (through the power spectra and products), as in MACE's
+            interactions. (default: :obj:`True`)
         radial_gain (float, optional): Constant factor on every layer's
             radial MLP output (see :class:`~acn_pyg.nn.AtomCloudConv`).
             (default: :obj:`10.0`)
@@ -176,6 +190,9 @@ class AtomCloudNet(torch.nn.Module):
         max_num_neighbors: Optional[int] = None,
         avg_num_neighbors: float = 16.0,
         product_channels: int = 0,
+        product_correlation: int = 2,
+        element_dependent: bool = False,
+        scalar_activation: bool = True,
         radial_gain: float = 10.0,
         weight_norm: bool = True,
         many_body: Union[bool, Sequence[str]] = False,
@@ -229,6 +246,8 @@ class AtomCloudNet(torch.nn.Module):
             num_layers=num_layers, cutoff=float(cutoff), lmax=lmax, num_basis=num_basis,
             radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
             avg_num_neighbors=float(avg_num_neighbors), product_channels=product_channels,
+            product_correlation=product_correlation, element_dependent=bool(element_dependent),
+            scalar_activation=bool(scalar_activation),
             radial_gain=float(radial_gain), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
             many_body_cutoff=many_body_cutoff, num_extra_features=num_extra_features,
@@ -250,6 +269,9 @@ class AtomCloudNet(torch.nn.Module):
         self.max_num_neighbors = max_num_neighbors
         self.avg_num_neighbors = avg_num_neighbors
         self.product_channels = product_channels
+        self.product_correlation = product_correlation
+        self.element_dependent = bool(element_dependent)
+        self.scalar_activation = bool(scalar_activation)
         self.num_extra_features = num_extra_features
         self.weight_norm = bool(weight_norm)
         self.pooling = pooling
@@ -350,14 +372,15 @@ class AtomCloudNet(torch.nn.Module):
         irreps_in = scalars
         for t in range(self.num_layers):
             irreps_out = last if t == self.num_layers - 1 else hidden
-            gate = Gate(irreps_out)
+            gate = Gate(irreps_out, self.scalar_activation)
             convs.append(AtomCloudConv(
                 irreps_in, gate.irreps_in, cutoff=self.cutoff, lmax=self.lmax,
                 num_basis=self.num_basis, radial_hidden=self.radial_hidden,
                 max_num_neighbors=self.max_num_neighbors,
                 avg_num_neighbors=self.avg_num_neighbors,
                 product_channels=self.product_channels, radial_gain=radial_gain,
-                weight_norm=self.weight_norm))
+                weight_norm=self.weight_norm, product_correlation=self.product_correlation,
+                attr_channels=self.hidden_channels if self.element_dependent else 0))
             gates.append(gate)
             irreps_in = irreps_out
         return convs, gates
@@ -383,6 +406,9 @@ class AtomCloudNet(torch.nn.Module):
                 for module in modules:
                     if module is not None and hasattr(module, "reset_parameters"):
                         module.reset_parameters()
+        for conv in self.convs:  # element-dependent factors start at one
+            if conv.self_weights is not None:
+                torch.nn.init.zeros_(conv.self_weights.weight)
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
                 extra_features: Optional[Tensor] = None,
@@ -488,6 +514,7 @@ class AtomCloudNet(torch.nn.Module):
         edge_features = self.edge_embedding(pos, edge_index)
 
         h = self.embedding(z)
+        attrs = h if self.element_dependent else None
         c = self.hidden_channels
         weights: List[Optional[Tensor]] = [None] * self.num_layers
         # On a GPU, where a step costs what its kernel launches cost, radial MLPs
@@ -501,7 +528,7 @@ class AtomCloudNet(torch.nn.Module):
             for t, weight in zip(group, stacked):
                 weights[t] = weight
         for conv, gate, weight in zip(self.convs, self.gates, weights):
-            out = gate(conv.convolve(h, edge_index, edge_features, weight))
+            out = gate(conv.convolve(h, edge_index, edge_features, weight, attrs))
             if out.shape == h.shape:
                 h = out + h
             else:

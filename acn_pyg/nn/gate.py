@@ -23,15 +23,19 @@ class Gate(torch.nn.Module):
     Args:
         irreps_out (e3nn.o3.Irreps or str): Irreps of the output: scalars
             (:obj:`l = 0`) first, then the gated irreps.
+        scalar_activation (bool, optional): If :obj:`False`, the scalars pass
+            unchanged (:math:`\sigma` is the identity); the other irreps are
+            still gated. (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`(*, \dim(\mathrm{irreps\_in}))`
         - **output:** :math:`(*, \dim(\mathrm{irreps\_out}))`
     """
 
-    def __init__(self, irreps_out):
+    def __init__(self, irreps_out, scalar_activation: bool = True):
         super().__init__()
         self.irreps_out = o3.Irreps(irreps_out)
+        self.scalar_activation = bool(scalar_activation)
         self.irreps_scalars = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l == 0])
         self.irreps_gated = o3.Irreps([(m, ir) for m, ir in self.irreps_out if ir.l > 0])
         if self.irreps_out != self.irreps_scalars + self.irreps_gated:
@@ -52,7 +56,8 @@ class Gate(torch.nn.Module):
         # One split into [scalar blocks | gates | gated blocks] (its backward
         # is one cat; a slice's is a zero fill and a copy).
         parts = split_blocks(x, self._split)
-        outs = [torch.nn.functional.silu(part) if p == 1 else torch.tanh(part)
+        outs = [part if not self.scalar_activation
+                else torch.nn.functional.silu(part) if p == 1 else torch.tanh(part)
                 for part, (_, _, p) in zip(parts, self._scalars)]
         if self._gated:
             gates = torch.sigmoid(parts[len(self._scalars)])

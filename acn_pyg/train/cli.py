@@ -13,12 +13,14 @@ from acn_pyg.train.config import ANISOTROPIC_GRADIENT, MODELS, Config
 #: published settings and ignore them (the denoising head reads AtomCloudNet's
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
-              "product_channels", "radial_gain", "weight_norm", "many_body", "compile",
+              "product_channels", "product_correlation", "element_dependent",
+              "scalar_activation", "radial_gain", "weight_norm", "many_body", "compile",
               "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
-                "product_channels", "radial_gain", "weight_norm", "many_body", "output")
+                "product_channels", "product_correlation", "element_dependent",
+                "scalar_activation", "radial_gain", "weight_norm", "many_body", "output")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
@@ -148,6 +150,17 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
     add("product_channels", type=int, default=d.product_channels,
         help="channels per irrep of each layer's product of its cloud with itself (body "
              f"order three, as in MACE; 0: off) (default: {d.product_channels})")
+    add("product_correlation", type=int, choices=(2, 3), default=d.product_correlation,
+        help="the most cloud factors in a product: 2 (pairs of neighbours) or 3 (triples, "
+             f"body order four, as MACE's correlation 3) (default: {d.product_correlation})")
+    add("element_dependent", action=argparse.BooleanOptionalAction,
+        default=d.element_dependent,
+        help="weigh every layer's product paths and self-interaction by the atom's element "
+             f"embedding, as MACE's element-dependent weights (default: {d.element_dependent})")
+    add("scalar_activation", action=argparse.BooleanOptionalAction,
+        default=d.scalar_activation,
+        help="SiLU on every layer's scalar outputs; without it the scalars stay polynomials "
+             f"of the clouds up to the atom MLP, as in MACE (default: {d.scalar_activation})")
     add("radial_gain", type=float, default=d.radial_gain,
         help=f"constant factor on the radial MLPs' outputs "
              f"(default: {d.radial_gain:g})")

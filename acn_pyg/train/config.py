@@ -64,6 +64,9 @@ class Config:
     cutoff: float = 5.0
     lmax: int = 2
     product_channels: int = 0
+    product_correlation: int = 2
+    element_dependent: bool = False
+    scalar_activation: bool = True
     radial_gain: float = 10.0
     weight_norm: bool = False
     output: str = "auto"

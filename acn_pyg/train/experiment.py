@@ -41,7 +41,10 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
     if cfg.model == "acn":
         kwargs = dict(hidden_channels=cfg.hidden_channels, hidden_irreps=cfg.hidden_irreps,
                       num_layers=cfg.num_layers, cutoff=cfg.cutoff, lmax=cfg.lmax,
-                      product_channels=cfg.product_channels, radial_gain=cfg.radial_gain,
+                      product_channels=cfg.product_channels,
+                      product_correlation=cfg.product_correlation,
+                      element_dependent=cfg.element_dependent,
+                      scalar_activation=cfg.scalar_activation, radial_gain=cfg.radial_gain,
                       weight_norm=cfg.weight_norm,
                       many_body=cfg.many_body, pooling="add" if extensive else "mean",
                       mean=mean, std=std, atomref=atomref, output=output)

@@ -13,11 +13,12 @@ def _args(**kwargs):
 
 
 def test_every_configuration_runs_at_every_seed_with_its_fields():
-    out = jobs([{"label": "p", "config": {"product_channels": 4}, "lr": 1e-3, "patience": 30},
-                {"label": "d"}], _args())
+    out = jobs([{"label": "p", "config": {"product_channels": 4}, "lr": 1e-3, "patience": 30,
+                 "amsgrad": True}, {"label": "d"}], _args())
     assert [(j["label"], j["seed"]) for j in out] == [("p", 0), ("p", 2), ("d", 0), ("d", 2)]
     assert out[0]["config"] == {"product_channels": 4} and out[0]["lr"] == 1e-3
     assert out[0]["patience"] == 30 and "patience" not in out[2]
+    assert out[0]["amsgrad"] is True and "amsgrad" not in out[2]
     assert out[2]["config"] == {} and "lr" not in out[2] and out[2]["model"] == "acn"
 
 

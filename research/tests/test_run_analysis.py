@@ -126,7 +126,8 @@ def test_model_flags_build_the_same_model_and_nothing_else():
     for cfg in (Config(), Config(hidden_channels=128, hidden_irreps="128x0e + 32x1o + 32x2e",
                                  num_layers=5, cutoff=4.5, lmax=3, product_channels=16,
                                  radial_gain=10.0, many_body=True, weight_norm=True,
-                                 batch_size=7, lr=1e-4)):
+                                 product_correlation=3, element_dependent=True,
+                                 scalar_activation=False, batch_size=7, lr=1e-4)):
         flags = model_flags(cfg)
         assert all(" " not in flag for flag in flags)  # one word each in a shell
         again = config_from_args(parser().parse_args(flags))

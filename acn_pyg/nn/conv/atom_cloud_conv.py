@@ -1,6 +1,7 @@
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 from e3nn import o3
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
@@ -92,12 +93,25 @@ class AtomCloudConv(MessagePassing):
             depends little on the learning rate, so the layer trains alike
             from :math:`3 \cdot 10^{-4}` to :math:`3 \cdot 10^{-3}`.
             (default: :obj:`True`)
+        product_correlation (int, optional): The most cloud factors in a
+            product (:class:`~acn_pyg.nn.conv.SymmetricProduct`'s
+            :obj:`correlation`): :obj:`2` (pairs of neighbours) or :obj:`3`
+            (triples too). (default: :obj:`2`)
+        attr_channels (int, optional): If positive, the layer's weights depend
+            on atom attributes :math:`\mathbf{s}_i` of this size given to
+            :meth:`forward` (e.g. the element embedding): the products' paths
+            are weighted by :math:`1 + \mathbf{V}\mathbf{s}_i` and the
+            self-interaction reads :math:`\mathbf{x}_i \odot (1 +
+            \mathbf{U}\mathbf{s}_i)` (one factor per channel), with
+            :math:`\mathbf{U}, \mathbf{V}` starting at zero.
+            (default: :obj:`0`, off)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
           positions :math:`(|\mathcal{V}|, 3)`, batch vector
           :math:`(|\mathcal{V}|)` *(optional)*, edge indices
-          :math:`(2, |\mathcal{E}|)` *(optional)*
+          :math:`(2, |\mathcal{E}|)` *(optional)*, atom attributes
+          :math:`(|\mathcal{V}|, \mathrm{attr\_channels})` *(optional)*
         - **output:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{out}))`
     """
 
@@ -115,6 +129,8 @@ class AtomCloudConv(MessagePassing):
         product_channels: int = 0,
         radial_gain: float = 10.0,
         weight_norm: bool = True,
+        product_correlation: int = 2,
+        attr_channels: int = 0,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
@@ -151,9 +167,28 @@ class AtomCloudConv(MessagePassing):
             if self.power_spectrum and ir != _SCALAR]
         spectrum_irreps = [o3.Irreps(f"{mul}x0e") for _, mul, _ in self._spectrum_blocks]
         self.product_channels = product_channels
+        if product_correlation not in (2, 3):
+            raise ValueError(f"'product_correlation' must be 2 or 3 (got {product_correlation!r})")
+        if product_correlation != 2 and product_channels == 0:
+            raise ValueError(f"'product_correlation={product_correlation}' needs the products: "
+                             f"set 'product_channels' > 0")
+        if not (isinstance(attr_channels, int) and attr_channels >= 0):
+            raise ValueError(
+                f"'attr_channels' must be a non-negative int (got {attr_channels!r})")
+        self.attr_channels = attr_channels
         self.product = (SymmetricProduct(cloud_irreps, product_channels,
-                                         filter_ir_out=sorted(out_irs))
+                                         filter_ir_out=sorted(out_irs),
+                                         correlation=product_correlation,
+                                         attr_channels=attr_channels)
                         if product_channels > 0 else None)
+        # Element-dependent self-interaction: W_self (x * (1 + V s)), V from zero.
+        self.self_weights = (torch.nn.Linear(attr_channels, self.in_irreps.num_irreps,
+                                             bias=False) if attr_channels > 0 else None)
+        # Every component of x -> its channel (the index into V s).
+        channel_of = [c for c, d in enumerate(ir.dim for mul, ir in self.in_irreps
+                                              for _ in range(mul)) for _ in range(d)]
+        self.register_buffer("_channel_of_column", torch.tensor(channel_of, dtype=torch.long),
+                             persistent=False)
         product_irreps = [self.product.irreps_out] if self.product is not None else []
         lin_in = sum(spectrum_irreps + product_irreps, cloud_irreps)
         reachable = {ir for _, ir in lin_in} | {ir for _, ir in self.in_irreps}
@@ -204,6 +239,8 @@ class AtomCloudConv(MessagePassing):
         self.radial.reset_parameters()
         if self.product is not None:
             self.product.reset_parameters()
+        if self.self_weights is not None:
+            torch.nn.init.zeros_(self.self_weights.weight)
         self.linear.reset_parameters()
 
     def forward(
@@ -213,6 +250,7 @@ class AtomCloudConv(MessagePassing):
         batch: Optional[Tensor] = None,
         edge_index: Optional[Tensor] = None,
         edge_features: Optional[EdgeFeatures] = None,
+        attrs: Optional[Tensor] = None,
     ) -> Tensor:
         r"""
         Args:
@@ -224,6 +262,9 @@ class AtomCloudConv(MessagePassing):
             edge_features (EdgeFeatures, optional): Precomputed edge embedding
                 (a model shares one across its layers); computed when
                 :obj:`None`.
+            attrs (torch.Tensor, optional): Atom attributes
+                :math:`\mathbf{s}_i`, :obj:`[num_atoms, attr_channels]`;
+                required when :obj:`attr_channels > 0`.
         """
         num_atoms = pos.size(0)
         if not is_tracing():
@@ -234,15 +275,23 @@ class AtomCloudConv(MessagePassing):
             check_batch(batch, num_atoms)
             if edge_index is not None:
                 check_edge_index(edge_index, num_atoms)
+            if self.attr_channels > 0:
+                if attrs is None:
+                    raise ValueError(f"'attrs' of shape [{num_atoms}, {self.attr_channels}] "
+                                     f"is required (attr_channels={self.attr_channels})")
+                check_features(attrs, num_atoms, self.attr_channels, "attrs")
+            elif attrs is not None:
+                raise ValueError("'attrs' was given but the layer was built with "
+                                 "attr_channels=0")
         if edge_index is None:
             edge_index = radius_graph(pos, self.cutoff, batch,
                                       max_num_neighbors=self.max_num_neighbors)
         if edge_features is None:
             edge_features = self.edge_embedding(pos, edge_index)
-        return self.convolve(x, edge_index, edge_features)
+        return self.convolve(x, edge_index, edge_features, attrs=attrs)
 
     def convolve(self, x: Tensor, edge_index: Tensor, edge_features: EdgeFeatures,
-                 weight: Optional[Tensor] = None) -> Tensor:
+                 weight: Optional[Tensor] = None, attrs: Optional[Tensor] = None) -> Tensor:
         r"""The convolution proper, on trusted inputs: a model that checked its
         inputs once and shares :obj:`edge_features` across layers calls this.
         :obj:`weight` is this layer's :math:`\mathrm{MLP}(\mathbf{e})` if
@@ -257,7 +306,14 @@ class AtomCloudConv(MessagePassing):
         blocks = split_blocks(cloud, self._cloud_dims, dim=1)
         spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
                     for b, m, d in self._spectrum_blocks]
-        products = [self.product(cloud)] if self.product is not None else []
+        products = [self.product(cloud, attrs)] if self.product is not None else []
+        if self.self_weights is not None:
+            if attrs is None:
+                raise ValueError(f"this AtomCloudConv has element-dependent weights "
+                                 f"(attr_channels={self.attr_channels}): pass 'attrs'")
+            scale = 1.0 + self.self_weights(attrs)
+            x = x * (scale if x.size(-1) == scale.size(-1)
+                     else scale.index_select(-1, self._channel_of_column))
         # In pieces: the linear joins just the blocks each output needs.
         return self.linear(blocks + spectrum + products + [x])
 

@@ -1,4 +1,4 @@
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from e3nn import o3
@@ -9,82 +9,131 @@ from acn_pyg.utils.irreps import split_blocks
 
 
 class SymmetricProduct(torch.nn.Module):
-    r"""Products of an atom's cloud with itself (body order three), as in the
-    product basis of MACE: the cloud is projected on :obj:`channels` channels
-    per irrep, and every pair of its irreps is coupled channel-wise (e3nn
-    :obj:`"uuu"`) into the requested output irreps,
+    r"""Products of an atom's cloud with itself, as in the product basis of
+    MACE: the cloud is projected on :obj:`channels` channels per irrep, and
+    its irreps are coupled channel-wise (e3nn :obj:`"uuu"`) into the requested
+    output irreps, two at a time (body order three) and, with
+    :obj:`correlation=3`, three at a time (body order four),
 
     .. math::
         \tilde{\mathbf{A}}_i &= \mathbf{W}\, \mathbf{A}_i \\
-        \mathbf{B}^{(l_3)}_{i,u} &= \sqrt{2 l_3 + 1}\; C^{l_3}_{l_1 l_2}
+        \mathbf{B}^{(2)}_{i,u} &= \sqrt{2 l_3 + 1}\; C^{l_3}_{l_1 l_2}
         \left( \tilde{\mathbf{A}}^{(l_1)}_{i,u} \otimes
-        \tilde{\mathbf{A}}^{(l_2)}_{i,u} \right), \quad l_1 \leq l_2 .
+        \tilde{\mathbf{A}}^{(l_2)}_{i,u} \right), \quad l_1 \leq l_2 \\
+        \mathbf{B}^{(3)}_{i,u} &= \sqrt{2 l_4 + 1}\; C^{l_4}_{l_3 l}
+        \left( \mathbf{B}^{(2, l_3)}_{i,u} \otimes
+        \tilde{\mathbf{A}}^{(l)}_{i,u} \right),
+
+    every path :math:`p` then multiplied by an element-dependent weight
+    :math:`1 + \mathbf{V}_{pu} \cdot \mathbf{s}_i` when atom attributes
+    :math:`\mathbf{s}_i` (e.g. the element embedding) are given
+    (:obj:`attr_channels`), so that each element weighs the shapes of its
+    cloud in its own way; :math:`\mathbf{V}` starts at zero.
 
     A cloud :math:`\mathbf{A}_i = \sum_j \phi(\mathbf{r}_{ij}, \mathbf{x}_j)`
-    sums over single neighbours; :math:`\mathbf{B}_i` sums over pairs of
+    sums over single neighbours; :math:`\mathbf{B}^{(2)}_i` sums over pairs of
     neighbours :math:`(j, k)`, so it sees the angle :math:`j\,i\,k` and the
-    directions of both: the power spectrum :math:`\sum_m A^2` of
-    :class:`~acn_pyg.nn.AtomCloudConv` is its :math:`l_1 = l_2,\, l_3 = 0`
-    part without the mixing :math:`\mathbf{W}`. Pairs :math:`l_1 > l_2` are
-    left out: for a product of a tensor with itself they repeat
-    :math:`l_1 < l_2` up to a sign.
+    directions of both, :math:`\mathbf{B}^{(3)}_i` over triples, which also
+    sees the dihedral angles. The power spectrum :math:`\sum_m A^2` of
+    :class:`~acn_pyg.nn.AtomCloudConv` is the :math:`l_1 = l_2,\, l_3 = 0`
+    part of :math:`\mathbf{B}^{(2)}` without the mixing :math:`\mathbf{W}`.
+    Pairs :math:`l_1 > l_2` are left out: for a product of a tensor with
+    itself they repeat :math:`l_1 < l_2` up to a sign. The intermediate
+    :math:`\mathbf{B}^{(2, l_3)}` are those whose :math:`l_3` the cloud holds.
 
     Args:
         irreps_in (e3nn.o3.Irreps or str): Irreps of the cloud.
         channels (int): Channels per irrep after the projection.
         filter_ir_out (list of e3nn.o3.Irrep, optional): The output irreps to
             produce. (default: :obj:`None`, every product)
+        correlation (int, optional): The most cloud factors in a product:
+            :obj:`2` or :obj:`3`. (default: :obj:`2`)
+        attr_channels (int, optional): Size of the atom attributes
+            :math:`\mathbf{s}_i` given to :meth:`forward`; :obj:`0`: the
+            weights are the same for every atom. (default: :obj:`0`)
 
     Shapes:
-        - **input:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_in}))`
+        - **input:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_in}))`, atom
+          attributes :math:`(|\mathcal{V}|, \mathrm{attr\_channels})` *(optional)*
         - **output:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_out}))`
     """
 
     def __init__(self, irreps_in, channels: int,
-                 filter_ir_out: Optional[Sequence[o3.Irrep]] = None):
+                 filter_ir_out: Optional[Sequence[o3.Irrep]] = None,
+                 correlation: int = 2, attr_channels: int = 0):
         super().__init__()
         if not (isinstance(channels, int) and channels >= 1):
             raise ValueError(f"'channels' must be a positive int (got {channels!r})")
+        if correlation not in (2, 3):
+            raise ValueError(f"'correlation' must be 2 or 3 (got {correlation!r})")
+        if not (isinstance(attr_channels, int) and attr_channels >= 0):
+            raise ValueError(
+                f"'attr_channels' must be a non-negative int (got {attr_channels!r})")
         self.irreps_in = o3.Irreps(irreps_in).simplify()
         self.channels = channels
+        self.correlation = correlation
+        self.attr_channels = attr_channels
         irs = sorted({ir for _, ir in self.irreps_in})
         self.irreps_mid = o3.Irreps([(channels, ir) for ir in irs])
         wanted = None if filter_ir_out is None else {o3.Irrep(ir) for ir in filter_ir_out}
-        out: List[tuple] = []
-        instructions = []
-        for i1, (_, ir1) in enumerate(self.irreps_mid):
-            for i2, (_, ir2) in enumerate(self.irreps_mid):
-                if i2 < i1:
-                    continue
-                for ir3 in ir1 * ir2:
-                    if wanted is not None and ir3 not in wanted:
-                        continue
+
+        def keep(ir: o3.Irrep) -> bool:
+            return wanted is None or ir in wanted
+
+        # Pairs (l1 <= l2 -> l3): those wanted out and, for triples, those
+        # whose l3 the cloud holds.
+        pairs: List[Tuple[int, int, o3.Irrep]] = []
+        for i1, ir1 in enumerate(irs):
+            for i2 in range(i1, len(irs)):
+                for ir3 in ir1 * irs[i2]:
                     # A vector crossed with itself vanishes: drop the
                     # antisymmetric coupling of one irrep with itself.
                     if i1 == i2 and (ir1.l * 2 - ir3.l) % 2 == 1:
                         continue
-                    instructions.append((i1, i2, len(out), "uuu", False))
-                    out.append((channels, ir3))
+                    if keep(ir3) or (correlation == 3 and ir3 in irs):
+                        pairs.append((i1, i2, ir3))
+        pair_dims = [ir.dim for _, _, ir in pairs]
+        starts = [sum(pair_dims[:k]) for k in range(len(pairs))]
+        out_pairs = [k for k, (_, _, ir) in enumerate(pairs) if keep(ir)]
+        mid_pairs = ([k for k, (_, _, ir) in enumerate(pairs) if ir in irs]
+                     if correlation == 3 else [])
+        triples: List[Tuple[int, int, o3.Irrep]] = []
+        for m, k in enumerate(mid_pairs):
+            for i3, ir in enumerate(irs):
+                for ir4 in pairs[k][2] * ir:
+                    if keep(ir4):
+                        triples.append((m, i3, ir4))
+        out = [pairs[k][2] for k in out_pairs] + [ir for _, _, ir in triples]
         if not out:
             raise ValueError(f"no product of {self.irreps_in} gives any of {filter_ir_out}")
         self.projection = IrrepsLinear(str(self.irreps_in), self.irreps_mid, bias=False)
-        self.irreps_out = o3.Irreps(out)
-        # The coupling as one matrix: every channel u uses the same bilinear
-        # map of its (2l+1)-vectors, so B_u = (a_u outer a_u) C with C read off
-        # e3nn's one-channel product on pairs of basis vectors. One outer
-        # product and one matrix product replace a kernel chain per path.
-        one = o3.TensorProduct(
-            o3.Irreps([(1, ir) for ir in irs]), o3.Irreps([(1, ir) for ir in irs]),
-            o3.Irreps([(1, ir) for _, ir in out]), instructions,
-            irrep_normalization="component", path_normalization="none")
-        dim = sum(ir.dim for ir in irs)
-        eye = torch.eye(dim, dtype=torch.float64)
-        with torch.no_grad():
-            coupling = one.to(torch.float64)(eye.repeat_interleave(dim, 0), eye.repeat(dim, 1))
-        self.register_buffer("coupling", coupling.to(torch.get_default_dtype()),
-                             persistent=False)
+        self.irreps_out = o3.Irreps([(channels, ir) for ir in out])
+        # Every channel u uses the same bilinear map of its (2l+1)-vectors,
+        # so B_u = (a_u outer a_u) C: one outer product and one matrix
+        # product replace a kernel chain per path.
+        dt = torch.get_default_dtype()
+        self.register_buffer("coupling", _coupling(irs, irs, pairs).to(dt), persistent=False)
+
+        def columns(ks):
+            return torch.tensor([starts[k] + c for k in ks for c in range(pair_dims[k])],
+                                dtype=torch.long)
+
+        self._all_out = out_pairs == list(range(len(pairs)))
+        self.register_buffer("out_columns", columns(out_pairs), persistent=False)
+        if triples:
+            self.register_buffer("mid_columns", columns(mid_pairs), persistent=False)
+            self.register_buffer("coupling3", _coupling(
+                [pairs[k][2] for k in mid_pairs], irs, triples).to(dt), persistent=False)
+        else:
+            self.mid_columns = self.coupling3 = None
         self._mid_dims = [channels * ir.dim for ir in irs]
-        self._out_dims = [ir.dim for _, ir in out]
+        self._out_dims = [ir.dim for ir in out]
+        self.register_buffer("path_of_column", torch.tensor(
+            [p for p, ir in enumerate(out) for _ in range(ir.dim)], dtype=torch.long),
+            persistent=False)
+        self.element_weights = (torch.nn.Linear(attr_channels, channels * len(out), bias=False)
+                                if attr_channels > 0 else None)
+        self.reset_parameters()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # An earlier implementation kept an e3nn TensorProduct here, whose
@@ -97,18 +146,49 @@ class SymmetricProduct(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         self.projection.reset_parameters()
+        if self.element_weights is not None:
+            torch.nn.init.zeros_(self.element_weights.weight)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, attrs: Optional[Tensor] = None) -> Tensor:
         n, k = x.size(0), self.channels
         # [n, u, sum of 2l+1]: the projected irreps of each channel side by side.
         a = torch.cat([block.reshape(n, k, -1) for block in
                        split_blocks(self.projection(x), self._mid_dims)], dim=-1)
-        outer = (a.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2)
-        b = outer @ self.coupling  # [n, u, sum over paths of 2 l3 + 1]
-        # Back to e3nn's layout: one [u, 2 l3 + 1] block per path.
+        b2 = (a.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2) @ self.coupling
+        b = b2 if self._all_out else b2.index_select(-1, self.out_columns)
+        if self.coupling3 is not None:
+            mid = b2.index_select(-1, self.mid_columns)
+            b3 = (mid.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2) @ self.coupling3
+            b = torch.cat([b, b3], dim=-1)  # [n, u, sum over paths of 2 l + 1]
+        if self.element_weights is not None:
+            if attrs is None:
+                raise ValueError(f"this SymmetricProduct weighs its paths by atom attributes "
+                                 f"(attr_channels={self.attr_channels}): pass 'attrs'")
+            w = 1.0 + self.element_weights(attrs).view(n, k, -1)
+            b = b * w.index_select(-1, self.path_of_column)
+        # Back to e3nn's layout: one [u, 2 l + 1] block per path.
         return torch.cat([block.reshape(n, -1) for block in
                           split_blocks(b, self._out_dims, dim=-1)], dim=-1)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "
-                f"channels={self.channels})")
+                f"channels={self.channels}, correlation={self.correlation})")
+
+
+def _coupling(irreps1: Sequence[o3.Irrep], irreps2: Sequence[o3.Irrep],
+              instructions: List[Tuple[int, int, o3.Irrep]]) -> Tensor:
+    r"""One channel's bilinear map as a matrix :math:`C` of shape
+    :math:`[d_1 d_2, d_\mathrm{out}]`: :math:`(\mathbf{x} \otimes \mathbf{y})\, C`
+    couples :math:`\mathbf{x}` (the irreps :obj:`irreps1` side by side) with
+    :math:`\mathbf{y}` (:obj:`irreps2`) along :obj:`instructions` (index in
+    :obj:`irreps1`, index in :obj:`irreps2`, output irrep), read off e3nn's
+    one-channel product (component normalisation) on pairs of basis vectors."""
+    one = o3.TensorProduct(
+        o3.Irreps([(1, ir) for ir in irreps1]), o3.Irreps([(1, ir) for ir in irreps2]),
+        o3.Irreps([(1, ir) for _, _, ir in instructions]),
+        [(i1, i2, k, "uuu", False) for k, (i1, i2, _) in enumerate(instructions)],
+        irrep_normalization="component", path_normalization="none")
+    d1, d2 = sum(ir.dim for ir in irreps1), sum(ir.dim for ir in irreps2)
+    eye1, eye2 = torch.eye(d1, dtype=torch.float64), torch.eye(d2, dtype=torch.float64)
+    with torch.no_grad():
+        return one.to(torch.float64)(eye1.repeat_interleave(d2, 0), eye2.repeat(d1, 1))

@@ -230,7 +230,8 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
             error = (call(model, data) - data.y[:, prep.t_index]).abs()
             (error.mean() / prep.std).backward()
             opt.step()
-            train_sum += float(error.detach().sum())
+            # Summed where the model runs: one host read per epoch, not per step.
+            train_sum = train_sum + error.detach().double().sum()
             train_count += error.numel()
             if averaged is not None:
                 averaged.update_parameters(model)
@@ -247,7 +248,7 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
                 start += time.perf_counter() - paused
         if curve is not None:
             curve.append({"epoch": epochs, "seconds": time.perf_counter() - start,
-                          "train_mae": train_sum / max(train_count, 1), "val_mae": val,
+                          "train_mae": float(train_sum) / max(train_count, 1), "val_mae": val,
                           "test_mae": test})
     evaluated.load_state_dict(best_state)
     return mae(evaluated, loader["test"]), best, epochs

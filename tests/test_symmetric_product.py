@@ -86,7 +86,8 @@ def test_element_weights_scale_each_path_per_atom():
     with torch.no_grad():
         product.element_weights.weight.normal_()
     # [atoms, channels x paths], channel-major; the output's scalars are path-major
-    factor = 1 + product.element_weights(attrs).view(4, 2, -1).transpose(1, 2).reshape(4, -1)
+    v = attrs @ product.element_weights.weight.T  # V s
+    factor = 1 + v.view(4, 2, -1).transpose(1, 2).reshape(4, -1)
     torch.testing.assert_close(product(x, attrs), plain * factor)
     with pytest.raises(ValueError, match="attrs"):
         product(x)

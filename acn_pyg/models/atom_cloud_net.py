@@ -102,7 +102,9 @@ class AtomCloudNet(torch.nn.Module):
         element_dependent (bool, optional): If :obj:`True`, every layer's
             product paths and self-interaction are weighted per atom by its
             element embedding :math:`\mathbf{h}^{(0)}_i` (the layers'
-            :obj:`attr_channels`), as MACE's element-dependent weights.
+            :obj:`attr_channels`), as MACE's element-dependent weights; the
+            factors are :class:`~acn_pyg.nn.conv.symmetric_product.ElementFactors`,
+            plain matrices (not weight-normalised) that start at zero.
             (default: :obj:`False`)
         scalar_activation (bool, optional): If :obj:`False`, the layers'
             scalar outputs skip the SiLU of their :class:`~acn_pyg.nn.Gate`:
@@ -397,7 +399,9 @@ class AtomCloudNet(torch.nn.Module):
     def _reset_parameters(self, seed: int) -> None:
         parts: List[List[Optional[torch.nn.Module]]] = [[self.embedding], [self.edge_embedding]]
         for conv in self.convs:
-            parts += [[conv.edge_embedding, conv.radial], [conv.product], [conv.linear]]
+            # The element-dependent factors start at one and draw nothing.
+            parts += [[conv.edge_embedding, conv.radial], [conv.product],
+                      [conv.linear, conv.self_weights]]
         readout = self.head.modules() if self.head is not None else self.output_mlp
         parts += [list(self.atom_mlp), [m for m in readout if m is not self.head]]
         for k, modules in enumerate(parts):
@@ -406,9 +410,6 @@ class AtomCloudNet(torch.nn.Module):
                 for module in modules:
                     if module is not None and hasattr(module, "reset_parameters"):
                         module.reset_parameters()
-        for conv in self.convs:  # element-dependent factors start at one
-            if conv.self_weights is not None:
-                torch.nn.init.zeros_(conv.self_weights.weight)
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
                 extra_features: Optional[Tensor] = None,

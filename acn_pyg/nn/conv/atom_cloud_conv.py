@@ -7,7 +7,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
 from acn_pyg.graph import radius_graph
-from acn_pyg.nn.conv.symmetric_product import SymmetricProduct
+from acn_pyg.nn.conv.symmetric_product import ElementFactors, SymmetricProduct
 from acn_pyg.nn.conv.tensor_product import ChannelwiseTensorProduct
 from acn_pyg.nn.embedding import EdgeEmbedding, EdgeFeatures
 from acn_pyg.nn.irreps_linear import IrrepsLinear
@@ -181,14 +181,14 @@ class AtomCloudConv(MessagePassing):
                                          correlation=product_correlation,
                                          attr_channels=attr_channels)
                         if product_channels > 0 else None)
-        # Element-dependent self-interaction: W_self (x * (1 + V s)), V from zero.
-        self.self_weights = (torch.nn.Linear(attr_channels, self.in_irreps.num_irreps,
-                                             bias=False) if attr_channels > 0 else None)
-        # Every component of x -> its channel (the index into V s).
+        # Element-dependent self-interaction: W_self (x * (1 + U s)), U from zero.
+        self.self_weights = (ElementFactors(attr_channels, self.in_irreps.num_irreps)
+                             if attr_channels > 0 else None)
+        # Every component of x -> its channel (the index into U s).
         channel_of = [c for c, d in enumerate(ir.dim for mul, ir in self.in_irreps
                                               for _ in range(mul)) for _ in range(d)]
-        self.register_buffer("_channel_of_column", torch.tensor(channel_of, dtype=torch.long),
-                             persistent=False)
+        self.register_buffer("_channel_of_column", torch.tensor(channel_of, dtype=torch.long)
+                             if attr_channels > 0 else None, persistent=False)
         product_irreps = [self.product.irreps_out] if self.product is not None else []
         lin_in = sum(spectrum_irreps + product_irreps, cloud_irreps)
         reachable = {ir for _, ir in lin_in} | {ir for _, ir in self.in_irreps}
@@ -240,7 +240,7 @@ class AtomCloudConv(MessagePassing):
         if self.product is not None:
             self.product.reset_parameters()
         if self.self_weights is not None:
-            torch.nn.init.zeros_(self.self_weights.weight)
+            self.self_weights.reset_parameters()
         self.linear.reset_parameters()
 
     def forward(
@@ -298,6 +298,9 @@ class AtomCloudConv(MessagePassing):
         precomputed (:func:`~acn_pyg.nn.stacked_radial_weights`); the
         envelope :math:`f_\mathrm{cut}` comes with the harmonics of
         :obj:`edge_features`."""
+        if self.attr_channels > 0 and attrs is None:
+            raise ValueError(f"this AtomCloudConv has element-dependent weights "
+                             f"(attr_channels={self.attr_channels}): pass 'attrs'")
         if weight is None:
             weight = self.radial(edge_features.basis)  # the envelope is in sh_dense
         cloud = self.propagate(edge_index, x=x, weight=weight, neighbors=edge_features,
@@ -308,10 +311,7 @@ class AtomCloudConv(MessagePassing):
                     for b, m, d in self._spectrum_blocks]
         products = [self.product(cloud, attrs)] if self.product is not None else []
         if self.self_weights is not None:
-            if attrs is None:
-                raise ValueError(f"this AtomCloudConv has element-dependent weights "
-                                 f"(attr_channels={self.attr_channels}): pass 'attrs'")
-            scale = 1.0 + self.self_weights(attrs)
+            scale = self.self_weights(attrs)
             x = x * (scale if x.size(-1) == scale.size(-1)
                      else scale.index_select(-1, self._channel_of_column))
         # In pieces: the linear joins just the blocks each output needs.

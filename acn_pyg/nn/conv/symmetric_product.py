@@ -128,11 +128,12 @@ class SymmetricProduct(torch.nn.Module):
             self.mid_columns = self.coupling3 = None
         self._mid_dims = [channels * ir.dim for ir in irs]
         self._out_dims = [ir.dim for ir in out]
-        self.register_buffer("path_of_column", torch.tensor(
-            [p for p, ir in enumerate(out) for _ in range(ir.dim)], dtype=torch.long),
-            persistent=False)
-        self.element_weights = (torch.nn.Linear(attr_channels, channels * len(out), bias=False)
+        self.element_weights = (ElementFactors(attr_channels, channels * len(out))
                                 if attr_channels > 0 else None)
+        # Every component of a channel's outputs -> its path (the index into V s).
+        self.register_buffer("path_of_column", torch.tensor(
+            [p for p, ir in enumerate(out) for _ in range(ir.dim)], dtype=torch.long)
+            if attr_channels > 0 else None, persistent=False)
         self.reset_parameters()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -147,7 +148,7 @@ class SymmetricProduct(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.projection.reset_parameters()
         if self.element_weights is not None:
-            torch.nn.init.zeros_(self.element_weights.weight)
+            self.element_weights.reset_parameters()
 
     def forward(self, x: Tensor, attrs: Optional[Tensor] = None) -> Tensor:
         n, k = x.size(0), self.channels
@@ -164,7 +165,7 @@ class SymmetricProduct(torch.nn.Module):
             if attrs is None:
                 raise ValueError(f"this SymmetricProduct weighs its paths by atom attributes "
                                  f"(attr_channels={self.attr_channels}): pass 'attrs'")
-            w = 1.0 + self.element_weights(attrs).view(n, k, -1)
+            w = self.element_weights(attrs).view(n, k, -1)
             b = b * w.index_select(-1, self.path_of_column)
         # Back to e3nn's layout: one [u, 2 l + 1] block per path.
         return torch.cat([block.reshape(n, -1) for block in
@@ -173,6 +174,26 @@ class SymmetricProduct(torch.nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "
                 f"channels={self.channels}, correlation={self.correlation})")
+
+
+class ElementFactors(torch.nn.Linear):
+    r"""Per-atom factors :math:`1 + \mathbf{V}\mathbf{s}_i` from atom attributes
+    :math:`\mathbf{s}_i`, with :math:`\mathbf{V}` (no bias) starting at zero,
+    so that the factors start at one.
+
+    Shapes:
+        - **input:** :math:`(|\mathcal{V}|, \mathrm{in\_features})`
+        - **output:** :math:`(|\mathcal{V}|, \mathrm{out\_features})`
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.zeros_(self.weight)
+
+    def forward(self, attrs: Tensor) -> Tensor:
+        return 1.0 + super().forward(attrs)
 
 
 def _coupling(irreps1: Sequence[o3.Irrep], irreps2: Sequence[o3.Irrep],

@@ -35,14 +35,23 @@ MODELS = {
     "schnet": (1e-3, False, "SchNet (PyG defaults)"),
 }
 ELEMENTS = [1, 6, 7, 8, 9]
+#: ScaleShiftMACE arguments a job may set (its "mace" dict) to change one of
+#: MACE's ingredients; irreps as strings, interaction blocks by their names in
+#: mace.modules.interaction_classes.
+MACE_OPTIONS = ("correlation", "max_ell", "num_interactions", "radial_MLP", "MLP_irreps",
+                "hidden_irreps", "num_bessel", "use_agnostic_product", "use_last_readout_only",
+                "interaction_cls", "interaction_cls_first")
 
 
-def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0):
+def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
     """mace-torch's ScaleShiftMACE with the settings of ``mace_run_train``
     for a 64x0e model (max_ell 3, correlation 3, two interactions, the
     training set's atom references, mean and std), called as
     ``model(z, pos, batch)`` like the others; float32, on the graph of
-    :func:`acn_pyg.graph.radius_graph`."""
+    :func:`acn_pyg.graph.radius_graph`. :obj:`options` replace any of
+    :data:`MACE_OPTIONS` (e.g. ``correlation=2``, ``use_agnostic_product=True``
+    for element-independent product weights, ``use_last_readout_only=True``
+    for one readout after the last layer)."""
     import numpy as np
     import torch
     from e3nn import o3
@@ -51,16 +60,25 @@ def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0):
     from acn_pyg.graph import radius_graph
 
     atomref = prep.atomref.view(-1).double() if prep.atomref is not None else None
+    unknown = sorted(set(options) - set(MACE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown MACE option(s) {unknown}: choose from {list(MACE_OPTIONS)}")
+    settings = dict(num_bessel=8, max_ell=3,
+                    interaction_cls="RealAgnosticResidualInteractionBlock",
+                    interaction_cls_first="RealAgnosticInteractionBlock", num_interactions=2,
+                    hidden_irreps="64x0e", MLP_irreps="16x0e", correlation=3,
+                    radial_MLP=[64, 64, 64])
+    settings.update(options)
+    for key in ("interaction_cls", "interaction_cls_first"):
+        settings[key] = modules.interaction_classes[settings[key]]
+    for key in ("hidden_irreps", "MLP_irreps"):
+        settings[key] = o3.Irreps(settings[key])
     e0 = np.array([float(atomref[z]) if atomref is not None else 0.0 for z in ELEMENTS])
     mace = modules.ScaleShiftMACE(
-        r_max=cutoff, num_bessel=8, num_polynomial_cutoff=5, max_ell=3,
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=modules.interaction_classes["RealAgnosticInteractionBlock"],
-        num_interactions=2, num_elements=len(ELEMENTS), hidden_irreps=o3.Irreps("64x0e"),
-        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=e0,
-        avg_num_neighbors=avg_num_neighbors, atomic_numbers=ELEMENTS, correlation=3,
-        gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64], radial_type="bessel",
-        atomic_inter_scale=prep.std, atomic_inter_shift=prep.mean)
+        r_max=cutoff, num_polynomial_cutoff=5, num_elements=len(ELEMENTS), atomic_energies=e0,
+        avg_num_neighbors=avg_num_neighbors, atomic_numbers=ELEMENTS,
+        gate=torch.nn.functional.silu, radial_type="bessel",
+        atomic_inter_scale=prep.std, atomic_inter_shift=prep.mean, **settings)
     index = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long)
     index[ELEMENTS] = torch.arange(len(ELEMENTS))
 
@@ -115,7 +133,7 @@ def worker(job: dict) -> dict:
     if name == "mace":
         train = prep.dataset[prep.split["train"]]
         counts = [radius_graph(d.pos, 5.0).size(1) / d.num_nodes for d in train]
-        model = mace_model(prep, sum(counts) / len(counts))
+        model = mace_model(prep, sum(counts) / len(counts), **job.get("mace", {}))
     else:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
     lr, amsgrad, label = MODELS[name]

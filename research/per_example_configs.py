@@ -3,11 +3,14 @@ plain loop, its split, one CPU thread a run, two runs at once): which change
 makes the model learn more per training example? Each configuration is a
 label and Config fields of the AtomCloudNet (JSON), optionally with its own
 learning rate, AMSGrad (true or false) and plateau patience in epochs
-(default 5); the table is per_example.py's.
+(default 5); the table is per_example.py's. A configuration with
+"model": "mace" trains MACE instead, its "mace" dict replacing some of
+per_example.mace_model's settings (per_example.MACE_OPTIONS).
 
     python research/per_example_configs.py --minutes 10 \\
         --configs '{"label": "products 16", "config": {"product_channels": 16}}' \\
-                  '{"label": "many-body", "config": {"many_body": true}}'
+                  '{"label": "many-body", "config": {"many_body": true}}' \\
+                  '{"label": "MACE, correlation 2", "model": "mace", "mace": {"correlation": 2}}'
 """
 import argparse
 import json
@@ -26,17 +29,25 @@ def jobs(configs: list, args) -> list:
 
     out = []
     for c in configs:
-        unknown = sorted(set(c) - {"label", "config", "lr", "amsgrad", "model", "patience"})
+        unknown = sorted(set(c) - {"label", "config", "lr", "amsgrad", "model", "patience",
+                                   "mace"})
         if unknown or "label" not in c:
             raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
-                             f"'amsgrad', 'model', 'patience' (got {sorted(c)})")
+                             f"'amsgrad', 'model', 'patience', 'mace' (got {sorted(c)})")
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
+        if "mace" in c:
+            if c.get("model") != "mace":
+                raise ValueError(f"'mace' options need \"model\": \"mace\" (got {c})")
+            unknown = sorted(set(c["mace"]) - set(per_example.MACE_OPTIONS))
+            if unknown:
+                raise ValueError(f"unknown MACE option(s) {unknown}: choose from "
+                                 f"{list(per_example.MACE_OPTIONS)}")
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,
                        batch_size=32, threads=1, root=os.path.abspath(args.root),
                        label=c["label"], config=c.get("config", {}))
-            for key in ("lr", "amsgrad", "patience"):
+            for key in ("lr", "amsgrad", "patience", "mace"):
                 if key in c:
                     job[key] = c[key]
             out.append(job)
@@ -65,7 +76,7 @@ def main(argv=None) -> int:
              "thread, two runs at once", ""]
     lines += per_example.table(runs, [float(b) for b in args.budgets.split(",")],
                                [int(e) for e in args.epochs.split(",")])
-    lines += [f"- {r['label']}: {json.dumps(r['config'])}" for r in runs]
+    lines += [f"- {r['label']}: {json.dumps(r.get('mace', r['config']))}" for r in runs]
     save_results(args.out, args, runs, lines, key="runs")
     per_example.plot(runs, args.out + ".png")
     return 0

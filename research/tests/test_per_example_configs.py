@@ -31,3 +31,12 @@ def test_a_configuration_without_a_label_or_with_unknown_keys_is_refused(config)
 def test_a_configuration_with_an_unknown_field_is_refused_before_any_run():
     with pytest.raises(TypeError, match="product_channel"):
         jobs([{"label": "x", "config": {"product_channel": 4}}], _args())
+
+
+def test_mace_options_reach_the_job_and_wrong_ones_are_refused():
+    out = jobs([{"label": "m", "model": "mace", "mace": {"correlation": 2}}], _args(seeds="0"))
+    assert out[0]["model"] == "mace" and out[0]["mace"] == {"correlation": 2}
+    with pytest.raises(ValueError, match="corelation"):
+        jobs([{"label": "m", "model": "mace", "mace": {"corelation": 2}}], _args())
+    with pytest.raises(ValueError, match="'model': 'mace'|\"model\": \"mace\""):
+        jobs([{"label": "m", "mace": {"correlation": 2}}], _args())

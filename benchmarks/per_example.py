@@ -35,12 +35,25 @@ MODELS = {
     "schnet": (1e-3, False, "SchNet (PyG defaults)"),
 }
 ELEMENTS = [1, 6, 7, 8, 9]
-#: ScaleShiftMACE arguments a job may set (its "mace" dict) to change one of
-#: MACE's ingredients; irreps as strings, interaction blocks by their names in
+#: ScaleShiftMACE's settings of ``mace_run_train`` for a 64x0e model, the
+#: ones a job may change (its "mace" dict) to change one of MACE's
+#: ingredients; irreps as strings, interaction blocks by their names in
 #: mace.modules.interaction_classes.
-MACE_OPTIONS = ("correlation", "max_ell", "num_interactions", "radial_MLP", "MLP_irreps",
-                "hidden_irreps", "num_bessel", "use_agnostic_product", "use_last_readout_only",
-                "interaction_cls", "interaction_cls_first")
+MACE_DEFAULTS = dict(num_bessel=8, max_ell=3,
+                     interaction_cls="RealAgnosticResidualInteractionBlock",
+                     interaction_cls_first="RealAgnosticInteractionBlock", num_interactions=2,
+                     hidden_irreps="64x0e", MLP_irreps="16x0e", correlation=3,
+                     radial_MLP=[64, 64, 64], use_agnostic_product=False,
+                     use_last_readout_only=False)
+MACE_OPTIONS = tuple(MACE_DEFAULTS)
+
+
+def check_mace_options(options: dict) -> None:
+    """Raises a :class:`ValueError` naming any key of :obj:`options` that is
+    not one of :data:`MACE_OPTIONS`."""
+    unknown = sorted(set(options) - set(MACE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown MACE option(s) {unknown}: choose from {list(MACE_OPTIONS)}")
 
 
 def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
@@ -49,7 +62,7 @@ def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
     training set's atom references, mean and std), called as
     ``model(z, pos, batch)`` like the others; float32, on the graph of
     :func:`acn_pyg.graph.radius_graph`. :obj:`options` replace any of
-    :data:`MACE_OPTIONS` (e.g. ``correlation=2``, ``use_agnostic_product=True``
+    :data:`MACE_DEFAULTS` (e.g. ``correlation=2``, ``use_agnostic_product=True``
     for element-independent product weights, ``use_last_readout_only=True``
     for one readout after the last layer)."""
     import numpy as np
@@ -60,15 +73,8 @@ def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
     from acn_pyg.graph import radius_graph
 
     atomref = prep.atomref.view(-1).double() if prep.atomref is not None else None
-    unknown = sorted(set(options) - set(MACE_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown MACE option(s) {unknown}: choose from {list(MACE_OPTIONS)}")
-    settings = dict(num_bessel=8, max_ell=3,
-                    interaction_cls="RealAgnosticResidualInteractionBlock",
-                    interaction_cls_first="RealAgnosticInteractionBlock", num_interactions=2,
-                    hidden_irreps="64x0e", MLP_irreps="16x0e", correlation=3,
-                    radial_MLP=[64, 64, 64])
-    settings.update(options)
+    check_mace_options(options)
+    settings = {**MACE_DEFAULTS, **options}
     for key in ("interaction_cls", "interaction_cls_first"):
         settings[key] = modules.interaction_classes[settings[key]]
     for key in ("hidden_irreps", "MLP_irreps"):

@@ -38,10 +38,7 @@ def jobs(configs: list, args) -> list:
         if "mace" in c:
             if c.get("model") != "mace":
                 raise ValueError(f"'mace' options need \"model\": \"mace\" (got {c})")
-            unknown = sorted(set(c["mace"]) - set(per_example.MACE_OPTIONS))
-            if unknown:
-                raise ValueError(f"unknown MACE option(s) {unknown}: choose from "
-                                 f"{list(per_example.MACE_OPTIONS)}")
+            per_example.check_mace_options(c["mace"])
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,

@@ -21,6 +21,7 @@ def _float32():
     {},
     dict(product_channels=2, product_correlation=3, element_dependent=True,
          scalar_activation=False),
+    dict(product_channels=2, product_basis=True, scalar_activation=False),
 ])
 def test_the_exported_program_equals_the_model(kwargs, tmp_path, capsys):
     torch.manual_seed(0)

@@ -169,3 +169,66 @@ def test_conv_element_dependent_needs_its_attributes():
     with torch.no_grad():
         conv.self_weights.weight.normal_()
     assert not torch.allclose(conv(x, pos, attrs=attrs), before)
+
+
+@pytest.mark.parametrize("correlation, attr_channels", [(2, 0), (3, 4)])
+def test_contraction_is_equivariant(correlation, attr_channels):
+    product = SymmetricProduct("4x0e+3x1o+2x2e", 3, filter_ir_out=["0e", "1o", "2e"],
+                               correlation=correlation, attr_channels=attr_channels,
+                               contract=True).to(DT)
+    assert product.irreps_out == o3.Irreps("3x0e+3x1o+3x2e")
+    args, irreps_in = [product.irreps_in.randn(7, -1, dtype=DT)], [product.irreps_in]
+    if attr_channels:
+        with torch.no_grad():
+            product.element_weights.weight.normal_()
+        args.append(torch.randn(7, attr_channels, dtype=DT))
+        irreps_in.append(f"{attr_channels}x0e")
+    assert_equivariant(product, args_in=args, irreps_in=irreps_in,
+                       irreps_out=product.irreps_out)
+
+
+def test_contraction_is_the_weighted_sum_of_the_paths_and_the_cloud():
+    """B_bar^(L)_u = sum over paths p -> L of w_pu B^(p)_u, the projected
+    cloud's own L among the paths: checked against the uncontracted paths."""
+    torch.manual_seed(0)
+    irreps, wanted = "4x0e+3x1o+2x2e", [o3.Irrep("0e"), o3.Irrep("1o")]
+    paths = SymmetricProduct(irreps, 3, filter_ir_out=wanted, correlation=3).to(DT)
+    contracted = SymmetricProduct(irreps, 3, filter_ir_out=wanted, correlation=3,
+                                  contract=True).to(DT)
+    contracted.projection.load_state_dict(paths.projection.state_dict())
+    x = paths.irreps_in.randn(5, -1, dtype=DT)
+    a = paths.projection(x)
+    # [atoms, channels, 2l + 1] per path: the cloud's 0e and 1o, then the products
+    terms = [a[:, s].view(5, 3, -1) for s, (_, ir) in zip(paths.irreps_mid.slices(),
+                                                          paths.irreps_mid) if ir in wanted]
+    b = paths(x)
+    terms += [b[:, s].view(5, 3, -1) for s in paths.irreps_out.slices()]
+    out_of = [ir for _, ir in paths.irreps_mid if ir in wanted]
+    out_of += [ir for _, ir in paths.irreps_out]
+    w = contracted.path_weight  # [paths, channels]
+    assert w.shape == (len(terms), 3)
+    expected = [sum(w[p].view(1, 3, 1) * terms[p] for p in range(len(terms)) if out_of[p] == ir)
+                for ir in wanted]
+    expected = torch.cat([e.reshape(5, -1) for e in expected], dim=-1)
+    torch.testing.assert_close(contracted(x), expected)
+
+
+def test_product_basis_layer():
+    """MACE's form: the layer's output depends on the cloud only through the
+    contracted products (no spectrum, no raw cloud), stays invariant and sees
+    angles; without products it cannot be built."""
+    torch.manual_seed(0)
+    conv = AtomCloudConv(4, "4x0e+2x1o", cutoff=3.0, product_channels=2,
+                         product_basis=True).to(DT)
+    assert not conv.power_spectrum
+    assert conv.linear.irreps_in == conv.product.irreps_out + conv.in_irreps
+    assert repr(conv).endswith("product_channels=2, product_basis=True)")
+    x = torch.ones(3, 4, dtype=DT)
+    straight = torch.tensor([[0.0, 0, 0], [1.2, 0, 0], [-1.2, 0, 0]], dtype=DT)
+    bent = torch.tensor([[0.0, 0, 0], [1.2, 0, 0], [0, 1.2, 0]], dtype=DT)
+    assert not torch.allclose(conv(x, straight)[0, :4], conv(x, bent)[0, :4])
+    assert_equivariant(lambda pos: conv(torch.ones(6, 4, dtype=DT), pos),
+                       args_in=[torch.randn(6, 3, dtype=DT)], irreps_in=["1o"],
+                       irreps_out=conv.out_irreps)
+    with pytest.raises(ValueError, match="product_basis=True' needs the products"):
+        AtomCloudConv(4, 4, product_basis=True)

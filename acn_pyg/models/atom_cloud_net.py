@@ -106,6 +106,11 @@ class AtomCloudNet(torch.nn.Module):
             factors are :class:`~acn_pyg.nn.conv.symmetric_product.ElementFactors`,
             plain matrices (not weight-normalised) that start at zero.
             (default: :obj:`False`)
+        product_basis (bool, optional): If :obj:`True`, every layer's new
+            features are a linear map of its products contracted per channel,
+            as MACE's product basis (:class:`~acn_pyg.nn.AtomCloudConv`'s
+            :obj:`product_basis`), plus the self-interaction. Needs
+            :obj:`product_channels > 0`. (default: :obj:`False`)
         scalar_activation (bool, optional): If :obj:`False`, the layers'
             scalar outputs skip the SiLU of their :class:`~acn_pyg.nn.Gate`:
             up to the atom MLP the scalars are then polynomials of the clouds
@@ -194,6 +199,7 @@ class AtomCloudNet(torch.nn.Module):
         product_channels: int = 0,
         product_correlation: int = 2,
         element_dependent: bool = False,
+        product_basis: bool = False,
         scalar_activation: bool = True,
         radial_gain: float = 10.0,
         weight_norm: bool = True,
@@ -249,6 +255,7 @@ class AtomCloudNet(torch.nn.Module):
             radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
             avg_num_neighbors=float(avg_num_neighbors), product_channels=product_channels,
             product_correlation=product_correlation, element_dependent=bool(element_dependent),
+            product_basis=bool(product_basis),
             scalar_activation=bool(scalar_activation),
             radial_gain=float(radial_gain), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
@@ -273,6 +280,7 @@ class AtomCloudNet(torch.nn.Module):
         self.product_channels = product_channels
         self.product_correlation = product_correlation
         self.element_dependent = bool(element_dependent)
+        self.product_basis = bool(product_basis)
         self.scalar_activation = bool(scalar_activation)
         self.num_extra_features = num_extra_features
         self.weight_norm = bool(weight_norm)
@@ -382,7 +390,8 @@ class AtomCloudNet(torch.nn.Module):
                 avg_num_neighbors=self.avg_num_neighbors,
                 product_channels=self.product_channels, radial_gain=radial_gain,
                 weight_norm=self.weight_norm, product_correlation=self.product_correlation,
-                attr_channels=self.hidden_channels if self.element_dependent else 0))
+                attr_channels=self.hidden_channels if self.element_dependent else 0,
+                product_basis=self.product_basis))
             gates.append(gate)
             irreps_in = irreps_out
         return convs, gates

@@ -14,13 +14,15 @@ from acn_pyg.train.config import ANISOTROPIC_GRADIENT, MODELS, Config
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "product_correlation", "element_dependent",
-              "scalar_activation", "radial_gain", "weight_norm", "many_body", "compile",
+              "product_basis", "scalar_activation", "radial_gain", "weight_norm", "many_body",
+              "compile",
               "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
                 "product_channels", "product_correlation", "element_dependent",
-                "scalar_activation", "radial_gain", "weight_norm", "many_body", "output")
+                "product_basis", "scalar_activation", "radial_gain", "weight_norm", "many_body",
+                "output")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
@@ -157,6 +159,10 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
         default=d.element_dependent,
         help="weigh every layer's product paths and self-interaction by the atom's element "
              f"embedding, as MACE's element-dependent weights (default: {d.element_dependent})")
+    add("product_basis", action=argparse.BooleanOptionalAction, default=d.product_basis,
+        help="every layer's new features a linear map of its products contracted per "
+             "channel (the cloud one of their terms), as MACE's product basis; needs "
+             f"--product-channels (default: {d.product_basis})")
     add("scalar_activation", action=argparse.BooleanOptionalAction,
         default=d.scalar_activation,
         help="SiLU on every layer's scalar outputs; without it the scalars stay polynomials "

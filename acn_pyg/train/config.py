@@ -66,6 +66,7 @@ class Config:
     product_channels: int = 0
     product_correlation: int = 2
     element_dependent: bool = False
+    product_basis: bool = False
     scalar_activation: bool = True
     radial_gain: float = 10.0
     weight_norm: bool = False

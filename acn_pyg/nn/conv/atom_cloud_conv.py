@@ -105,6 +105,15 @@ class AtomCloudConv(MessagePassing):
             \mathbf{U}\mathbf{s}_i)` (one factor per channel), with
             :math:`\mathbf{U}, \mathbf{V}` starting at zero.
             (default: :obj:`0`, off)
+        product_basis (bool, optional): If :obj:`True`, the layer is MACE's
+            product basis: :math:`\mathbf{x}'_i = \mathbf{W}_\mathrm{out}
+            \bar{\mathbf{B}}_i + \mathbf{W}_\mathrm{self}\, \mathbf{x}_i`, with
+            :math:`\bar{\mathbf{B}}_i` the products contracted per channel and
+            output irrep (:class:`~acn_pyg.nn.conv.SymmetricProduct`'s
+            :obj:`contract`, the cloud itself one of its terms); the cloud
+            and the power spectrum reach :math:`\mathbf{W}_\mathrm{out}` only
+            through them. Needs :obj:`product_channels > 0`.
+            (default: :obj:`False`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -131,6 +140,7 @@ class AtomCloudConv(MessagePassing):
         weight_norm: bool = True,
         product_correlation: int = 2,
         attr_channels: int = 0,
+        product_basis: bool = False,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
@@ -150,7 +160,12 @@ class AtomCloudConv(MessagePassing):
         self.radial_hidden = radial_hidden
         self.max_num_neighbors = max_num_neighbors
         self.avg_num_neighbors = float(avg_num_neighbors)
-        self.power_spectrum = power_spectrum and _SCALAR in [ir for _, ir in self.out_irreps]
+        if product_basis and not (isinstance(product_channels, int) and product_channels > 0):
+            raise ValueError(f"'product_basis=True' needs the products: set 'product_channels' "
+                             f"> 0 (got {product_channels!r})")
+        self.product_basis = bool(product_basis)
+        self.power_spectrum = (power_spectrum and not self.product_basis
+                               and _SCALAR in [ir for _, ir in self.out_irreps])
 
         self.edge_embedding = EdgeEmbedding(cutoff, lmax, num_basis)
         out_irs = {ir for _, ir in self.out_irreps}
@@ -179,7 +194,8 @@ class AtomCloudConv(MessagePassing):
         self.product = (SymmetricProduct(cloud_irreps, product_channels,
                                          filter_ir_out=sorted(out_irs),
                                          correlation=product_correlation,
-                                         attr_channels=attr_channels)
+                                         attr_channels=attr_channels,
+                                         contract=self.product_basis)
                         if product_channels > 0 else None)
         # Element-dependent self-interaction: W_self (x * (1 + U s)), U from zero.
         self.self_weights = (ElementFactors(attr_channels, self.in_irreps.num_irreps)
@@ -190,7 +206,9 @@ class AtomCloudConv(MessagePassing):
         self.register_buffer("_channel_of_column", torch.tensor(channel_of, dtype=torch.long)
                              if attr_channels > 0 else None, persistent=False)
         product_irreps = [self.product.irreps_out] if self.product is not None else []
-        lin_in = sum(spectrum_irreps + product_irreps, cloud_irreps)
+        cloud_blocks = ([] if self.product_basis
+                        else [o3.Irreps([block]) for block in cloud_irreps])
+        lin_in = sum(spectrum_irreps + product_irreps + cloud_blocks, o3.Irreps(""))
         reachable = {ir for _, ir in lin_in} | {ir for _, ir in self.in_irreps}
         missing = sorted(out_irs - reachable)
         if missing:
@@ -201,7 +219,6 @@ class AtomCloudConv(MessagePassing):
                                 gain=radial_gain, weight_norm=weight_norm)
         # W_out [A | spectrum] + W_self x as one product over the concatenation,
         # each part normalised by its own fan-in.
-        cloud_blocks = [o3.Irreps([block]) for block in cloud_irreps]
         self.linear = IrrepsLinear(cloud_blocks + spectrum_irreps + product_irreps
                                    + [self.in_irreps], self.out_irreps,
                                    fan_in_groups=[0] * (len(cloud_blocks) + len(spectrum_irreps))
@@ -306,7 +323,8 @@ class AtomCloudConv(MessagePassing):
         cloud = self.propagate(edge_index, x=x, weight=weight, neighbors=edge_features,
                                size=(x.size(0), x.size(0)))
         # One block per irrep, cut by one split (its backward is one cat).
-        blocks = split_blocks(cloud, self._cloud_dims, dim=1)
+        blocks = ([] if self.product_basis
+                  else split_blocks(cloud, self._cloud_dims, dim=1))
         spectrum = [blocks[b].reshape(-1, m, d).pow(2).mean(dim=-1)
                     for b, m, d in self._spectrum_blocks]
         products = [self.product(cloud, attrs)] if self.product is not None else []
@@ -323,7 +341,8 @@ class AtomCloudConv(MessagePassing):
         :obj:`"cloud"` (one block per irrep of the cloud), :obj:`"spectrum"`
         (the power spectra), :obj:`"products"` (empty without products) and
         :obj:`"input"` (the layer's input :math:`\mathbf{x}`)."""
-        n_cloud, n_spec = len(self._cloud_dims), len(self._spectrum_blocks)
+        n_cloud = 0 if self.product_basis else len(self._cloud_dims)
+        n_spec = len(self._spectrum_blocks)
         n_prod = 1 if self.product is not None else 0
         if len(parts) != n_cloud + n_spec + n_prod + 1:
             raise ValueError(f"this layer's linear takes {n_cloud + n_spec + n_prod + 1} "
@@ -347,5 +366,6 @@ class AtomCloudConv(MessagePassing):
     def __repr__(self) -> str:
         product = (f", product_channels={self.product_channels}"
                    if self.product is not None else "")
+        product += ", product_basis=True" if self.product_basis else ""
         return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "
                 f"cutoff={self.cutoff}, lmax={self.lmax}{product})")

@@ -30,6 +30,19 @@ class SymmetricProduct(torch.nn.Module):
     (:obj:`attr_channels`), so that each element weighs the shapes of its
     cloud in its own way; :math:`\mathbf{V}` starts at zero.
 
+    With :obj:`contract=True` the paths are contracted per channel into one
+    feature per output irrep, as in MACE's symmetric contraction:
+
+    .. math::
+        \bar{\mathbf{B}}^{(L)}_{i,u} = \sum_{p \to L} w_{pu}\,
+        \mathbf{B}^{(p)}_{i,u},
+
+    the sum running over every path :math:`p` that gives the irrep :math:`L`,
+    the projected cloud :math:`\tilde{\mathbf{A}}^{(L)}_{i,u}` itself (the
+    one-factor term) included, with learned weights
+    :math:`w_{pu} \sim \mathcal{N}(0, 1/P_L)` (:math:`P_L` such paths),
+    times the element-dependent factors when given.
+
     A cloud :math:`\mathbf{A}_i = \sum_j \phi(\mathbf{r}_{ij}, \mathbf{x}_j)`
     sums over single neighbours; :math:`\mathbf{B}^{(2)}_i` sums over pairs of
     neighbours :math:`(j, k)`, so it sees the angle :math:`j\,i\,k` and the
@@ -51,6 +64,9 @@ class SymmetricProduct(torch.nn.Module):
         attr_channels (int, optional): Size of the atom attributes
             :math:`\mathbf{s}_i` given to :meth:`forward`; :obj:`0`: the
             weights are the same for every atom. (default: :obj:`0`)
+        contract (bool, optional): If :obj:`True`, the output is
+            :math:`\bar{\mathbf{B}}`: :obj:`channels` features per output
+            irrep instead of per path. (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, \dim(\mathrm{irreps\_in}))`, atom
@@ -60,7 +76,7 @@ class SymmetricProduct(torch.nn.Module):
 
     def __init__(self, irreps_in, channels: int,
                  filter_ir_out: Optional[Sequence[o3.Irrep]] = None,
-                 correlation: int = 2, attr_channels: int = 0):
+                 correlation: int = 2, attr_channels: int = 0, contract: bool = False):
         super().__init__()
         if not (isinstance(channels, int) and channels >= 1):
             raise ValueError(f"'channels' must be a positive int (got {channels!r})")
@@ -73,6 +89,7 @@ class SymmetricProduct(torch.nn.Module):
         self.channels = channels
         self.correlation = correlation
         self.attr_channels = attr_channels
+        self.contract = bool(contract)
         irs = sorted({ir for _, ir in self.irreps_in})
         self.irreps_mid = o3.Irreps([(channels, ir) for ir in irs])
         wanted = None if filter_ir_out is None else {o3.Irrep(ir) for ir in filter_ir_out}
@@ -104,10 +121,16 @@ class SymmetricProduct(torch.nn.Module):
                     if keep(ir4):
                         triples.append((m, i3, ir4))
         out = [pairs[k][2] for k in out_pairs] + [ir for _, _, ir in triples]
+        # Contracted: the projected cloud's own wanted irreps are paths too.
+        linear = [i for i, ir in enumerate(irs) if keep(ir)] if self.contract else []
+        out = [irs[i] for i in linear] + out
         if not out:
             raise ValueError(f"no product of {self.irreps_in} gives any of {filter_ir_out}")
         self.projection = IrrepsLinear(str(self.irreps_in), self.irreps_mid, bias=False)
-        self.irreps_out = o3.Irreps([(channels, ir) for ir in out])
+        self.irreps_paths = o3.Irreps([(channels, ir) for ir in out])
+        irs_out = sorted(set(out))
+        self.irreps_out = (o3.Irreps([(channels, ir) for ir in irs_out]) if self.contract
+                           else self.irreps_paths)
         # Every channel u uses the same bilinear map of its (2l+1)-vectors,
         # so B_u = (a_u outer a_u) C: one outer product and one matrix
         # product replace a kernel chain per path.
@@ -127,13 +150,29 @@ class SymmetricProduct(torch.nn.Module):
         else:
             self.mid_columns = self.coupling3 = None
         self._mid_dims = [channels * ir.dim for ir in irs]
-        self._out_dims = [ir.dim for ir in out]
+        ir_starts = [sum(ir.dim for ir in irs[:i]) for i in range(len(irs))]
+        self.register_buffer("linear_columns", torch.tensor(
+            [ir_starts[i] + c for i in linear for c in range(irs[i].dim)], dtype=torch.long)
+            if linear else None, persistent=False)
+        if self.contract:
+            # w_pu, and the 0/1 matrix that sums each path's (2l+1)-vector
+            # into its output irrep's: [sum over paths of 2l+1, sum over L of 2L+1].
+            self.path_weight = torch.nn.Parameter(torch.empty(len(out), channels))
+            ends = [sum(ir.dim for ir in irs_out[:k]) for k in range(len(irs_out))]
+            rows = [(ends[irs_out.index(ir)] + c) for ir in out for c in range(ir.dim)]
+            summation = torch.zeros(len(rows), sum(ir.dim for ir in irs_out), dtype=dt)
+            summation[torch.arange(len(rows)), torch.tensor(rows)] = 1.0
+            self.register_buffer("summation", summation, persistent=False)
+            self._paths_per_output = torch.tensor([out.count(ir) for ir in out], dtype=dt)
+        else:
+            self.register_parameter("path_weight", None)
+        self._out_dims = [ir.dim for ir in (irs_out if self.contract else out)]
         self.element_weights = (ElementFactors(attr_channels, channels * len(out))
                                 if attr_channels > 0 else None)
         # Every component of a channel's outputs -> its path (the index into V s).
         self.register_buffer("path_of_column", torch.tensor(
             [p for p, ir in enumerate(out) for _ in range(ir.dim)], dtype=torch.long)
-            if attr_channels > 0 else None, persistent=False)
+            if attr_channels > 0 or self.contract else None, persistent=False)
         self.reset_parameters()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -147,6 +186,9 @@ class SymmetricProduct(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         self.projection.reset_parameters()
+        if self.path_weight is not None:
+            with torch.no_grad():
+                self.path_weight.normal_().div_(self._paths_per_output.sqrt().unsqueeze(-1))
         if self.element_weights is not None:
             self.element_weights.reset_parameters()
 
@@ -161,19 +203,24 @@ class SymmetricProduct(torch.nn.Module):
             mid = b2.index_select(-1, self.mid_columns)
             b3 = (mid.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2) @ self.coupling3
             b = torch.cat([b, b3], dim=-1)  # [n, u, sum over paths of 2 l + 1]
+        if self.linear_columns is not None:
+            b = torch.cat([a.index_select(-1, self.linear_columns), b], dim=-1)
         if self.element_weights is not None:
             if attrs is None:
                 raise ValueError(f"this SymmetricProduct weighs its paths by atom attributes "
                                  f"(attr_channels={self.attr_channels}): pass 'attrs'")
             w = self.element_weights(attrs).view(n, k, -1)
             b = b * w.index_select(-1, self.path_of_column)
+        if self.path_weight is not None:
+            b = (b * self.path_weight.t().index_select(-1, self.path_of_column)) @ self.summation
         # Back to e3nn's layout: one [u, 2 l + 1] block per path.
         return torch.cat([block.reshape(n, -1) for block in
                           split_blocks(b, self._out_dims, dim=-1)], dim=-1)
 
     def __repr__(self) -> str:
+        contract = ", contract=True" if self.contract else ""
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, "
-                f"channels={self.channels}, correlation={self.correlation})")
+                f"channels={self.channels}, correlation={self.correlation}{contract})")
 
 
 class ElementFactors(torch.nn.Linear):

@@ -63,7 +63,7 @@ def model_flags(cfg: Config) -> List[str]:
         flag = "--" + field.replace("_", "-")
         if field == "many_body":
             flags += [flag] if value else []
-        elif field in ("weight_norm", "element_dependent", "product_basis"):
+        elif field in ("weight_norm", "element_dependent", "product_basis", "input_linear"):
             flags += [flag] if value else []
         elif field == "scalar_activation":
             flags += [] if value else ["--no-scalar-activation"]

@@ -23,6 +23,8 @@ def make_conv(in_irreps, out_irreps, **kwargs):
     ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e+2x1e", {}),
     ("4x0e+2x1e", "3x0o+2x2o", {}),
     ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e", {"product_channels": 3}),
+    ("6x0e+4x1o+2x2e", "5x0e+3x1o+2x2e", {"product_channels": 3, "product_basis": True,
+                                          "input_linear": True}),
 ])
 def test_equivariance(in_irreps, out_irreps, kwargs):
     conv = make_conv(in_irreps, out_irreps, **kwargs)
@@ -216,3 +218,33 @@ def test_linear_input_parts_name_what_the_output_linear_gets(kwargs, n_products)
         torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="pieces"):
         conv.linear_input_parts(list(parts["cloud"]))
+
+
+def test_input_linear_mixes_the_neighbours_not_the_self_interaction():
+    """With W_in the identity the layer is the layer without it; with W_in a
+    permutation of the channels its cloud is that of the permuted input,
+    while the self-interaction still reads the input as it is."""
+    torch.manual_seed(0)
+    mixed = make_conv("4x0e+2x1o", "3x0e+2x1o", input_linear=True, weight_norm=False)
+    plain = make_conv("4x0e+2x1o", "3x0e+2x1o", weight_norm=False)
+    plain.load_state_dict({k: v for k, v in mixed.state_dict().items()
+                           if not k.startswith("input_linear.")})
+    _, pos = random_molecule(8, seed=2)
+    x = torch.randn(8, mixed.in_irreps.dim, dtype=DT)
+    with torch.no_grad():
+        for w in mixed.input_linear.weights:
+            w.copy_(torch.eye(w.size(0), dtype=DT))
+    torch.testing.assert_close(mixed(x, pos), plain(x, pos))
+    seen = []
+    mixed.linear.register_forward_hook(
+        lambda module, inputs, output: seen.append(mixed.linear_input_parts(inputs[0])))
+    plain.linear.register_forward_hook(
+        lambda module, inputs, output: seen.append(plain.linear_input_parts(inputs[0])))
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        mixed.input_linear.weights[0].copy_(torch.eye(4, dtype=DT)[:, perm])
+    mixed(x, pos)
+    plain(torch.cat([x[:, perm], x[:, 4:]], dim=1), pos)
+    torch.testing.assert_close(seen[0]["input"][0], x)
+    # the scalar cloud of channel u: sum_j R_u(r) x'_ju, x' the permuted input
+    torch.testing.assert_close(seen[0]["cloud"][0][:, :4], seen[1]["cloud"][0][:, :4])

@@ -111,6 +111,9 @@ class AtomCloudNet(torch.nn.Module):
             as MACE's product basis (:class:`~acn_pyg.nn.AtomCloudConv`'s
             :obj:`product_basis`), plus the self-interaction. Needs
             :obj:`product_channels > 0`. (default: :obj:`False`)
+        input_linear (bool, optional): If :obj:`True`, every layer mixes its
+            input channels before its cloud (:class:`~acn_pyg.nn.AtomCloudConv`'s
+            :obj:`input_linear`, MACE's :obj:`linear_up`). (default: :obj:`False`)
         scalar_activation (bool, optional): If :obj:`False`, the layers'
             scalar outputs skip the SiLU of their :class:`~acn_pyg.nn.Gate`:
             up to the atom MLP the scalars are then polynomials of the clouds
@@ -200,6 +203,7 @@ class AtomCloudNet(torch.nn.Module):
         product_correlation: int = 2,
         element_dependent: bool = False,
         product_basis: bool = False,
+        input_linear: bool = False,
         scalar_activation: bool = True,
         radial_gain: float = 10.0,
         weight_norm: bool = True,
@@ -255,7 +259,7 @@ class AtomCloudNet(torch.nn.Module):
             radial_hidden=radial_hidden, max_num_neighbors=max_num_neighbors,
             avg_num_neighbors=float(avg_num_neighbors), product_channels=product_channels,
             product_correlation=product_correlation, element_dependent=bool(element_dependent),
-            product_basis=bool(product_basis),
+            product_basis=bool(product_basis), input_linear=bool(input_linear),
             scalar_activation=bool(scalar_activation),
             radial_gain=float(radial_gain), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
@@ -281,6 +285,7 @@ class AtomCloudNet(torch.nn.Module):
         self.product_correlation = product_correlation
         self.element_dependent = bool(element_dependent)
         self.product_basis = bool(product_basis)
+        self.input_linear = bool(input_linear)
         self.scalar_activation = bool(scalar_activation)
         self.num_extra_features = num_extra_features
         self.weight_norm = bool(weight_norm)
@@ -391,7 +396,7 @@ class AtomCloudNet(torch.nn.Module):
                 product_channels=self.product_channels, radial_gain=radial_gain,
                 weight_norm=self.weight_norm, product_correlation=self.product_correlation,
                 attr_channels=self.hidden_channels if self.element_dependent else 0,
-                product_basis=self.product_basis))
+                product_basis=self.product_basis, input_linear=self.input_linear))
             gates.append(gate)
             irreps_in = irreps_out
         return convs, gates
@@ -409,7 +414,7 @@ class AtomCloudNet(torch.nn.Module):
         parts: List[List[Optional[torch.nn.Module]]] = [[self.embedding], [self.edge_embedding]]
         for conv in self.convs:
             # The element-dependent factors start at one and draw nothing.
-            parts += [[conv.edge_embedding, conv.radial], [conv.product],
+            parts += [[conv.edge_embedding, conv.radial, conv.input_linear], [conv.product],
                       [conv.linear, conv.self_weights]]
         readout = self.head.modules() if self.head is not None else self.output_mlp
         parts += [list(self.atom_mlp), [m for m in readout if m is not self.head]]

@@ -67,6 +67,7 @@ class Config:
     product_correlation: int = 2
     element_dependent: bool = False
     product_basis: bool = False
+    input_linear: bool = False
     scalar_activation: bool = True
     radial_gain: float = 10.0
     weight_norm: bool = False

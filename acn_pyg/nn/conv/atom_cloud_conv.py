@@ -114,6 +114,12 @@ class AtomCloudConv(MessagePassing):
             and the power spectrum reach :math:`\mathbf{W}_\mathrm{out}` only
             through them. Needs :obj:`product_channels > 0`.
             (default: :obj:`False`)
+        input_linear (bool, optional): If :obj:`True`, the neighbours'
+            features are mixed by an equivariant linear map before they enter
+            the cloud, :math:`\mathbf{x}_j \to \mathbf{W}_\mathrm{in}\mathbf{x}_j`
+            (MACE's :obj:`linear_up`), so that each channel's radial weights
+            act on a learned mixture of the input channels.
+            (default: :obj:`False`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -141,6 +147,7 @@ class AtomCloudConv(MessagePassing):
         product_correlation: int = 2,
         attr_channels: int = 0,
         product_basis: bool = False,
+        input_linear: bool = False,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
@@ -215,6 +222,8 @@ class AtomCloudConv(MessagePassing):
             raise ValueError(
                 f"'out_irreps' asks for {' '.join(map(str, missing))}, which neither the cloud "
                 f"tensor product of {self.in_irreps} with Y up to lmax={lmax} nor the input holds")
+        self.input_linear = (IrrepsLinear(str(self.in_irreps), self.in_irreps, bias=False,
+                                          weight_norm=weight_norm) if input_linear else None)
         self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel,
                                 gain=radial_gain, weight_norm=weight_norm)
         # W_out [A | spectrum] + W_self x as one product over the concatenation,
@@ -254,6 +263,8 @@ class AtomCloudConv(MessagePassing):
         super().reset_parameters()
         self.edge_embedding.reset_parameters()
         self.radial.reset_parameters()
+        if self.input_linear is not None:
+            self.input_linear.reset_parameters()
         if self.product is not None:
             self.product.reset_parameters()
         if self.self_weights is not None:
@@ -320,7 +331,8 @@ class AtomCloudConv(MessagePassing):
                              f"(attr_channels={self.attr_channels}): pass 'attrs'")
         if weight is None:
             weight = self.radial(edge_features.basis)  # the envelope is in sh_dense
-        cloud = self.propagate(edge_index, x=x, weight=weight, neighbors=edge_features,
+        source = x if self.input_linear is None else self.input_linear(x)
+        cloud = self.propagate(edge_index, x=source, weight=weight, neighbors=edge_features,
                                size=(x.size(0), x.size(0)))
         # One block per irrep, cut by one split (its backward is one cat).
         blocks = ([] if self.product_basis
@@ -367,5 +379,6 @@ class AtomCloudConv(MessagePassing):
         product = (f", product_channels={self.product_channels}"
                    if self.product is not None else "")
         product += ", product_basis=True" if self.product_basis else ""
+        product += ", input_linear=True" if self.input_linear is not None else ""
         return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "
                 f"cutoff={self.cutoff}, lmax={self.lmax}{product})")

@@ -16,7 +16,8 @@ VARIANTS = {
                                 product_correlation=3, element_dependent=True),
     "product basis": dict(SMALL, hidden_irreps="16x0e+4x1o+2x2e", product_channels=2,
                           product_basis=True, element_dependent=True,
-                          scalar_activation=False, input_linear=True),
+                          scalar_activation=False, input_linear=True,
+                          self_interaction_rank=2),
 }
 
 

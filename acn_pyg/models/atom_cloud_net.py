@@ -114,6 +114,12 @@ class AtomCloudNet(torch.nn.Module):
         input_linear (bool, optional): If :obj:`True`, every layer mixes its
             input channels before its cloud (:class:`~acn_pyg.nn.AtomCloudConv`'s
             :obj:`input_linear`, MACE's :obj:`linear_up`). (default: :obj:`False`)
+        self_interaction_rank (int, optional): If positive, every layer's
+            self-interaction matrix depends on the element embedding with this
+            rank (:class:`~acn_pyg.nn.AtomCloudConv`'s
+            :obj:`self_interaction_rank`, MACE's element-dependent skip
+            connection). Needs :obj:`element_dependent=True`.
+            (default: :obj:`0`, off)
         scalar_activation (bool, optional): If :obj:`False`, the layers'
             scalar outputs skip the SiLU of their :class:`~acn_pyg.nn.Gate`:
             up to the atom MLP the scalars are then polynomials of the clouds
@@ -204,6 +210,7 @@ class AtomCloudNet(torch.nn.Module):
         element_dependent: bool = False,
         product_basis: bool = False,
         input_linear: bool = False,
+        self_interaction_rank: int = 0,
         scalar_activation: bool = True,
         radial_gain: float = 10.0,
         weight_norm: bool = True,
@@ -260,6 +267,7 @@ class AtomCloudNet(torch.nn.Module):
             avg_num_neighbors=float(avg_num_neighbors), product_channels=product_channels,
             product_correlation=product_correlation, element_dependent=bool(element_dependent),
             product_basis=bool(product_basis), input_linear=bool(input_linear),
+            self_interaction_rank=self_interaction_rank,
             scalar_activation=bool(scalar_activation),
             radial_gain=float(radial_gain), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
@@ -286,6 +294,9 @@ class AtomCloudNet(torch.nn.Module):
         self.element_dependent = bool(element_dependent)
         self.product_basis = bool(product_basis)
         self.input_linear = bool(input_linear)
+        if self_interaction_rank and not element_dependent:
+            raise ValueError("'self_interaction_rank' > 0 needs element_dependent=True")
+        self.self_interaction_rank = self_interaction_rank
         self.scalar_activation = bool(scalar_activation)
         self.num_extra_features = num_extra_features
         self.weight_norm = bool(weight_norm)
@@ -396,7 +407,8 @@ class AtomCloudNet(torch.nn.Module):
                 product_channels=self.product_channels, radial_gain=radial_gain,
                 weight_norm=self.weight_norm, product_correlation=self.product_correlation,
                 attr_channels=self.hidden_channels if self.element_dependent else 0,
-                product_basis=self.product_basis, input_linear=self.input_linear))
+                product_basis=self.product_basis, input_linear=self.input_linear,
+                self_interaction_rank=self.self_interaction_rank))
             gates.append(gate)
             irreps_in = irreps_out
         return convs, gates
@@ -415,7 +427,7 @@ class AtomCloudNet(torch.nn.Module):
         for conv in self.convs:
             # The element-dependent factors start at one and draw nothing.
             parts += [[conv.edge_embedding, conv.radial, conv.input_linear], [conv.product],
-                      [conv.linear, conv.self_weights]]
+                      [conv.linear, conv.self_weights, conv.self_mix]]
         readout = self.head.modules() if self.head is not None else self.output_mlp
         parts += [list(self.atom_mlp), [m for m in readout if m is not self.head]]
         for k, modules in enumerate(parts):

@@ -1,4 +1,5 @@
 from acn_pyg.nn.conv import AtomCloudConv, ChannelwiseTensorProduct, SymmetricProduct
+from acn_pyg.nn.element_linear import ElementLinear
 from acn_pyg.nn.denoising_head import DenoisingHead, centered_noise, denoising_loss
 from acn_pyg.nn.embedding import BesselBasis, EdgeEmbedding, EdgeFeatures, PolynomialCutoff
 from acn_pyg.nn.gate import Gate
@@ -21,6 +22,7 @@ __all__ = [
     "PolynomialCutoff",
     "EdgeEmbedding",
     "EdgeFeatures",
+    "ElementLinear",
     "Gate",
     "AtomicChargesHead",
     "DipoleHead",

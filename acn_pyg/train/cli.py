@@ -14,15 +14,15 @@ from acn_pyg.train.config import ANISOTROPIC_GRADIENT, MODELS, Config
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "product_correlation", "element_dependent",
-              "product_basis", "input_linear", "scalar_activation", "radial_gain",
-              "weight_norm", "many_body", "compile",
+              "product_basis", "input_linear", "self_interaction_rank", "scalar_activation",
+              "radial_gain", "weight_norm", "many_body", "compile",
               "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
                 "product_channels", "product_correlation", "element_dependent",
-                "product_basis", "input_linear", "scalar_activation", "radial_gain",
-                "weight_norm", "many_body", "output")
+                "product_basis", "input_linear", "self_interaction_rank", "scalar_activation",
+                "radial_gain", "weight_norm", "many_body", "output")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: Optional[Config] = None,
@@ -166,6 +166,10 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
     add("input_linear", action=argparse.BooleanOptionalAction, default=d.input_linear,
         help="mix every layer's input channels by a linear map before its cloud, as MACE's "
              f"linear_up (default: {d.input_linear})")
+    add("self_interaction_rank", type=int, default=d.self_interaction_rank,
+        help="if positive, every layer's self-interaction matrix depends on the element "
+             "embedding with this rank, as MACE's element-dependent skip connection; needs "
+             f"--element-dependent (default: {d.self_interaction_rank})")
     add("scalar_activation", action=argparse.BooleanOptionalAction,
         default=d.scalar_activation,
         help="SiLU on every layer's scalar outputs; without it the scalars stay polynomials "

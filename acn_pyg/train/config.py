@@ -68,6 +68,7 @@ class Config:
     element_dependent: bool = False
     product_basis: bool = False
     input_linear: bool = False
+    self_interaction_rank: int = 0
     scalar_activation: bool = True
     radial_gain: float = 10.0
     weight_norm: bool = False

@@ -9,6 +9,7 @@ from torch_geometric.nn import MessagePassing
 from acn_pyg.graph import radius_graph
 from acn_pyg.nn.conv.symmetric_product import ElementFactors, SymmetricProduct
 from acn_pyg.nn.conv.tensor_product import ChannelwiseTensorProduct
+from acn_pyg.nn.element_linear import ElementLinear
 from acn_pyg.nn.embedding import EdgeEmbedding, EdgeFeatures
 from acn_pyg.nn.irreps_linear import IrrepsLinear
 from acn_pyg.nn.radial_mlp import RadialMLP
@@ -120,6 +121,13 @@ class AtomCloudConv(MessagePassing):
             (MACE's :obj:`linear_up`), so that each channel's radial weights
             act on a learned mixture of the input channels.
             (default: :obj:`False`)
+        self_interaction_rank (int, optional): If positive, the
+            self-interaction's matrix depends on the atom attributes too:
+            :math:`\mathbf{W}_\mathrm{self} + \sum_k (\mathbf{P}\mathbf{s}_i)_k
+            \mathbf{W}_k` with this many :math:`\mathbf{W}_k`
+            (:class:`~acn_pyg.nn.ElementLinear`), as MACE's element-dependent
+            skip connection. Needs :obj:`attr_channels > 0`.
+            (default: :obj:`0`, off)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, \dim(\mathrm{in}))`,
@@ -148,6 +156,7 @@ class AtomCloudConv(MessagePassing):
         attr_channels: int = 0,
         product_basis: bool = False,
         input_linear: bool = False,
+        self_interaction_rank: int = 0,
     ):
         super().__init__(aggr="add", node_dim=0)
         if not cutoff > 0:
@@ -222,6 +231,15 @@ class AtomCloudConv(MessagePassing):
             raise ValueError(
                 f"'out_irreps' asks for {' '.join(map(str, missing))}, which neither the cloud "
                 f"tensor product of {self.in_irreps} with Y up to lmax={lmax} nor the input holds")
+        if not (isinstance(self_interaction_rank, int) and self_interaction_rank >= 0):
+            raise ValueError(f"'self_interaction_rank' must be a non-negative int "
+                             f"(got {self_interaction_rank!r})")
+        if self_interaction_rank > 0 and attr_channels == 0:
+            raise ValueError("'self_interaction_rank' > 0 needs the atom attributes: set "
+                             "'attr_channels' > 0")
+        self.self_mix = (ElementLinear(attr_channels, self_interaction_rank, self.in_irreps,
+                                       self.out_irreps, weight_norm=weight_norm)
+                         if self_interaction_rank > 0 else None)
         self.input_linear = (IrrepsLinear(str(self.in_irreps), self.in_irreps, bias=False,
                                           weight_norm=weight_norm) if input_linear else None)
         self.radial = RadialMLP(num_basis, radial_hidden, self.tensor_product.weight_numel,
@@ -270,6 +288,8 @@ class AtomCloudConv(MessagePassing):
         if self.self_weights is not None:
             self.self_weights.reset_parameters()
         self.linear.reset_parameters()
+        if self.self_mix is not None:
+            self.self_mix.reset_parameters()
 
     def forward(
         self,
@@ -345,7 +365,8 @@ class AtomCloudConv(MessagePassing):
             x = x * (scale if x.size(-1) == scale.size(-1)
                      else scale.index_select(-1, self._channel_of_column))
         # In pieces: the linear joins just the blocks each output needs.
-        return self.linear(blocks + spectrum + products + [x])
+        out = self.linear(blocks + spectrum + products + [x])
+        return out if self.self_mix is None else out + self.self_mix(x, attrs)
 
     def linear_input_parts(self, parts: Sequence[Tensor]) -> Dict[str, List[Tensor]]:
         r"""Names the pieces of the list that :meth:`convolve` gives the output
@@ -380,5 +401,7 @@ class AtomCloudConv(MessagePassing):
                    if self.product is not None else "")
         product += ", product_basis=True" if self.product_basis else ""
         product += ", input_linear=True" if self.input_linear is not None else ""
+        if self.self_mix is not None:
+            product += f", self_interaction_rank={self.self_mix.rank}"
         return (f"{self.__class__.__name__}({self.in_irreps}, {self.out_irreps}, "
                 f"cutoff={self.cutoff}, lmax={self.lmax}{product})")

@@ -383,31 +383,3 @@ def test_without_scalar_activation_the_layers_pass_scalars_unchanged(molecule):
     assert not torch.allclose(net(z, pos), silu(z, pos))
     rot = random_orthogonal(seed=4, reflect=True)
     torch.testing.assert_close(net(z, pos @ rot.T), net(z, pos), rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("weight_norm", [False, True])
-def test_zero_init_output_starts_at_the_baseline(weight_norm, batch_of_molecules):
-    """The model starts at mean + sum of atomref exactly; at the first step
-    only the last layer has a gradient, so Adam's first step cannot move
-    the layers below; afterwards the whole model trains."""
-    _, z, pos, batch = batch_of_molecules
-    atomref = torch.linspace(-2.0, 1.0, 10, dtype=DT)
-    net = model(zero_init_output=True, weight_norm=weight_norm, mean=0.5, std=2.0,
-                atomref=atomref)
-    baseline = torch.zeros(int(batch.max()) + 1, dtype=DT).index_add_(
-        0, batch, atomref[z] + 0.5)
-    y = net(z, pos, batch)
-    torch.testing.assert_close(y.view(-1), baseline)
-    y.sum().backward()
-    last = set(map(id, net.output_mlp[-1].parameters()))
-    moved = {name for name, p in net.named_parameters()
-             if p.grad is not None and p.grad.abs().max() > 0}
-    assert moved and all(id(dict(net.named_parameters())[n]) in last for n in moved)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(3):
-        opt.zero_grad()
-        (net(z, pos, batch).view(-1) - baseline - 1.0).abs().mean().backward()
-        opt.step()
-    assert net.convs[0].radial.lin2.bias.grad.abs().max() > 0
-    with pytest.raises(ValueError, match="output='scalar' only"):
-        model(zero_init_output=True, output="charges")

@@ -51,14 +51,13 @@ def test_the_program_builds_maces_ingredients_when_asked():
     cfg = config_from_args(parser().parse_args(
         ["--hidden-channels", "8", "--product-channels", "2", "--product-correlation", "3",
          "--element-dependent", "--no-scalar-activation", "--product-basis",
-         "--input-linear", "--self-interaction-rank", "2", "--zero-init-output"]))
+         "--input-linear", "--self-interaction-rank", "2"]))
     model = build_model(cfg, True, 0.0, 1.0, None)
     assert (model.product_correlation, model.element_dependent, model.scalar_activation,
             model.product_basis, model.input_linear) == (3, True, False, True, True)
     assert all(conv.product.correlation == 3 and conv.self_weights is not None
                and conv.product.contract and conv.self_mix.rank == 2 for conv in model.convs)
-    assert not plain.product_basis and not plain.input_linear and not plain.zero_init_output
-    assert model.zero_init_output
+    assert not plain.product_basis and not plain.input_linear
     with pytest.raises(SystemExit):
         parser().parse_args(["--product-correlation", "4"])
 

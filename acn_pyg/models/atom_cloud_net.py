@@ -120,14 +120,6 @@ class AtomCloudNet(torch.nn.Module):
             :obj:`self_interaction_rank`, MACE's element-dependent skip
             connection). Needs :obj:`element_dependent=True`.
             (default: :obj:`0`, off)
-        zero_init_output (bool, optional): If :obj:`True`, the output MLP's
-            last layer starts at zero (weights and bias; with
-            :obj:`weight_norm`, its gains), so that the model starts at
-            :math:`\mu + \sum_i y^\mathrm{ref}_{z_i}` and Adam's first steps,
-            which move every weight by about the learning rate whatever its
-            gradient, cannot throw the prediction far off while the layers
-            below are random. :obj:`output="scalar"` only.
-            (default: :obj:`False`)
         scalar_activation (bool, optional): If :obj:`False`, the layers'
             scalar outputs skip the SiLU of their :class:`~acn_pyg.nn.Gate`:
             up to the atom MLP the scalars are then polynomials of the clouds
@@ -219,7 +211,6 @@ class AtomCloudNet(torch.nn.Module):
         product_basis: bool = False,
         input_linear: bool = False,
         self_interaction_rank: int = 0,
-        zero_init_output: bool = False,
         scalar_activation: bool = True,
         radial_gain: float = 10.0,
         weight_norm: bool = True,
@@ -277,7 +268,6 @@ class AtomCloudNet(torch.nn.Module):
             product_correlation=product_correlation, element_dependent=bool(element_dependent),
             product_basis=bool(product_basis), input_linear=bool(input_linear),
             self_interaction_rank=self_interaction_rank,
-            zero_init_output=bool(zero_init_output),
             scalar_activation=bool(scalar_activation),
             radial_gain=float(radial_gain), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
@@ -307,10 +297,6 @@ class AtomCloudNet(torch.nn.Module):
         if self_interaction_rank and not element_dependent:
             raise ValueError("'self_interaction_rank' > 0 needs element_dependent=True")
         self.self_interaction_rank = self_interaction_rank
-        if zero_init_output and output != "scalar":
-            raise ValueError(f"'zero_init_output' applies to output='scalar' only "
-                             f"(got output={output!r})")
-        self.zero_init_output = bool(zero_init_output)
         self.scalar_activation = bool(scalar_activation)
         self.num_extra_features = num_extra_features
         self.weight_norm = bool(weight_norm)
@@ -450,12 +436,6 @@ class AtomCloudNet(torch.nn.Module):
                 for module in modules:
                     if module is not None and hasattr(module, "reset_parameters"):
                         module.reset_parameters()
-        if self.zero_init_output:
-            last = self.output_mlp[-1]
-            with torch.no_grad():
-                # Weight-normalised: zero gains (the directions stay random).
-                (last.gain if hasattr(last, "gain") else last.weight).zero_()
-                last.bias.zero_()
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
                 extra_features: Optional[Tensor] = None,

@@ -14,8 +14,8 @@ from acn_pyg.train.config import ANISOTROPIC_GRADIENT, MODELS, Config
 #: atom features).
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "product_correlation", "element_dependent",
-              "product_basis", "input_linear", "self_interaction_rank", "zero_init_output",
-              "scalar_activation", "radial_gain", "weight_norm", "many_body", "compile",
+              "product_basis", "input_linear", "self_interaction_rank", "scalar_activation",
+              "radial_gain", "weight_norm", "many_body", "compile",
               "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
@@ -170,10 +170,6 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
         help="if positive, every layer's self-interaction matrix depends on the element "
              "embedding with this rank, as MACE's element-dependent skip connection; needs "
              f"--element-dependent (default: {d.self_interaction_rank})")
-    add("zero_init_output", action=argparse.BooleanOptionalAction,
-        default=d.zero_init_output,
-        help="start the output MLP's last layer at zero, so that Adam's first steps cannot "
-             f"throw the prediction far off (default: {d.zero_init_output})")
     add("scalar_activation", action=argparse.BooleanOptionalAction,
         default=d.scalar_activation,
         help="SiLU on every layer's scalar outputs; without it the scalars stay polynomials "

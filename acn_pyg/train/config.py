@@ -69,7 +69,6 @@ class Config:
     product_basis: bool = False
     input_linear: bool = False
     self_interaction_rank: int = 0
-    zero_init_output: bool = False
     scalar_activation: bool = True
     radial_gain: float = 10.0
     weight_norm: bool = False

@@ -163,7 +163,7 @@ class SymmetricProduct(torch.nn.Module):
             summation = torch.zeros(len(rows), sum(ir.dim for ir in irs_out), dtype=dt)
             summation[torch.arange(len(rows)), torch.tensor(rows)] = 1.0
             self.register_buffer("summation", summation, persistent=False)
-            self._paths_per_output = torch.tensor([out.count(ir) for ir in out], dtype=dt)
+            self._paths_per_output = [out.count(ir) for ir in out]
         else:
             self.register_parameter("path_weight", None)
         self._out_dims = [ir.dim for ir in (irs_out if self.contract else out)]
@@ -188,7 +188,8 @@ class SymmetricProduct(torch.nn.Module):
         self.projection.reset_parameters()
         if self.path_weight is not None:
             with torch.no_grad():
-                self.path_weight.normal_().div_(self._paths_per_output.sqrt().unsqueeze(-1))
+                paths = self.path_weight.new_tensor(self._paths_per_output)
+                self.path_weight.normal_().div_(paths.sqrt().unsqueeze(-1))
         if self.element_weights is not None:
             self.element_weights.reset_parameters()
 

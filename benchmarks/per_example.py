@@ -111,6 +111,23 @@ def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
     return Wrapped()
 
 
+def job_config(job: dict):
+    """The :class:`~acn_pyg.train.Config` of a job: its target, sizes and
+    data, AtomCloudNet's default weight normalisation, and the job's
+    optional ``"config"``, more Config fields of the AtomCloudNet (e.g.
+    ``product_channels``) for a configuration not in :data:`MODELS`."""
+    from acn_pyg.train import Config
+
+    name = job["model"]
+    fields = dict(target=job["target"], model="schnet" if name == "schnet" else "acn",
+                  hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
+                  train_size=job["size"], val_size=job["val_size"],
+                  test_size=job["test_size"], root=job["root"],
+                  weight_norm=True)  # AtomCloudNet's default
+    fields.update(job.get("config", {}))
+    return Config(**fields)
+
+
 def worker(job: dict) -> dict:
     """One model, size and seed: built, trained and its curve returned."""
     import torch
@@ -118,19 +135,11 @@ def worker(job: dict) -> dict:
     sys.path.insert(0, HERE)
     from common import machine, plain_loop
     from acn_pyg.graph import radius_graph
-    from acn_pyg.train import Config, build_model, prepare
+    from acn_pyg.train import build_model, prepare
 
     torch.set_num_threads(job["threads"])
     name = job["model"]
-    # job["config"] (optional): more Config fields of the AtomCloudNet, e.g.
-    # product_channels, for a configuration not in MODELS.
-    fields = dict(target=job["target"], model="schnet" if name == "schnet" else "acn",
-                  hidden_irreps="64x0e+16x1o+16x2e" if name == "acn-equivariant" else None,
-                  train_size=job["size"], val_size=job["val_size"],
-                  test_size=job["test_size"], root=job["root"],
-                  weight_norm=True)  # AtomCloudNet's default
-    fields.update(job.get("config", {}))
-    cfg = Config(**fields)
+    cfg = job_config(job)
     prep = prepare(cfg)
     if not prep.extensive:
         raise ValueError(f"per_example.py compares energies (extensive targets); "

@@ -17,6 +17,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
+import per_example  # noqa: E402
 from common import save_results  # noqa: E402
 
 
@@ -24,10 +25,10 @@ def first_steps(config: dict, lr: float, steps: int, seed: int, root: str) -> li
     """Per step: {"step", "mae_std", "grad_norm"}, before the step's update."""
     from torch_geometric.loader import DataLoader
 
-    from acn_pyg.train import Config, build_model, prepare
+    from acn_pyg.train import build_model, prepare
 
-    cfg = Config(**{"target": "U0", "model": "acn", "train_size": 1000, "val_size": 500,
-                    "test_size": 1000, "root": root, "weight_norm": True, **config})
+    cfg = per_example.job_config(dict(model="acn", target="U0", size=1000, val_size=500,
+                                      test_size=1000, root=root, config=config))
     prep = prepare(cfg)
     torch.manual_seed(seed)
     model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)

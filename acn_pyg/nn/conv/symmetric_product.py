@@ -206,14 +206,20 @@ class SymmetricProduct(torch.nn.Module):
             b = torch.cat([b, b3], dim=-1)  # [n, u, sum over paths of 2 l + 1]
         if self.linear_columns is not None:
             b = torch.cat([a.index_select(-1, self.linear_columns), b], dim=-1)
+        # Per path (and channel): the element factors times the contraction's
+        # weights, one factor spread over the path's 2l+1 columns.
+        w = None
         if self.element_weights is not None:
             if attrs is None:
                 raise ValueError(f"this SymmetricProduct weighs its paths by atom attributes "
                                  f"(attr_channels={self.attr_channels}): pass 'attrs'")
             w = self.element_weights(attrs).view(n, k, -1)
+        if self.path_weight is not None:
+            w = self.path_weight.t() if w is None else w * self.path_weight.t()
+        if w is not None:
             b = b * w.index_select(-1, self.path_of_column)
         if self.path_weight is not None:
-            b = (b * self.path_weight.t().index_select(-1, self.path_of_column)) @ self.summation
+            b = b @ self.summation
         # Back to e3nn's layout: one [u, 2 l + 1] block per path.
         return torch.cat([block.reshape(n, -1) for block in
                           split_blocks(b, self._out_dims, dim=-1)], dim=-1)

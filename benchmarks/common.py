@@ -180,7 +180,7 @@ def count_ops(fn: Callable[[], object]) -> Dict[str, int]:
 
 def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: int,
                ema: float = 0.0, features=None, amsgrad: bool = False,
-               curve: Optional[list] = None, patience: int = 5):
+               curve: Optional[list] = None, patience: int = 5, param_groups=None):
     """A plain PyTorch training loop, not this package's training program:
     Adam at :obj:`lr` (AMSGrad if :obj:`amsgrad`), L1 loss on the target of
     :obj:`prep` (a :func:`acn_pyg.train.prepare`) in units of its std,
@@ -195,7 +195,8 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
     validation), the mean of the epoch's batch MAEs (in the model's training
     mode, as the weights moved), and the test MAE of the best validation epoch
     so far, computed whenever the validation MAE improves while the clock is
-    stopped."""
+    stopped. :obj:`param_groups` (optional) replaces :obj:`model.parameters()`
+    in the optimizer: groups of parameters with their own ``"lr"``."""
     import copy
 
     from torch_geometric.loader import DataLoader
@@ -212,7 +213,8 @@ def plain_loop(model, prep, lr: float, batch_size: int, minutes: float, seed: in
         m.train()
         return float(torch.cat(errors).mean())
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr, amsgrad=amsgrad)
+    opt = torch.optim.Adam(model.parameters() if param_groups is None else param_groups,
+                           lr=lr, amsgrad=amsgrad)
     averaged = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema)) if ema else None)
     evaluated = averaged.module if averaged is not None else model

@@ -128,6 +128,48 @@ def job_config(job: dict):
     return Config(**fields)
 
 
+def fan_in_param_groups(model, lr: float) -> list:
+    """Adam's parameter groups for e3nn's parametrisation of the weights:
+    e3nn holds unit weights and multiplies by 1/sqrt(fan-in) in the forward
+    pass, so under Adam (invariant to a gradient's scale) its step on a weight
+    matrix is that of a weight holding the factor, at lr / sqrt(fan-in). Every
+    :class:`torch.nn.Linear` weight and :class:`~acn_pyg.nn.IrrepsLinear`
+    weight gets that learning rate; every other parameter (biases, the
+    embedding, product path weights) :obj:`lr`."""
+    import math
+
+    import torch
+
+    from acn_pyg.nn import IrrepsLinear
+
+    scales = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            scales[module.weight] = 1.0 / math.sqrt(module.in_features)
+        elif isinstance(module, IrrepsLinear):
+            for k, w in enumerate(module.weights):
+                # the initial std of the rows, one value per matrix (rms)
+                scales[w] = float(getattr(module, f"scale_{k}").pow(2).mean().sqrt())
+    groups = {}
+    for p in model.parameters():
+        groups.setdefault(scales.get(p, 1.0), []).append(p)
+    return [{"params": params, "lr": lr * s} for s, params in sorted(groups.items())]
+
+
+def one_readout(model, hidden: int) -> None:
+    """Replaces AtomCloudNet's readout (atom MLP, then a two-layer output MLP)
+    by MACE's: one MLP of :obj:`hidden` SiLU units from the last layer's
+    scalars to the atom's output."""
+    import torch
+
+    if model.many_body is not None or model.output_mlp[0].in_features != model.hidden_channels:
+        raise ValueError("'readout_hidden' needs the AtomCloudNet without extra atom features")
+    c = model.hidden_channels
+    model.atom_mlp = torch.nn.Identity()
+    model.output_mlp = torch.nn.Sequential(torch.nn.Linear(c, hidden), torch.nn.SiLU(),
+                                           torch.nn.Linear(hidden, 1))
+
+
 def worker(job: dict) -> dict:
     """One model, size and seed: built, trained and its curve returned."""
     import torch
@@ -151,13 +193,17 @@ def worker(job: dict) -> dict:
         model = mace_model(prep, sum(counts) / len(counts), **job.get("mace", {}))
     else:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
+        if "readout_hidden" in job:
+            one_readout(model, job["readout_hidden"])
     lr, amsgrad, label = MODELS[name]
     lr, label = job.get("lr", lr), job.get("label", label)
     amsgrad = job.get("amsgrad", amsgrad)
     curve = []
     test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
                                     job["seed"], amsgrad=amsgrad, curve=curve,
-                                    patience=job.get("patience", 5))
+                                    patience=job.get("patience", 5),
+                                    param_groups=(fan_in_param_groups(model, lr)
+                                                  if job.get("lr_scale") == "fan_in" else None))
     print(f"n={job['size']} {name} seed {job['seed']}: test MAE {1e3 * test:.1f} meV, "
           f"{epochs} epochs", flush=True)
     return {**job, "label": label, "lr": lr, "amsgrad": amsgrad, "unit": prep.unit,

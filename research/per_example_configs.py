@@ -30,10 +30,13 @@ def jobs(configs: list, args) -> list:
     out = []
     for c in configs:
         unknown = sorted(set(c) - {"label", "config", "lr", "amsgrad", "model", "patience",
-                                   "mace"})
+                                   "mace", "lr_scale", "readout_hidden"})
         if unknown or "label" not in c:
             raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
-                             f"'amsgrad', 'model', 'patience', 'mace' (got {sorted(c)})")
+                             f"'amsgrad', 'model', 'patience', 'mace', 'lr_scale', "
+                             f"'readout_hidden' (got {sorted(c)})")
+        if c.get("lr_scale", "fan_in") != "fan_in":
+            raise ValueError(f"'lr_scale' can only be \"fan_in\" (got {c['lr_scale']!r})")
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
         if "mace" in c:
             if c.get("model") != "mace":
@@ -44,7 +47,7 @@ def jobs(configs: list, args) -> list:
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,
                        batch_size=32, threads=1, root=os.path.abspath(args.root),
                        label=c["label"], config=c.get("config", {}))
-            for key in ("lr", "amsgrad", "patience", "mace"):
+            for key in ("lr", "amsgrad", "patience", "mace", "lr_scale", "readout_hidden"):
                 if key in c:
                     job[key] = c[key]
             out.append(job)

@@ -152,7 +152,8 @@ def fan_in_param_groups(model, lr: float) -> list:
                 scales[w] = float(getattr(module, f"scale_{k}").pow(2).mean().sqrt())
     groups = {}
     for p in model.parameters():
-        groups.setdefault(scales.get(p, 1.0), []).append(p)
+        if p.requires_grad:
+            groups.setdefault(scales.get(p, 1.0), []).append(p)
     return [{"params": params, "lr": lr * s} for s, params in sorted(groups.items())]
 
 
@@ -168,6 +169,18 @@ def one_readout(model, hidden: int) -> None:
     model.atom_mlp = torch.nn.Identity()
     model.output_mlp = torch.nn.Sequential(torch.nn.Linear(c, hidden), torch.nn.SiLU(),
                                            torch.nn.Linear(hidden, 1))
+
+
+def radial_without_biases(model) -> None:
+    """Sets the biases of every layer's radial MLP to zero and freezes them:
+    e3nn's (and MACE's) radial MLP, which has none."""
+    import torch
+
+    with torch.no_grad():
+        for conv in model.convs:
+            for lin in (conv.radial.lin1, conv.radial.lin2):
+                lin.bias.zero_()
+                lin.bias.requires_grad_(False)
 
 
 def worker(job: dict) -> dict:
@@ -195,15 +208,20 @@ def worker(job: dict) -> dict:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
         if "readout_hidden" in job:
             one_readout(model, job["readout_hidden"])
+        if job.get("radial_bias", True) is False:
+            radial_without_biases(model)
     lr, amsgrad, label = MODELS[name]
     lr, label = job.get("lr", lr), job.get("label", label)
     amsgrad = job.get("amsgrad", amsgrad)
     curve = []
+    if job.get("lr_scale") == "fan_in":
+        param_groups = fan_in_param_groups(model, lr)
+    else:
+        param_groups = [p for p in model.parameters() if p.requires_grad]
     test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
                                     job["seed"], amsgrad=amsgrad, curve=curve,
                                     patience=job.get("patience", 5),
-                                    param_groups=(fan_in_param_groups(model, lr)
-                                                  if job.get("lr_scale") == "fan_in" else None))
+                                    param_groups=param_groups)
     print(f"n={job['size']} {name} seed {job['seed']}: test MAE {1e3 * test:.1f} meV, "
           f"{epochs} epochs", flush=True)
     return {**job, "label": label, "lr": lr, "amsgrad": amsgrad, "unit": prep.unit,

@@ -210,9 +210,6 @@ def worker(job: dict) -> dict:
             one_readout(model, job["readout_hidden"])
         if job.get("radial_bias", True) is False:
             radial_without_biases(model)
-        if "embedding_scale" in job:  # MACE's embedding: one-hot through e3nn's Linear
-            with torch.no_grad():
-                model.embedding.weight.mul_(job["embedding_scale"])
     lr, amsgrad, label = MODELS[name]
     lr, label = job.get("lr", lr), job.get("label", label)
     amsgrad = job.get("amsgrad", amsgrad)

@@ -58,8 +58,6 @@ def main(argv=None) -> int:
     p.add_argument("--model", choices=("acn", "mace"), required=True)
     p.add_argument("--config", default="{}", help="AtomCloudNet Config fields (JSON)")
     p.add_argument("--mace", default="{}", help="MACE options (JSON), per_example.MACE_OPTIONS")
-    p.add_argument("--embedding-scale", type=float, default=1.0,
-                   help="AtomCloudNet: initial embedding times this (default: 1)")
     p.add_argument("--root", default="data/QM9", help="(default: data/QM9)")
     p.add_argument("--out", required=True, help="output stem: .json and .md")
     args = p.parse_args(argv)
@@ -81,17 +79,14 @@ def main(argv=None) -> int:
     else:
         model = build_model(per_example.job_config(job), prep.extensive, prep.mean, prep.std,
                             prep.atomref)
-        with torch.no_grad():
-            model.embedding.weight.mul_(args.embedding_scale)
     stages = []
     hooks(model, args.model, stages)
     data = next(iter(DataLoader(prep.dataset[prep.split["train"]], batch_size=32)))
     with torch.no_grad():
         y = model(data.z, data.pos, data.batch).view(-1)
     mae = float((y - data.y[:, prep.t_index]).abs().mean() / prep.std)
-    lines = [f"{args.model} {args.mace if args.model == 'mace' else args.config}"
-             + (f", embedding x{args.embedding_scale:g}" if args.embedding_scale != 1 else ""),
-             "", "| stage | shape | rms |", "| --- | --- | --- |"]
+    lines = [f"{args.model} {args.mace if args.model == 'mace' else args.config}", "",
+             "| stage | shape | rms |", "| --- | --- | --- |"]
     lines += [f"| {s} | {shape} | {rms:.4f} |" for s, shape, rms in stages]
     lines += ["", f"Batch MAE of the untrained model: {mae:.3f} target std."]
     print("\n".join(lines))

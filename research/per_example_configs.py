@@ -7,8 +7,7 @@ learning rate, AMSGrad (true or false) and plateau patience in epochs
 (e3nn's unit weights: each weight matrix at lr / sqrt(fan-in),
 per_example.fan_in_param_groups), "readout_hidden": n (MACE's readout, one
 MLP of n units, per_example.one_readout), "radial_bias": false (radial
-MLPs without biases), "embedding_scale": c (the initial embedding times c);
-the table is per_example.py's. A configuration with
+MLPs without biases); the table is per_example.py's. A configuration with
 "model": "mace" trains MACE instead, its "mace" dict replacing some of
 per_example.mace_model's settings (per_example.MACE_OPTIONS).
 
@@ -36,12 +35,11 @@ def jobs(configs: list, args) -> list:
     for c in configs:
         unknown = sorted(set(c) - {"label", "config", "lr", "amsgrad", "model", "patience",
                                    "mace", "lr_scale", "readout_hidden",
-                                   "radial_bias", "embedding_scale"})
+                                   "radial_bias"})
         if unknown or "label" not in c:
             raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
                              f"'amsgrad', 'model', 'patience', 'mace', 'lr_scale', "
-                             f"'readout_hidden', 'radial_bias', 'embedding_scale' "
-                             f"(got {sorted(c)})")
+                             f"'readout_hidden', 'radial_bias' (got {sorted(c)})")
         if c.get("lr_scale", "fan_in") != "fan_in":
             raise ValueError(f"'lr_scale' can only be \"fan_in\" (got {c['lr_scale']!r})")
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
@@ -55,7 +53,7 @@ def jobs(configs: list, args) -> list:
                        batch_size=32, threads=1, root=os.path.abspath(args.root),
                        label=c["label"], config=c.get("config", {}))
             for key in ("lr", "amsgrad", "patience", "mace", "lr_scale", "readout_hidden",
-                        "radial_bias", "embedding_scale"):
+                        "radial_bias"):
                 if key in c:
                     job[key] = c[key]
             out.append(job)

@@ -175,6 +175,8 @@ def test_bad_input(make_args, match, molecule):
     (dict(atomref=torch.zeros(200)), "atomref"),
     (dict(product_correlation=3), "needs the products"),
     (dict(product_channels=2, product_correlation=4), "product_correlation"),
+    (dict(embedding_std=0.0), "embedding_std"),
+    (dict(embedding_std=float("nan")), "embedding_std"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -383,3 +385,30 @@ def test_without_scalar_activation_the_layers_pass_scalars_unchanged(molecule):
     assert not torch.allclose(net(z, pos), silu(z, pos))
     rot = random_orthogonal(seed=4, reflect=True)
     torch.testing.assert_close(net(z, pos @ rot.T), net(z, pos), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_embedding_std_scales_the_initial_embedding_only(weight_norm, batch_of_molecules):
+    """At one seed, embedding_std=c gives c times the embedding and every other
+    weight unchanged, also after reset_parameters(); the clouds (their
+    neighbours' features) start c times smaller and the model stays invariant."""
+    _, z, pos, batch = batch_of_molecules
+    kwargs = dict(SMALL, product_channels=4, product_basis=True, weight_norm=weight_norm)
+    torch.manual_seed(2)
+    plain = AtomCloudNet(**kwargs)
+    torch.manual_seed(2)
+    net = AtomCloudNet(**kwargs, embedding_std=0.25)
+    zs = torch.arange(1, 10)
+    for _ in range(2):  # as built, then redrawn
+        torch.testing.assert_close(net.embedding(zs), 0.25 * plain.embedding(zs))
+        others = [(k, v) for k, v in net.state_dict().items() if not k.startswith("embedding.")]
+        ref = plain.state_dict()
+        assert all(torch.equal(v, ref[k]) for k, v in others)
+        torch.manual_seed(3)
+        net.reset_parameters()
+        torch.manual_seed(3)
+        plain.reset_parameters()
+    y = net(z, pos, batch)
+    assert (y - plain(z, pos, batch)).abs().max() > 1e-6
+    rot = random_orthogonal(seed=4, reflect=True)
+    torch.testing.assert_close(net(z, pos @ rot.T, batch), y, rtol=1e-10, atol=1e-10)

@@ -71,6 +71,7 @@ class Config:
     self_interaction_rank: int = 0
     scalar_activation: bool = True
     radial_gain: float = 10.0
+    embedding_std: float = 1.0
     weight_norm: bool = False
     output: str = "auto"
     anisotropic_gradient: Optional[float] = None

@@ -40,3 +40,56 @@ def test_mace_options_reach_the_job_and_wrong_ones_are_refused():
         jobs([{"label": "m", "model": "mace", "mace": {"corelation": 2}}], _args())
     with pytest.raises(ValueError, match="'model': 'mace'|\"model\": \"mace\""):
         jobs([{"label": "m", "mace": {"correlation": 2}}], _args())
+
+
+def test_parametrisation_options_reach_the_job_and_a_wrong_lr_scale_is_refused():
+    out = jobs([{"label": "f", "lr_scale": "fan_in", "readout_hidden": 16,
+                 "radial_bias": False}], _args(seeds="0"))
+    assert (out[0]["lr_scale"], out[0]["readout_hidden"], out[0]["radial_bias"]) == (
+        "fan_in", 16, False)
+    with pytest.raises(ValueError, match="lr_scale"):
+        jobs([{"label": "f", "lr_scale": "fan_out"}], _args())
+
+
+def _small_model():
+    import torch
+
+    from acn_pyg import AtomCloudNet
+
+    torch.manual_seed(0)
+    return AtomCloudNet(hidden_channels=16, num_layers=2, radial_hidden=8, product_channels=16,
+                        product_basis=True, weight_norm=False)
+
+
+def test_fan_in_groups_hold_every_parameter_once_at_lr_over_sqrt_fan_in():
+    import math
+
+    import per_example
+
+    model = _small_model()
+    groups = per_example.fan_in_param_groups(model, 1e-2)
+    held = [p for g in groups for p in g["params"]]
+    assert len(held) == len(set(map(id, held))) == len(list(model.parameters()))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    conv = model.convs[0]
+    assert math.isclose(lr_of[id(conv.radial.lin1.weight)], 1e-2 / math.sqrt(8))
+    assert math.isclose(lr_of[id(conv.radial.lin2.weight)], 1e-2 / math.sqrt(8))
+    assert math.isclose(lr_of[id(conv.product.projection.weights[0])], 1e-2 / 4)
+    assert lr_of[id(conv.radial.lin1.bias)] == lr_of[id(model.embedding.weight)] == 1e-2
+
+
+def test_mace_readout_and_radial_mlp_without_biases():
+    import torch
+
+    import per_example
+
+    model = _small_model()
+    z, pos = torch.tensor([6, 1, 1, 8]), torch.randn(4, 3)
+    per_example.one_readout(model, 4)
+    per_example.radial_without_biases(model)
+    assert [m.out_features for m in model.output_mlp if hasattr(m, "out_features")] == [4, 1]
+    biases = [lin.bias for conv in model.convs for lin in (conv.radial.lin1, conv.radial.lin2)]
+    assert all(not b.requires_grad and not b.any() for b in biases)
+    model(z, pos).sum().backward()
+    assert all(b.grad is None for b in biases)
+    assert model.output_mlp[0].weight.grad is not None

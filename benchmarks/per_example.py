@@ -184,7 +184,12 @@ def radial_without_biases(model) -> None:
 
 
 def worker(job: dict) -> dict:
-    """One model, size and seed: built, trained and its curve returned."""
+    """One model, size and seed: built, trained and its curve returned. A job
+    may hold, besides its sizes and data: ``"config"`` (:func:`job_config`),
+    ``"lr"``, ``"amsgrad"``, ``"patience"``, ``"mace"`` (:func:`mace_model`'s
+    options) and, for AtomCloudNet, ``"readout_hidden"`` (:func:`one_readout`),
+    ``"radial_bias": False`` (:func:`radial_without_biases`) and
+    ``"lr_scale": "fan_in"`` (:func:`fan_in_param_groups`)."""
     import torch
 
     sys.path.insert(0, HERE)

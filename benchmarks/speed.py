@@ -208,6 +208,7 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(stem), exist_ok=True)
     with open(stem + ".json", "w") as f:
         json.dump({"machine": machine(), "device": args.device, "repeats": repeats,
+                   "reuse_freed_memory": args.reuse_freed_memory,
                    "rows": rows, "targets": checks}, f, indent=2)
     with open(stem + ".md", "w") as f:
         f.write(text + "\n")

@@ -142,8 +142,12 @@ def fan_in_param_groups(model, lr: float) -> list:
 
     from acn_pyg.nn import IrrepsLinear
 
+    from acn_pyg.nn import NormalizedLinear
+
     scales = {}
     for module in model.modules():
+        if isinstance(module, NormalizedLinear) or getattr(module, "weight_norm", False):
+            raise ValueError("'lr_scale': 'fan_in' needs plain weights (weight_norm=False)")
         if isinstance(module, torch.nn.Linear):
             scales[module.weight] = 1.0 / math.sqrt(module.in_features)
         elif isinstance(module, IrrepsLinear):

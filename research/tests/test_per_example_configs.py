@@ -76,6 +76,9 @@ def test_fan_in_groups_hold_every_parameter_once_at_lr_over_sqrt_fan_in():
     assert math.isclose(lr_of[id(conv.radial.lin2.weight)], 1e-2 / math.sqrt(8))
     assert math.isclose(lr_of[id(conv.product.projection.weights[0])], 1e-2 / 4)
     assert lr_of[id(conv.radial.lin1.bias)] == lr_of[id(model.embedding.weight)] == 1e-2
+    from acn_pyg import AtomCloudNet
+    with pytest.raises(ValueError, match="weight_norm"):
+        per_example.fan_in_param_groups(AtomCloudNet(hidden_channels=8, num_layers=1), 1e-2)
 
 
 def test_mace_readout_and_radial_mlp_without_biases():

@@ -140,9 +140,7 @@ def fan_in_param_groups(model, lr: float) -> list:
 
     import torch
 
-    from acn_pyg.nn import IrrepsLinear
-
-    from acn_pyg.nn import NormalizedLinear
+    from acn_pyg.nn import IrrepsLinear, NormalizedLinear
 
     scales = {}
     for module in model.modules():
@@ -223,10 +221,8 @@ def worker(job: dict) -> dict:
     lr, label = job.get("lr", lr), job.get("label", label)
     amsgrad = job.get("amsgrad", amsgrad)
     curve = []
-    if job.get("lr_scale") == "fan_in":
-        param_groups = fan_in_param_groups(model, lr)
-    else:
-        param_groups = [p for p in model.parameters() if p.requires_grad]
+    # Frozen parameters (radial_bias=False) get no gradient, which Adam skips.
+    param_groups = fan_in_param_groups(model, lr) if job.get("lr_scale") == "fan_in" else None
     test, best, epochs = plain_loop(model, prep, lr, job["batch_size"], job["minutes"],
                                     job["seed"], amsgrad=amsgrad, curve=curve,
                                     patience=job.get("patience", 5),

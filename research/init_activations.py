@@ -43,7 +43,7 @@ def hooks(model, name: str, stages: list) -> None:
     model.embedding.register_forward_hook(record("embedding"))
     for t, conv in enumerate(model.convs):
         conv.radial.register_forward_hook(record(f"layer {t}: radial MLP"))
-        if conv.product is not None and hasattr(conv.product, "projection"):
+        if conv.product is not None:
             conv.product.projection.register_forward_hook(record(f"layer {t}: A (projected cloud)"))
             conv.product.register_forward_hook(record(f"layer {t}: B"))
         # the layer's output (before the residual): what its gate returns
@@ -70,15 +70,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     job = dict(model="acn", size=1000, seed=0, target="U0", val_size=500, test_size=1000,
                root=os.path.abspath(args.root), config=json.loads(args.config))
-    prep = prepare(per_example.job_config(job))
+    cfg = per_example.job_config(job)
+    prep = prepare(cfg)
     torch.manual_seed(0)
     if args.model == "mace":
         train = prep.dataset[prep.split["train"]]
         counts = [radius_graph(d.pos, 5.0).size(1) / d.num_nodes for d in train]
         model = per_example.mace_model(prep, sum(counts) / len(counts), **json.loads(args.mace))
     else:
-        model = build_model(per_example.job_config(job), prep.extensive, prep.mean, prep.std,
-                            prep.atomref)
+        model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
     stages = []
     hooks(model, args.model, stages)
     data = next(iter(DataLoader(prep.dataset[prep.split["train"]], batch_size=32)))

@@ -26,6 +26,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
 import per_example  # noqa: E402
 
+#: The keys a configuration may hold besides "label", "config" and "model",
+#: copied into its jobs as they are.
+JOB_KEYS = ("lr", "amsgrad", "patience", "mace", "lr_scale", "readout_hidden", "radial_bias")
+
 
 def jobs(configs: list, args) -> list:
     """One per_example job per configuration and seed."""
@@ -33,13 +37,11 @@ def jobs(configs: list, args) -> list:
 
     out = []
     for c in configs:
-        unknown = sorted(set(c) - {"label", "config", "lr", "amsgrad", "model", "patience",
-                                   "mace", "lr_scale", "readout_hidden",
-                                   "radial_bias"})
+        unknown = sorted(set(c) - {"label", "config", "model", *JOB_KEYS})
         if unknown or "label" not in c:
-            raise ValueError(f"a configuration holds 'label' and optionally 'config', 'lr', "
-                             f"'amsgrad', 'model', 'patience', 'mace', 'lr_scale', "
-                             f"'readout_hidden', 'radial_bias' (got {sorted(c)})")
+            raise ValueError(f"a configuration holds 'label' and optionally "
+                             f"{', '.join(repr(k) for k in ('config', 'model') + JOB_KEYS)} "
+                             f"(got {sorted(c)})")
         if c.get("lr_scale", "fan_in") != "fan_in":
             raise ValueError(f"'lr_scale' can only be \"fan_in\" (got {c['lr_scale']!r})")
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
@@ -52,8 +54,7 @@ def jobs(configs: list, args) -> list:
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,
                        batch_size=32, threads=1, root=os.path.abspath(args.root),
                        label=c["label"], config=c.get("config", {}))
-            for key in ("lr", "amsgrad", "patience", "mace", "lr_scale", "readout_hidden",
-                        "radial_bias"):
+            for key in JOB_KEYS:
                 if key in c:
                     job[key] = c[key]
             out.append(job)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from multiprocessing.pool import ThreadPool
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -56,7 +57,8 @@ def check_mace_options(options: dict) -> None:
         raise ValueError(f"unknown MACE option(s) {unknown}: choose from {list(MACE_OPTIONS)}")
 
 
-def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
+def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0,
+               acn_layers: Optional[dict] = None, acn_parts=(), **options):
     """mace-torch's ScaleShiftMACE with the settings of ``mace_run_train``
     for a 64x0e model (max_ell 3, correlation 3, two interactions, the
     training set's atom references, mean and std), called as
@@ -87,15 +89,22 @@ def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
         atomic_inter_scale=prep.std, atomic_inter_shift=prep.mean, **settings)
     index = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long)
     index[ELEMENTS] = torch.arange(len(ELEMENTS))
+    if acn_parts:
+        acn_parts_in_mace(mace, settings, acn_parts)
+    edges = (acn_layers_in_mace(mace, settings, avg_num_neighbors, cutoff, **acn_layers)
+             if acn_layers is not None else None)
 
     class Wrapped(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.mace = mace
+            self.edges = edges
 
         def forward(self, z, pos, batch):
             num_graphs = int(batch.max()) + 1
             edge_index = radius_graph(pos, cutoff, batch)
+            if self.edges is not None:
+                self.edges.compute(pos, edge_index)
             ptr = torch.cat([batch.new_zeros(1),
                              torch.bincount(batch, minlength=num_graphs).cumsum(0)])
             data = {"positions": pos.clone(),
@@ -109,6 +118,148 @@ def mace_model(prep, avg_num_neighbors: float, cutoff: float = 5.0, **options):
             return self.mace(data, training=self.training, compute_force=False)["energy"]
 
     return Wrapped()
+
+
+#: AtomCloudConv's arguments that :func:`acn_layers_in_mace` sets from MACE's
+#: settings (the rest an "acn_layers" dict may set, and "residual").
+ACN_LAYERS_FIXED = ("in_irreps", "out_irreps", "cutoff", "lmax", "num_basis",
+                    "avg_num_neighbors", "max_num_neighbors", "attr_channels",
+                    "self_interaction_rank")
+
+
+def check_acn_layers(options: dict) -> None:
+    """Raises a :class:`ValueError` naming any key of an "acn_layers" dict
+    that :func:`acn_layers_in_mace` does not take."""
+    import inspect
+
+    from acn_pyg.nn import AtomCloudConv
+
+    allowed = set(inspect.signature(AtomCloudConv).parameters) - set(ACN_LAYERS_FIXED)
+    unknown = sorted(set(options) - allowed - {"residual"})
+    if unknown:
+        raise ValueError(f"unknown 'acn_layers' option(s) {unknown}: choose from "
+                         f"{sorted(allowed | {'residual'})}")
+
+
+def acn_layers_in_mace(mace, settings: dict, avg_num_neighbors: float, cutoff: float,
+                       residual: bool = True, **conv_options):
+    """Replaces every interaction and product block of a ScaleShiftMACE
+    (:func:`mace_model`) by one :class:`~acn_pyg.nn.AtomCloudConv` from its
+    hidden irreps to themselves (lmax MACE's ``max_ell``, its radial basis
+    size and average number of neighbours; element-agnostic), so that one layer's form is
+    compared inside MACE's embedding, readout and scale-shift. The layer's
+    output replaces the features, or with :obj:`residual` (AtomCloudNet's
+    form) is added to them. :obj:`conv_options` are AtomCloudConv's
+    (default: ``product_channels=64, product_basis=True,
+    weight_norm=False``). Returns the module that computes the edge features
+    the layers share; call its ``compute(pos, edge_index)`` before the
+    model."""
+    import torch
+
+    from acn_pyg.nn import AtomCloudConv
+    from acn_pyg.nn.embedding import EdgeEmbedding
+
+    hidden = str(settings["hidden_irreps"])
+    check_acn_layers(conv_options)
+    options = dict(product_channels=64, product_basis=True, weight_norm=False)
+    options.update(conv_options)
+
+    class Edges(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = EdgeEmbedding(cutoff, settings["max_ell"], settings["num_bessel"])
+            self.features = None
+
+        def compute(self, pos, edge_index):
+            self.features = self.embedding(pos, edge_index)
+
+    class Layer(torch.nn.Module):
+        # Called as MACE's interaction block: returns the new features, no skip.
+        def __init__(self, edges):
+            super().__init__()
+            self.conv = AtomCloudConv(hidden, hidden, cutoff=cutoff, lmax=settings["max_ell"],
+                                      num_basis=settings["num_bessel"],
+                                      avg_num_neighbors=avg_num_neighbors, **options)
+            self.edges = [edges]  # shared, not a submodule of every layer
+
+        def forward(self, node_attrs, node_feats, edge_attrs, edge_feats, edge_index,
+                    **kwargs):
+            out = self.conv.convolve(node_feats, edge_index, self.edges[0].features)
+            return (out + node_feats if residual else out), None
+
+    class Features(torch.nn.Module):
+        # Called as MACE's product block: the layer's output as it is.
+        def forward(self, node_feats, sc, node_attrs):
+            return node_feats
+
+    edges = Edges()
+    mace.interactions = torch.nn.ModuleList(Layer(edges) for _ in mace.interactions)
+    mace.products = torch.nn.ModuleList(Features() for _ in mace.products)
+    return edges
+
+
+#: The parts of MACE's layers that :func:`acn_parts_in_mace` can replace.
+ACN_PARTS = ("radial", "radial_nobias", "product", "skip")
+
+
+def acn_parts_in_mace(mace, settings: dict, parts, radial_gain: float = 1.5) -> None:
+    """Replaces parts of every layer of a ScaleShiftMACE (:func:`mace_model`)
+    by AtomCloudNet's, one ingredient at a time: ``"radial"``, the radial MLP
+    by :class:`~acn_pyg.nn.RadialMLP` (one hidden layer of MACE's
+    ``radial_MLP[0]`` units, with biases, output times :obj:`radial_gain`);
+    ``"product"``, the symmetric contraction by
+    :class:`~acn_pyg.nn.conv.SymmetricProduct` (``contract=True``,
+    element-agnostic, its own projection of the cloud first); ``"skip"``, the
+    element-dependent skip connection by an
+    :class:`~acn_pyg.nn.IrrepsLinear` of the features alone;
+    ``"radial_nobias"``, as ``"radial"`` with the biases zero and frozen."""
+    import torch
+    from e3nn import o3
+
+    from acn_pyg.nn import IrrepsLinear, RadialMLP
+    from acn_pyg.nn.conv import SymmetricProduct
+
+    unknown = sorted(set(parts) - set(ACN_PARTS))
+    if unknown:
+        raise ValueError(f"unknown 'acn_parts' {unknown}: choose from {list(ACN_PARTS)}")
+    hidden = o3.Irreps(settings["hidden_irreps"])
+
+    class Skip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = IrrepsLinear(str(hidden), hidden)
+
+        def forward(self, x, attrs):
+            return self.linear(x)
+
+    class Contraction(torch.nn.Module):
+        # MACE's layout [n, channels, sum of 2l+1] in, e3nn's to SymmetricProduct.
+        def __init__(self, irreps):
+            super().__init__()
+            self.dims = [ir.dim for _, ir in irreps]
+            self.product = SymmetricProduct(irreps, irreps[0].mul,
+                                            filter_ir_out=[ir for _, ir in hidden],
+                                            correlation=settings["correlation"], contract=True)
+
+        def forward(self, x, attrs):
+            n = x.size(0)
+            return self.product(torch.cat([b.reshape(n, -1)
+                                           for b in x.split(self.dims, dim=-1)], dim=-1))
+
+    for interaction, product in zip(mace.interactions, mace.products):
+        if "radial" in parts or "radial_nobias" in parts:
+            interaction.conv_tp_weights = RadialMLP(
+                settings["num_bessel"], settings["radial_MLP"][0],
+                interaction.conv_tp.weight_numel, gain=radial_gain)
+            if "radial_nobias" in parts:
+                for lin in (interaction.conv_tp_weights.lin1, interaction.conv_tp_weights.lin2):
+                    with torch.no_grad():
+                        lin.bias.zero_()
+                    lin.bias.requires_grad_(False)
+        if "skip" in parts and hasattr(interaction, "skip_tp"):
+            interaction.skip_tp = Skip()
+        if "product" in parts:
+            product.symmetric_contractions = Contraction(o3.Irreps(interaction.irreps_out))
 
 
 def job_config(job: dict):
@@ -173,6 +324,22 @@ def one_readout(model, hidden: int) -> None:
                                            torch.nn.Linear(hidden, 1))
 
 
+def radial_e3nn(model) -> None:
+    """Replaces every layer's radial MLP by e3nn's (and MACE's):
+    :class:`e3nn.nn.FullyConnectedNet` of the same widths, unit weights times
+    1/sqrt(fan-in) in the forward pass, no biases, SiLU normalised to a unit
+    second moment."""
+    from e3nn import nn
+
+    import torch
+
+    for conv in model.convs:
+        radial = conv.radial
+        conv.radial = nn.FullyConnectedNet(
+            [radial.lin1.in_features, radial.lin1.out_features, radial.lin2.out_features],
+            torch.nn.functional.silu)
+
+
 def radial_without_biases(model) -> None:
     """Sets the biases of every layer's radial MLP to zero and freezes them:
     e3nn's (and MACE's) radial MLP, which has none."""
@@ -189,9 +356,12 @@ def worker(job: dict) -> dict:
     """One model, size and seed: built, trained and its curve returned. A job
     may hold, besides its sizes and data: ``"config"`` (:func:`job_config`),
     ``"lr"``, ``"amsgrad"``, ``"patience"``, ``"mace"`` (:func:`mace_model`'s
-    options) and, for AtomCloudNet, ``"readout_hidden"`` (:func:`one_readout`),
-    ``"radial_bias": False`` (:func:`radial_without_biases`) and
-    ``"lr_scale": "fan_in"`` (:func:`fan_in_param_groups`)."""
+    options), ``"acn_layers"`` (:func:`acn_layers_in_mace`'s), ``"acn_parts"``
+    (:func:`acn_parts_in_mace`'s), ``"lr_scale": "fan_in"``
+    (:func:`fan_in_param_groups`) and, for AtomCloudNet, ``"readout_hidden"``
+    (:func:`one_readout`), ``"radial_bias": False``
+    (:func:`radial_without_biases`) and ``"radial_e3nn": True``
+    (:func:`radial_e3nn`)."""
     import torch
 
     sys.path.insert(0, HERE)
@@ -210,13 +380,16 @@ def worker(job: dict) -> dict:
     if name == "mace":
         train = prep.dataset[prep.split["train"]]
         counts = [radius_graph(d.pos, 5.0).size(1) / d.num_nodes for d in train]
-        model = mace_model(prep, sum(counts) / len(counts), **job.get("mace", {}))
+        model = mace_model(prep, sum(counts) / len(counts), acn_layers=job.get("acn_layers"),
+                           acn_parts=job.get("acn_parts", ()), **job.get("mace", {}))
     else:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
         if "readout_hidden" in job:
             one_readout(model, job["readout_hidden"])
         if job.get("radial_bias", True) is False:
             radial_without_biases(model)
+        if job.get("radial_e3nn", False):
+            radial_e3nn(model)
     lr, amsgrad, label = MODELS[name]
     lr, label = job.get("lr", lr), job.get("label", label)
     amsgrad = job.get("amsgrad", amsgrad)

@@ -9,7 +9,13 @@ per_example.fan_in_param_groups), "readout_hidden": n (MACE's readout, one
 MLP of n units, per_example.one_readout), "radial_bias": false (radial
 MLPs without biases); the table is per_example.py's. A configuration with
 "model": "mace" trains MACE instead, its "mace" dict replacing some of
-per_example.mace_model's settings (per_example.MACE_OPTIONS).
+per_example.mace_model's settings (per_example.MACE_OPTIONS), and its
+"acn_layers" dict, if given, putting AtomCloudConv layers with these options
+in place of MACE's interaction and product blocks
+(per_example.acn_layers_in_mace; "residual": false replaces the features
+instead of adding to them), or its "acn_parts" list putting some of
+AtomCloudNet's parts in MACE's layers (per_example.acn_parts_in_mace:
+"radial", "product", "skip").
 
     python research/per_example_configs.py --minutes 10 \\
         --configs '{"label": "products 16", "config": {"product_channels": 16}}' \\
@@ -28,7 +34,8 @@ import per_example  # noqa: E402
 
 #: The keys a configuration may hold besides "label", "config" and "model",
 #: copied into its jobs as they are.
-JOB_KEYS = ("lr", "amsgrad", "patience", "mace", "lr_scale", "readout_hidden", "radial_bias")
+JOB_KEYS = ("lr", "amsgrad", "patience", "mace", "acn_layers", "acn_parts", "lr_scale",
+            "readout_hidden", "radial_bias", "radial_e3nn")
 
 
 def jobs(configs: list, args) -> list:
@@ -45,10 +52,17 @@ def jobs(configs: list, args) -> list:
         if c.get("lr_scale", "fan_in") != "fan_in":
             raise ValueError(f"'lr_scale' can only be \"fan_in\" (got {c['lr_scale']!r})")
         Config(**c.get("config", {}))  # an unknown field fails here, before any run
+        for key in ("mace", "acn_layers", "acn_parts"):
+            if key in c and c.get("model") != "mace":
+                raise ValueError(f"'{key}' options need \"model\": \"mace\" (got {c})")
         if "mace" in c:
-            if c.get("model") != "mace":
-                raise ValueError(f"'mace' options need \"model\": \"mace\" (got {c})")
             per_example.check_mace_options(c["mace"])
+        if "acn_layers" in c:
+            per_example.check_acn_layers(c["acn_layers"])
+        unknown = sorted(set(c.get("acn_parts", ())) - set(per_example.ACN_PARTS))
+        if unknown:
+            raise ValueError(f"unknown 'acn_parts' {unknown}: choose from "
+                             f"{list(per_example.ACN_PARTS)}")
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,

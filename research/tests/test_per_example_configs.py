@@ -42,6 +42,28 @@ def test_mace_options_reach_the_job_and_wrong_ones_are_refused():
         jobs([{"label": "m", "mace": {"correlation": 2}}], _args())
 
 
+def test_acn_layers_reach_a_mace_job_and_wrong_ones_are_refused():
+    layers = {"radial_gain": 1.5, "residual": False}
+    out = jobs([{"label": "h", "model": "mace", "acn_layers": layers}], _args(seeds="0"))
+    assert out[0]["acn_layers"] == layers and out[0]["model"] == "mace"
+    with pytest.raises(ValueError, match="radial_gian"):
+        jobs([{"label": "h", "model": "mace", "acn_layers": {"radial_gian": 1.5}}], _args())
+    with pytest.raises(ValueError, match="lmax"):  # set from MACE's max_ell
+        jobs([{"label": "h", "model": "mace", "acn_layers": {"lmax": 3}}], _args())
+    with pytest.raises(ValueError, match="'acn_layers'.*\"model\": \"mace\""):
+        jobs([{"label": "h", "acn_layers": {}}], _args())
+
+
+def test_acn_parts_reach_a_mace_job_and_unknown_ones_are_refused():
+    out = jobs([{"label": "h", "model": "mace", "acn_parts": ["radial", "skip"]}],
+               _args(seeds="0"))
+    assert out[0]["acn_parts"] == ["radial", "skip"]
+    with pytest.raises(ValueError, match="readout"):
+        jobs([{"label": "h", "model": "mace", "acn_parts": ["readout"]}], _args())
+    with pytest.raises(ValueError, match="'acn_parts'"):
+        jobs([{"label": "h", "acn_parts": ["radial"]}], _args())
+
+
 def test_parametrisation_options_reach_the_job_and_a_wrong_lr_scale_is_refused():
     out = jobs([{"label": "f", "lr_scale": "fan_in", "readout_hidden": 16,
                  "radial_bias": False}], _args(seeds="0"))

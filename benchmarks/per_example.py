@@ -45,7 +45,7 @@ MACE_DEFAULTS = dict(num_bessel=8, max_ell=3,
                      interaction_cls_first="RealAgnosticInteractionBlock", num_interactions=2,
                      hidden_irreps="64x0e", MLP_irreps="16x0e", correlation=3,
                      radial_MLP=[64, 64, 64], use_agnostic_product=False,
-                     use_last_readout_only=False)
+                     use_last_readout_only=False, apply_cutoff=True)
 MACE_OPTIONS = tuple(MACE_DEFAULTS)
 
 

@@ -412,3 +412,36 @@ def test_embedding_std_scales_the_initial_embedding_only(weight_norm, batch_of_m
     assert (y - plain(z, pos, batch)).abs().max() > 1e-6
     rot = random_orthogonal(seed=4, reflect=True)
     torch.testing.assert_close(net(z, pos @ rot.T, batch), y, rtol=1e-10, atol=1e-10)
+
+
+def test_without_residual_connections_a_layer_output_replaces_its_input(batch_of_molecules,
+                                                                        tmp_path):
+    """residual=False draws the same weights; the last layer's output alone
+    reaches the readout (a last layer that outputs zero leaves a model that no
+    longer sees the geometry, where the residual model still does); the model
+    stays invariant and survives a save and load."""
+    _, z, pos, batch = batch_of_molecules
+    kwargs = dict(SMALL, product_channels=4, product_basis=True, element_dependent=True,
+                  self_interaction_rank=2, weight_norm=False)
+    torch.manual_seed(2)
+    plain = AtomCloudNet(**kwargs)
+    torch.manual_seed(2)
+    net = AtomCloudNet(**kwargs, residual=False)
+    ref = plain.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in net.state_dict().items())
+    y = net(z, pos, batch)
+    assert (y - plain(z, pos, batch)).abs().max() > 1e-6
+    rot = random_orthogonal(seed=4, reflect=True)
+    torch.testing.assert_close(net(z, pos @ rot.T, batch), y, rtol=1e-10, atol=1e-10)
+    path = str(tmp_path / "model.pt")
+    net.save(path)
+    torch.testing.assert_close(AtomCloudNet.load(path)(z, pos, batch), y)
+    moved = pos + 0.05 * torch.randn_like(pos)
+    for model in (net, plain):
+        last = model.convs[-1]
+        with torch.no_grad():
+            for module in (last.linear, last.self_mix):
+                for p in module.parameters():
+                    p.zero_()
+    torch.testing.assert_close(net(z, moved, batch), net(z, pos, batch))
+    assert (plain(z, moved, batch) - plain(z, pos, batch)).abs().max() > 1e-6

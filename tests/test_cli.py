@@ -24,12 +24,13 @@ def test_every_config_field_has_a_flag_and_no_flags_give_the_defaults():
 def test_flags_reach_the_config():
     args = parser().parse_args(["--hidden-irreps", "8x0e+2x1o", "--product-channels", "4",
                                 "--radial-gain", "10", "--no-reuse-memory", "--many-body",
-                                "--init-seed", "3", "--target", "gap", "--embedding-std", "0.45"])
+                                "--init-seed", "3", "--target", "gap", "--embedding-std", "0.45",
+                                "--no-residual"])
     cfg = config_from_args(args, train_size=50)
     assert (cfg.hidden_irreps, cfg.product_channels, cfg.radial_gain) == ("8x0e+2x1o", 4, 10.0)
     assert (cfg.reuse_memory, cfg.many_body, cfg.init_seed) == (False, True, 3)
     assert (cfg.target, cfg.train_size, cfg.plot) == ("gap", 50, True)
-    assert cfg.embedding_std == 0.45
+    assert cfg.embedding_std == 0.45 and cfg.residual is False
 
 
 def test_the_program_trains_plain_weights_unless_asked_for_weight_norm():

@@ -134,6 +134,11 @@ class AtomCloudNet(torch.nn.Module):
             model start as small as MACE's (about 0.02 and 0.01 rms against
             0.2-0.5 with the defaults): the model starts nearly linear in the
             clouds. (default: :obj:`1.0`)
+        residual (bool, optional): If :obj:`False`, every layer's output
+            replaces its input instead of being added to it, as in MACE, whose
+            self-interaction (here the product basis's :math:`\mathbf{W}_\mathrm{self}
+            \mathbf{x}`) is the only path from a layer's input to its output.
+            (default: :obj:`True`)
         weight_norm (bool, optional): If :obj:`True`, every weight matrix
             (the embedding's rows, the layers' radial MLPs and linear maps, the
             atom and output MLPs, the output heads) is :math:`g\, \mathbf{v} / \lVert
@@ -220,6 +225,7 @@ class AtomCloudNet(torch.nn.Module):
         scalar_activation: bool = True,
         radial_gain: float = 10.0,
         embedding_std: float = 1.0,
+        residual: bool = True,
         weight_norm: bool = True,
         many_body: Union[bool, Sequence[str]] = False,
         many_body_cutoff: Optional[float] = None,
@@ -262,6 +268,7 @@ class AtomCloudNet(torch.nn.Module):
         if not (isinstance(embedding_std, (int, float)) and embedding_std > 0):
             raise ValueError(f"'embedding_std' must be a positive number (got {embedding_std!r})")
         self.embedding_std = float(embedding_std)
+        self.residual = bool(residual)
         if not (isinstance(num_layers, int) and num_layers >= 1):
             raise ValueError(f"'num_layers' must be a positive int (got {num_layers!r})")
         if not (isinstance(num_extra_features, int) and num_extra_features >= 0):
@@ -280,7 +287,7 @@ class AtomCloudNet(torch.nn.Module):
             self_interaction_rank=self_interaction_rank,
             scalar_activation=bool(scalar_activation),
             radial_gain=float(radial_gain), embedding_std=float(embedding_std),
-            weight_norm=bool(weight_norm),
+            residual=bool(residual), weight_norm=bool(weight_norm),
             many_body=many_body if isinstance(many_body, bool) else list(many_body),
             many_body_cutoff=many_body_cutoff, num_extra_features=num_extra_features,
             pooling=pooling, readout=readout, out_channels=out_channels, output=output,
@@ -572,7 +579,9 @@ class AtomCloudNet(torch.nn.Module):
                 weights[t] = weight
         for conv, gate, weight in zip(self.convs, self.gates, weights):
             out = gate(conv.convolve(h, edge_index, edge_features, weight, attrs))
-            if out.shape == h.shape:
+            if not self.residual:
+                h = out
+            elif out.shape == h.shape:
                 h = out + h
             else:
                 h = torch.cat([out[:, :c] + h[:, :c], out[:, c:]], dim=-1)

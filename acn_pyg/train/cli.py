@@ -15,7 +15,8 @@ from acn_pyg.train.config import ANISOTROPIC_GRADIENT, MODELS, Config
 ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",
               "product_channels", "product_correlation", "element_dependent",
               "product_basis", "input_linear", "self_interaction_rank", "scalar_activation",
-              "radial_gain", "embedding_std", "weight_norm", "many_body", "compile",
+              "radial_gain", "embedding_std", "residual", "weight_norm", "many_body",
+              "compile",
               "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
@@ -180,6 +181,9 @@ def _model_flags(add: Callable[..., None], d: Config) -> None:
     add("embedding_std", type=float, default=d.embedding_std,
         help="std of the element embedding's initial entries; 0.45 with --radial-gain 1.5 "
              f"starts a product-basis model at MACE's scales (default: {d.embedding_std:g})")
+    add("residual", action=argparse.BooleanOptionalAction, default=d.residual,
+        help="add every layer's output to its input; --no-residual replaces it, as MACE "
+             f"(default: {d.residual})")
     add("weight_norm", action=argparse.BooleanOptionalAction, default=d.weight_norm,
         help="weight-normalised weight matrices (AtomCloudNet's weight_norm, the class's "
              "default, for loops without a schedule); the program's default is plain "

@@ -72,6 +72,7 @@ class Config:
     scalar_activation: bool = True
     radial_gain: float = 10.0
     embedding_std: float = 1.0
+    residual: bool = True
     weight_norm: bool = False
     output: str = "auto"
     anisotropic_gradient: Optional[float] = None

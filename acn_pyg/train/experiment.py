@@ -47,7 +47,8 @@ def model_spec(cfg: Config, extensive: bool, mean: float, std: float,
                       product_basis=cfg.product_basis, input_linear=cfg.input_linear,
                       self_interaction_rank=cfg.self_interaction_rank,
                       scalar_activation=cfg.scalar_activation, radial_gain=cfg.radial_gain,
-                      embedding_std=cfg.embedding_std, weight_norm=cfg.weight_norm,
+                      embedding_std=cfg.embedding_std, residual=cfg.residual,
+                      weight_norm=cfg.weight_norm,
                       many_body=cfg.many_body, pooling="add" if extensive else "mean",
                       mean=mean, std=std, atomref=atomref, output=output)
         if head_std is not None:

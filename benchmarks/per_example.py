@@ -202,6 +202,14 @@ def acn_layers_in_mace(mace, settings: dict, avg_num_neighbors: float, cutoff: f
 ACN_PARTS = ("radial", "radial_nobias", "product", "skip")
 
 
+def check_acn_parts(parts) -> None:
+    """Raises a :class:`ValueError` naming any entry of an "acn_parts" list
+    that is not one of :data:`ACN_PARTS`."""
+    unknown = sorted(set(parts) - set(ACN_PARTS))
+    if unknown:
+        raise ValueError(f"unknown 'acn_parts' {unknown}: choose from {list(ACN_PARTS)}")
+
+
 def acn_parts_in_mace(mace, settings: dict, parts, radial_gain: float = 1.5) -> None:
     """Replaces parts of every layer of a ScaleShiftMACE (:func:`mace_model`)
     by AtomCloudNet's, one ingredient at a time: ``"radial"``, the radial MLP
@@ -219,9 +227,7 @@ def acn_parts_in_mace(mace, settings: dict, parts, radial_gain: float = 1.5) -> 
     from acn_pyg.nn import IrrepsLinear, RadialMLP
     from acn_pyg.nn.conv import SymmetricProduct
 
-    unknown = sorted(set(parts) - set(ACN_PARTS))
-    if unknown:
-        raise ValueError(f"unknown 'acn_parts' {unknown}: choose from {list(ACN_PARTS)}")
+    check_acn_parts(parts)
     hidden = o3.Irreps(settings["hidden_irreps"])
 
     class Skip(torch.nn.Module):
@@ -252,10 +258,7 @@ def acn_parts_in_mace(mace, settings: dict, parts, radial_gain: float = 1.5) -> 
                 settings["num_bessel"], settings["radial_MLP"][0],
                 interaction.conv_tp.weight_numel, gain=radial_gain)
             if "radial_nobias" in parts:
-                for lin in (interaction.conv_tp_weights.lin1, interaction.conv_tp_weights.lin2):
-                    with torch.no_grad():
-                        lin.bias.zero_()
-                    lin.bias.requires_grad_(False)
+                freeze_biases_at_zero(interaction.conv_tp_weights)
         if "skip" in parts and hasattr(interaction, "skip_tp"):
             interaction.skip_tp = Skip()
         if "product" in parts:
@@ -340,16 +343,22 @@ def radial_e3nn(model) -> None:
             torch.nn.functional.silu)
 
 
-def radial_without_biases(model) -> None:
-    """Sets the biases of every layer's radial MLP to zero and freezes them:
-    e3nn's (and MACE's) radial MLP, which has none."""
+def freeze_biases_at_zero(radial) -> None:
+    """Sets the biases of a :class:`~acn_pyg.nn.RadialMLP` to zero and
+    freezes them."""
     import torch
 
     with torch.no_grad():
-        for conv in model.convs:
-            for lin in (conv.radial.lin1, conv.radial.lin2):
-                lin.bias.zero_()
-                lin.bias.requires_grad_(False)
+        for lin in (radial.lin1, radial.lin2):
+            lin.bias.zero_()
+            lin.bias.requires_grad_(False)
+
+
+def radial_without_biases(model) -> None:
+    """Sets the biases of every layer's radial MLP to zero and freezes them:
+    e3nn's (and MACE's) radial MLP, which has none."""
+    for conv in model.convs:
+        freeze_biases_at_zero(conv.radial)
 
 
 def worker(job: dict) -> dict:

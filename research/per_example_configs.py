@@ -15,7 +15,7 @@ in place of MACE's interaction and product blocks
 (per_example.acn_layers_in_mace; "residual": false replaces the features
 instead of adding to them), or its "acn_parts" list putting some of
 AtomCloudNet's parts in MACE's layers (per_example.acn_parts_in_mace:
-"radial", "product", "skip").
+"radial", "radial_nobias", "product", "skip").
 
     python research/per_example_configs.py --minutes 10 \\
         --configs '{"label": "products 16", "config": {"product_channels": 16}}' \\
@@ -59,10 +59,7 @@ def jobs(configs: list, args) -> list:
             per_example.check_mace_options(c["mace"])
         if "acn_layers" in c:
             per_example.check_acn_layers(c["acn_layers"])
-        unknown = sorted(set(c.get("acn_parts", ())) - set(per_example.ACN_PARTS))
-        if unknown:
-            raise ValueError(f"unknown 'acn_parts' {unknown}: choose from "
-                             f"{list(per_example.ACN_PARTS)}")
+        per_example.check_acn_parts(c.get("acn_parts", ()))
         for seed in args.seeds.split(","):
             job = dict(model=c.get("model", "acn"), size=args.size, seed=int(seed),
                        minutes=args.minutes, target="U0", val_size=500, test_size=1000,

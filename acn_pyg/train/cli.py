@@ -16,8 +16,7 @@ ACN_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax"
               "product_channels", "product_correlation", "element_dependent",
               "product_basis", "input_linear", "self_interaction_rank", "scalar_activation",
               "radial_gain", "embedding_std", "residual", "weight_norm", "many_body",
-              "compile",
-              "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
+              "compile", "denoise_weight", "denoise_sigma", "output", "anisotropic_gradient")
 #: The fields that decide AtomCloudNet's parameters: a checkpoint loads into
 #: a model built with the same values (a warm start with --init-from).
 MODEL_FIELDS = ("hidden_channels", "hidden_irreps", "num_layers", "cutoff", "lmax",

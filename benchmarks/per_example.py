@@ -327,6 +327,39 @@ def one_readout(model, hidden: int) -> None:
                                            torch.nn.Linear(hidden, 1))
 
 
+def layer_readouts(model) -> None:
+    """Adds MACE's readouts of the earlier layers: a linear map (no bias, e3nn's
+    initial scale 1/sqrt(fan-in)) from the scalars of every layer but the last
+    to the atom's output, summed with the readout of the last layer."""
+    import torch
+
+    c, convs = model.hidden_channels, len(model.gates)
+    if model.readout != "atom" and model.pooling != "add":
+        raise ValueError("'layer_readouts' needs per-atom outputs summed (pooling='add')")
+    scalars = []
+
+    class Summed(torch.nn.Module):
+        def __init__(self, last):
+            super().__init__()
+            self.last = last
+            self.linears = torch.nn.ModuleList(
+                torch.nn.Linear(c, 1, bias=False) for _ in range(convs - 1))
+            for lin in self.linears:
+                torch.nn.init.normal_(lin.weight, std=c ** -0.5)
+
+        def forward(self, a):
+            y = self.last(a)
+            for lin, h in zip(self.linears, scalars):
+                y = y + lin(h)
+            scalars.clear()
+            return y
+
+    for gate in model.gates[:-1]:
+        gate.register_forward_hook(lambda module, args, out: scalars.append(out[:, :c]))
+    model.register_forward_pre_hook(lambda module, args, kwargs=None: scalars.clear())
+    model.output_mlp = Summed(model.output_mlp)
+
+
 def radial_e3nn(model) -> None:
     """Replaces every layer's radial MLP by e3nn's (and MACE's):
     :class:`e3nn.nn.FullyConnectedNet` of the same widths, unit weights times
@@ -368,7 +401,8 @@ def worker(job: dict) -> dict:
     options), ``"acn_layers"`` (:func:`acn_layers_in_mace`'s), ``"acn_parts"``
     (:func:`acn_parts_in_mace`'s), ``"lr_scale": "fan_in"``
     (:func:`fan_in_param_groups`) and, for AtomCloudNet, ``"readout_hidden"``
-    (:func:`one_readout`), ``"radial_bias": False``
+    (:func:`one_readout`), ``"layer_readouts": True`` (:func:`layer_readouts`),
+    ``"radial_bias": False``
     (:func:`radial_without_biases`) and ``"radial_e3nn": True``
     (:func:`radial_e3nn`)."""
     import torch
@@ -395,6 +429,8 @@ def worker(job: dict) -> dict:
         model = build_model(cfg, prep.extensive, prep.mean, prep.std, prep.atomref)
         if "readout_hidden" in job:
             one_readout(model, job["readout_hidden"])
+        if job.get("layer_readouts", False):
+            layer_readouts(model)
         if job.get("radial_bias", True) is False:
             radial_without_biases(model)
         if job.get("radial_e3nn", False):

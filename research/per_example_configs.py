@@ -6,16 +6,18 @@ learning rate, AMSGrad (true or false) and plateau patience in epochs
 (default 5), and parts of MACE's parametrisation: "lr_scale": "fan_in"
 (e3nn's unit weights: each weight matrix at lr / sqrt(fan-in),
 per_example.fan_in_param_groups), "readout_hidden": n (MACE's readout, one
-MLP of n units, per_example.one_readout), "radial_bias": false (radial
-MLPs without biases); the table is per_example.py's. A configuration with
-"model": "mace" trains MACE instead, its "mace" dict replacing some of
-per_example.mace_model's settings (per_example.MACE_OPTIONS), and its
-"acn_layers" dict, if given, putting AtomCloudConv layers with these options
-in place of MACE's interaction and product blocks
-(per_example.acn_layers_in_mace; "residual": false replaces the features
-instead of adding to them), or its "acn_parts" list putting some of
-AtomCloudNet's parts in MACE's layers (per_example.acn_parts_in_mace:
-"radial", "radial_nobias", "product", "skip").
+MLP of n units, per_example.one_readout), "layer_readouts": true (MACE's
+linear readouts of the earlier layers, per_example.layer_readouts),
+"radial_bias": false (radial MLPs without biases); the table is
+per_example.py's. A configuration with "model": "mace" trains MACE instead,
+its "mace" dict replacing some of per_example.mace_model's settings
+(per_example.MACE_OPTIONS), and its "acn_layers" dict, if given, putting
+AtomCloudConv layers with these options in place of MACE's interaction and
+product blocks (per_example.acn_layers_in_mace; "residual": false replaces
+the features instead of adding to them), or its "acn_parts" list putting
+some of AtomCloudNet's parts in MACE's layers
+(per_example.acn_parts_in_mace: "radial", "radial_nobias", "product",
+"skip").
 
     python research/per_example_configs.py --minutes 10 \\
         --configs '{"label": "products 16", "config": {"product_channels": 16}}' \\
@@ -35,7 +37,7 @@ import per_example  # noqa: E402
 #: The keys a configuration may hold besides "label", "config" and "model",
 #: copied into its jobs as they are.
 JOB_KEYS = ("lr", "amsgrad", "patience", "mace", "acn_layers", "acn_parts", "lr_scale",
-            "readout_hidden", "radial_bias", "radial_e3nn")
+            "readout_hidden", "radial_bias", "radial_e3nn", "layer_readouts")
 
 
 def jobs(configs: list, args) -> list:

@@ -118,3 +118,40 @@ def test_mace_readout_and_radial_mlp_without_biases():
     model(z, pos).sum().backward()
     assert all(b.grad is None for b in biases)
     assert model.output_mlp[0].weight.grad is not None
+
+
+def test_layer_readouts_add_a_linear_map_of_every_earlier_layer_s_scalars():
+    import torch
+
+    import per_example
+    from acn_pyg import AtomCloudNet
+
+    model = _small_model()
+    z, pos = torch.tensor([6, 1, 1, 8, 1]), torch.randn(5, 3)
+    per_example.one_readout(model, 4)
+    before = model(z, pos)
+    per_example.layer_readouts(model)
+    first = []
+    model.gates[0].register_forward_hook(lambda m, args, out: first.append(out[:, :16]))
+    (lin,) = model.output_mlp.linears
+    with torch.no_grad():
+        lin.weight.zero_()
+    torch.testing.assert_close(model(z, pos), before)
+    with torch.no_grad():
+        lin.weight[0, 3] = 1.0
+    first.clear()
+    after = model(z, pos)
+    torch.testing.assert_close(after - before, first[0][:, 3].sum().view(1, 1))
+    # the same again (nothing kept from the last call), and invariant under rotation
+    rotation = torch.linalg.qr(torch.randn(3, 3))[0]
+    torch.testing.assert_close(model(z, pos @ rotation.T), after, atol=1e-5, rtol=1e-5)
+    after.sum().backward()
+    assert lin.weight.grad is not None and model.convs[0].radial.lin1.weight.grad is not None
+    with pytest.raises(ValueError, match="pooling='add'"):
+        per_example.layer_readouts(AtomCloudNet(hidden_channels=8, num_layers=2,
+                                                pooling="mean"))
+
+
+def test_layer_readouts_reach_the_job():
+    out = jobs([{"label": "r", "layer_readouts": True}], _args(seeds="0"))
+    assert out[0]["layer_readouts"] is True

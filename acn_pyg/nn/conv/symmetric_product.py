@@ -132,10 +132,13 @@ class SymmetricProduct(torch.nn.Module):
         self.irreps_out = (o3.Irreps([(channels, ir) for ir in irs_out]) if self.contract
                            else self.irreps_paths)
         # Every channel u uses the same bilinear map of its (2l+1)-vectors,
-        # so B_u = (a_u outer a_u) C: one outer product and one matrix
-        # product replace a kernel chain per path.
+        # a sparse one (Clebsch-Gordan): B_u[k] = sum over nonzero (i, j, k)
+        # of c a_u[i] a_u[j], one gather, product and scatter-add over all
+        # channels at once.
         dt = torch.get_default_dtype()
-        self.register_buffer("coupling", _coupling(irs, irs, pairs).to(dt), persistent=False)
+        self._register_sparse("pair", _coupling(irs, irs, pairs).to(dt),
+                              sum(ir.dim for ir in irs))
+        self._pair_rows = sum(pair_dims)
 
         def columns(ks):
             return torch.tensor([starts[k] + c for k in ks for c in range(pair_dims[k])],
@@ -143,26 +146,26 @@ class SymmetricProduct(torch.nn.Module):
 
         self._all_out = out_pairs == list(range(len(pairs)))
         self.register_buffer("out_columns", columns(out_pairs), persistent=False)
+        self._triples = bool(triples)
         if triples:
             self.register_buffer("mid_columns", columns(mid_pairs), persistent=False)
-            self.register_buffer("coupling3", _coupling(
-                [pairs[k][2] for k in mid_pairs], irs, triples).to(dt), persistent=False)
-        else:
-            self.mid_columns = self.coupling3 = None
+            self._register_sparse("triple", _coupling(
+                [pairs[k][2] for k in mid_pairs], irs, triples).to(dt),
+                sum(ir.dim for ir in irs))
+            self._triple_rows = sum(ir.dim for _, _, ir in triples)
         self._mid_dims = [channels * ir.dim for ir in irs]
         ir_starts = [sum(ir.dim for ir in irs[:i]) for i in range(len(irs))]
         self.register_buffer("linear_columns", torch.tensor(
             [ir_starts[i] + c for i in linear for c in range(irs[i].dim)], dtype=torch.long)
             if linear else None, persistent=False)
         if self.contract:
-            # w_pu, and the 0/1 matrix that sums each path's (2l+1)-vector
-            # into its output irrep's: [sum over paths of 2l+1, sum over L of 2L+1].
+            # w_pu, and the output row each path's (2l+1) rows are summed into.
             self.path_weight = torch.nn.Parameter(torch.empty(len(out), channels))
             ends = [sum(ir.dim for ir in irs_out[:k]) for k in range(len(irs_out))]
-            rows = [(ends[irs_out.index(ir)] + c) for ir in out for c in range(ir.dim)]
-            summation = torch.zeros(len(rows), sum(ir.dim for ir in irs_out), dtype=dt)
-            summation[torch.arange(len(rows)), torch.tensor(rows)] = 1.0
-            self.register_buffer("summation", summation, persistent=False)
+            self.register_buffer("output_row", torch.tensor(
+                [ends[irs_out.index(ir)] + c for ir in out for c in range(ir.dim)],
+                dtype=torch.long), persistent=False)
+            self._out_rows = sum(ir.dim for ir in irs_out)
             self._paths_per_output = [out.count(ir) for ir in out]
         else:
             self.register_parameter("path_weight", None)
@@ -193,36 +196,57 @@ class SymmetricProduct(torch.nn.Module):
         if self.element_weights is not None:
             self.element_weights.reset_parameters()
 
+    def _register_sparse(self, name: str, coupling: Tensor, d2: int) -> None:
+        # The nonzero entries of a [d1 d2, d_out] coupling matrix as the
+        # rows i of the first factor, j of the second, k of the output and
+        # their values.
+        rows, k = (coupling.abs() > 1e-10).nonzero().unbind(-1)
+        self.register_buffer(f"{name}_i", rows // d2, persistent=False)
+        self.register_buffer(f"{name}_j", rows % d2, persistent=False)
+        self.register_buffer(f"{name}_k", k, persistent=False)
+        self.register_buffer(f"{name}_c", coupling[rows, k].unsqueeze(-1).unsqueeze(-1),
+                             persistent=False)
+
+    @staticmethod
+    def _bilinear(x: Tensor, y: Tensor, i: Tensor, j: Tensor, k: Tensor, c: Tensor,
+                  rows: int) -> Tensor:
+        # [rows, n, u]: sum over nonzeros (i, j, k) of c x[i] y[j] into row k.
+        src = x.index_select(0, i) * c * y.index_select(0, j)
+        return src.new_zeros((rows,) + src.shape[1:]).index_add_(0, k, src)
+
     def forward(self, x: Tensor, attrs: Optional[Tensor] = None) -> Tensor:
         n, k = x.size(0), self.channels
-        # [n, u, sum of 2l+1]: the projected irreps of each channel side by side.
-        a = torch.cat([block.reshape(n, k, -1) for block in
-                       split_blocks(self.projection(x), self._mid_dims)], dim=-1)
-        b2 = (a.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2) @ self.coupling
-        b = b2 if self._all_out else b2.index_select(-1, self.out_columns)
-        if self.coupling3 is not None:
-            mid = b2.index_select(-1, self.mid_columns)
-            b3 = (mid.unsqueeze(-1) * a.unsqueeze(-2)).flatten(-2) @ self.coupling3
-            b = torch.cat([b, b3], dim=-1)  # [n, u, sum over paths of 2 l + 1]
-        if self.linear_columns is not None:
-            b = torch.cat([a.index_select(-1, self.linear_columns), b], dim=-1)
+        # [sum of 2l+1, n, u]: the projected irreps' components as rows, so
+        # that every gather and scatter below moves whole rows.
+        a = torch.cat([block.reshape(n, k, -1).permute(2, 0, 1) for block in
+                       split_blocks(self.projection(x), self._mid_dims)], dim=0).contiguous()
+        b2 = self._bilinear(a, a, self.pair_i, self.pair_j, self.pair_k, self.pair_c,
+                            self._pair_rows)
+        parts = [] if self.linear_columns is None else [a.index_select(0, self.linear_columns)]
+        parts.append(b2 if self._all_out else b2.index_select(0, self.out_columns))
+        if self._triples:
+            mid = b2.index_select(0, self.mid_columns)
+            parts.append(self._bilinear(mid, a, self.triple_i, self.triple_j, self.triple_k,
+                                        self.triple_c, self._triple_rows))
+        b = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]  # [paths' 2l+1, n, u]
         # Per path (and channel): the element factors times the contraction's
-        # weights, one factor spread over the path's 2l+1 columns.
+        # weights, one factor spread over the path's 2l+1 rows.
         w = None
         if self.element_weights is not None:
             if attrs is None:
                 raise ValueError(f"this SymmetricProduct weighs its paths by atom attributes "
                                  f"(attr_channels={self.attr_channels}): pass 'attrs'")
-            w = self.element_weights(attrs).view(n, k, -1)
+            w = self.element_weights(attrs).view(n, k, -1).permute(2, 0, 1)
         if self.path_weight is not None:
-            w = self.path_weight.t() if w is None else w * self.path_weight.t()
+            pw = self.path_weight.unsqueeze(1)  # [paths, 1, u]
+            w = pw if w is None else w * pw
         if w is not None:
-            b = b * w.index_select(-1, self.path_of_column)
+            b = b * w.index_select(0, self.path_of_column)
         if self.path_weight is not None:
-            b = b @ self.summation
-        # Back to e3nn's layout: one [u, 2 l + 1] block per path.
-        return torch.cat([block.reshape(n, -1) for block in
-                          split_blocks(b, self._out_dims, dim=-1)], dim=-1)
+            b = b.new_zeros((self._out_rows, n, k)).index_add_(0, self.output_row, b)
+        # Back to e3nn's layout: one [u, 2 l + 1] block per path (or output irrep).
+        return torch.cat([block.permute(1, 2, 0).reshape(n, -1) for block in
+                          split_blocks(b, self._out_dims, dim=0)], dim=-1)
 
     def __repr__(self) -> str:
         contract = ", contract=True" if self.contract else ""

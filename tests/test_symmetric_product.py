@@ -189,16 +189,21 @@ def test_contraction_is_equivariant(correlation, attr_channels):
                        irreps_out=product.irreps_out)
 
 
-def test_contraction_is_the_weighted_sum_of_the_paths_and_the_cloud():
+@pytest.mark.parametrize("wanted", [["0e", "1o"], ["0e"], ["1o"]])
+def test_contraction_is_the_weighted_sum_of_the_paths_and_the_cloud(wanted):
     """B_bar^(L)_u = sum over paths p -> L of w_pu B^(p)_u, the projected
-    cloud's own L among the paths: checked against the uncontracted paths."""
+    cloud's own L among the paths, each times its element factor: checked
+    against the uncontracted paths, for several output irreps and for one
+    (scalars alone, vectors alone)."""
     torch.manual_seed(0)
-    irreps, wanted = "4x0e+3x1o+2x2e", [o3.Irrep("0e"), o3.Irrep("1o")]
+    irreps, wanted = "4x0e+3x1o+2x2e", [o3.Irrep(ir) for ir in wanted]
     paths = SymmetricProduct(irreps, 3, filter_ir_out=wanted, correlation=3).to(DT)
     contracted = SymmetricProduct(irreps, 3, filter_ir_out=wanted, correlation=3,
-                                  contract=True).to(DT)
+                                  attr_channels=2, contract=True).to(DT)
     contracted.projection.load_state_dict(paths.projection.state_dict())
-    x = paths.irreps_in.randn(5, -1, dtype=DT)
+    with torch.no_grad():
+        contracted.element_weights.weight.normal_()
+    x, attrs = paths.irreps_in.randn(5, -1, dtype=DT), torch.randn(5, 2, dtype=DT)
     a = paths.projection(x)
     # [atoms, channels, 2l + 1] per path: the cloud's 0e and 1o, then the products
     terms = [a[:, s].view(5, 3, -1) for s, (_, ir) in zip(paths.irreps_mid.slices(),
@@ -209,10 +214,12 @@ def test_contraction_is_the_weighted_sum_of_the_paths_and_the_cloud():
     out_of += [ir for _, ir in paths.irreps_out]
     w = contracted.path_weight  # [paths, channels]
     assert w.shape == (len(terms), 3)
-    expected = [sum(w[p].view(1, 3, 1) * terms[p] for p in range(len(terms)) if out_of[p] == ir)
-                for ir in wanted]
+    # times each atom's element factors 1 + V s_i, [atoms, channels, paths]
+    f = 1 + (attrs @ contracted.element_weights.weight.t()).view(5, 3, -1)
+    expected = [sum(w[p].view(1, 3, 1) * f[:, :, p, None] * terms[p]
+                    for p in range(len(terms)) if out_of[p] == ir) for ir in wanted]
     expected = torch.cat([e.reshape(5, -1) for e in expected], dim=-1)
-    torch.testing.assert_close(contracted(x), expected)
+    torch.testing.assert_close(contracted(x, attrs), expected)
 
 
 def test_product_basis_layer():

@@ -166,9 +166,13 @@ class SymmetricProduct(torch.nn.Module):
                 [ends[irs_out.index(ir)] + c for ir in out for c in range(ir.dim)],
                 dtype=torch.long), persistent=False)
             self._out_rows = sum(ir.dim for ir in irs_out)
+            # One output irrep (e.g. scalars only): the sum over paths is a
+            # plain sum over [paths, 2L+1] rows.
+            self._single_out = irs_out[0].dim if len(irs_out) == 1 else 0
             self._paths_per_output = [out.count(ir) for ir in out]
         else:
             self.register_parameter("path_weight", None)
+            self._single_out = 0
         self._out_dims = [ir.dim for ir in (irs_out if self.contract else out)]
         self.element_weights = (ElementFactors(attr_channels, channels * len(out))
                                 if attr_channels > 0 else None)
@@ -176,6 +180,7 @@ class SymmetricProduct(torch.nn.Module):
         self.register_buffer("path_of_column", torch.tensor(
             [p for p, ir in enumerate(out) for _ in range(ir.dim)], dtype=torch.long)
             if attr_channels > 0 or self.contract else None, persistent=False)
+        self._one_row_per_path = all(ir.dim == 1 for ir in out)
         self.reset_parameters()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -241,8 +246,10 @@ class SymmetricProduct(torch.nn.Module):
             pw = self.path_weight.unsqueeze(1)  # [paths, 1, u]
             w = pw if w is None else w * pw
         if w is not None:
-            b = b * w.index_select(0, self.path_of_column)
-        if self.path_weight is not None:
+            b = b * (w if self._one_row_per_path else w.index_select(0, self.path_of_column))
+        if self._single_out:
+            b = b.view(-1, self._single_out, n, k).sum(0)
+        elif self.path_weight is not None:
             b = b.new_zeros((self._out_rows, n, k)).index_add_(0, self.output_row, b)
         # Back to e3nn's layout: one [u, 2 l + 1] block per path (or output irrep).
         return torch.cat([block.permute(1, 2, 0).reshape(n, -1) for block in

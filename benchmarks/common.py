@@ -80,6 +80,19 @@ def time_alternating(fns: Dict[str, Callable[[], object]], repeats: int, warmup:
     return times
 
 
+def adam_step(model, data, lr: float = 1e-3) -> Callable[[], None]:
+    """One train step of :obj:`model` on the batch :obj:`data` (forward,
+    mean squared output as the loss, backward, Adam at :obj:`lr`), as a
+    function to time."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step() -> None:
+        opt.zero_grad()
+        model(data.z, data.pos, data.batch).pow(2).mean().backward()
+        opt.step()
+    return step
+
+
 def median(values: List[float]) -> float:
     return statistics.median(values)
 

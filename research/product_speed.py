@@ -18,7 +18,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from common import machine, median, qm9_batch, time_alternating  # noqa: E402
+from common import adam_step, machine, median, qm9_batch, time_alternating  # noqa: E402
 
 from acn_pyg import AtomCloudNet  # noqa: E402
 
@@ -89,15 +89,7 @@ def main() -> None:
         scale = float(outputs["before"].abs().max())
         if gap > 1e-4 * max(scale, 1.0):
             raise AssertionError(f"{name}: outputs differ by {gap} (of {scale})")
-        steps = {}
-        for key, model in models.items():
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-            def step(model=model, opt=opt):
-                opt.zero_grad()
-                model(data.z, data.pos, data.batch).pow(2).mean().backward()
-                opt.step()
-            steps[key] = step
+        steps = {key: adam_step(model, data) for key, model in models.items()}
         times = time_alternating(steps, args.repeats)
         row = {"config": name, "max_output_difference": gap,
                **{f"{k}_s_per_step": median(v) for k, v in times.items()}}

@@ -13,7 +13,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from common import machine, median, qm9_batch, time_alternating  # noqa: E402
+from common import adam_step, machine, median, qm9_batch, time_alternating  # noqa: E402
 
 from acn_pyg import AtomCloudNet  # noqa: E402
 
@@ -34,14 +34,7 @@ def main() -> None:
         steps = {}
         for name, flag in (("weight_norm", True), ("plain", False)):
             torch.manual_seed(0)
-            model = AtomCloudNet(weight_norm=flag)
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-            def step(model=model, opt=opt):
-                opt.zero_grad()
-                model(data.z, data.pos, data.batch).pow(2).mean().backward()
-                opt.step()
-            steps[name] = step
+            steps[name] = adam_step(AtomCloudNet(weight_norm=flag), data)
         times = time_alternating(steps, args.repeats)
         row = {"batch": size, **{f"{k}_molecules_per_s": size / median(v)
                                  for k, v in times.items()}}

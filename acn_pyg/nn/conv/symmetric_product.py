@@ -135,10 +135,8 @@ class SymmetricProduct(torch.nn.Module):
         # a sparse one (Clebsch-Gordan): B_u[k] = sum over nonzero (i, j, k)
         # of c a_u[i] a_u[j], one gather, product and scatter-add over all
         # channels at once.
-        dt = torch.get_default_dtype()
-        self._register_sparse("pair", _coupling(irs, irs, pairs).to(dt),
-                              sum(ir.dim for ir in irs))
-        self._pair_rows = sum(pair_dims)
+        dt, d = torch.get_default_dtype(), sum(ir.dim for ir in irs)
+        self._register_sparse("pair", _coupling(irs, irs, pairs).to(dt), d)
 
         def columns(ks):
             return torch.tensor([starts[k] + c for k in ks for c in range(pair_dims[k])],
@@ -150,9 +148,7 @@ class SymmetricProduct(torch.nn.Module):
         if triples:
             self.register_buffer("mid_columns", columns(mid_pairs), persistent=False)
             self._register_sparse("triple", _coupling(
-                [pairs[k][2] for k in mid_pairs], irs, triples).to(dt),
-                sum(ir.dim for ir in irs))
-            self._triple_rows = sum(ir.dim for _, _, ir in triples)
+                [pairs[k][2] for k in mid_pairs], irs, triples).to(dt), d)
         self._mid_dims = [channels * ir.dim for ir in irs]
         ir_starts = [sum(ir.dim for ir in irs[:i]) for i in range(len(irs))]
         self.register_buffer("linear_columns", torch.tensor(
@@ -166,13 +162,12 @@ class SymmetricProduct(torch.nn.Module):
                 [ends[irs_out.index(ir)] + c for ir in out for c in range(ir.dim)],
                 dtype=torch.long), persistent=False)
             self._out_rows = sum(ir.dim for ir in irs_out)
-            # One output irrep (e.g. scalars only): the sum over paths is a
-            # plain sum over [paths, 2L+1] rows.
-            self._single_out = irs_out[0].dim if len(irs_out) == 1 else 0
             self._paths_per_output = [out.count(ir) for ir in out]
         else:
             self.register_parameter("path_weight", None)
-            self._single_out = 0
+        # Contracted into one output irrep (e.g. scalars only): the sum over
+        # paths is a plain sum over [paths, 2L+1] rows.
+        self._single_out = irs_out[0].dim if self.contract and len(irs_out) == 1 else 0
         self._out_dims = [ir.dim for ir in (irs_out if self.contract else out)]
         self.element_weights = (ElementFactors(attr_channels, channels * len(out))
                                 if attr_channels > 0 else None)
@@ -204,7 +199,8 @@ class SymmetricProduct(torch.nn.Module):
     def _register_sparse(self, name: str, coupling: Tensor, d2: int) -> None:
         # The nonzero entries of a [d1 d2, d_out] coupling matrix as the
         # rows i of the first factor, j of the second, k of the output and
-        # their values.
+        # their values; d_out as _{name}_rows.
+        setattr(self, f"_{name}_rows", coupling.size(1))
         rows, k = (coupling.abs() > 1e-10).nonzero().unbind(-1)
         self.register_buffer(f"{name}_i", rows // d2, persistent=False)
         self.register_buffer(f"{name}_j", rows % d2, persistent=False)
